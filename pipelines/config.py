@@ -187,7 +187,10 @@ class RankerConfig(StrictModel):
     lr: float = Field(2e-3, gt=0, description="Adam learning rate.")
     num_workers: int = Field(2, ge=1, description="Ray Train workers (DDP).")
     use_gpu: bool = Field(False, description="Train on GPUs (one per worker).")
-    lgbm_rounds: int = Field(200, ge=1, description="Boosting rounds of the LightGBM baseline.")
+    lgbm_rounds: int = Field(150, ge=1, description="Boosting rounds of the LightGBM baseline.")
+    lgbm_max_rows: int = Field(
+        150_000, ge=1000, description="Training rows of the LightGBM baseline (seeded subsample)."
+    )
     test_days: int = Field(2, ge=1, description="Last days held out for evaluation.")
 
 

@@ -1,0 +1,120 @@
+"""The `feedrank` command line: one command per pipeline step, plus run-all, serve and the DAG.
+
+Every step command calls the same function (in `pipelines.steps`) that the Airflow task calls.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from pipelines import steps
+from pipelines.config import REPO_ROOT, FeedrankConfig, load_config
+
+app = typer.Typer(add_completion=False, help="feedrank: Twitter/X-style feed ranking, end to end.")
+ConfigOption = Annotated[
+    str, typer.Option("--config", "-c", help="Config name under configs/ or a YAML path.")
+]
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    for noisy in ("feast", "great_expectations", "py.warnings", "mlflow", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _run_step(function: Callable[[FeedrankConfig], dict[str, Any]], config: str) -> None:
+    _setup_logging()
+    result = function(load_config(config))
+    typer.echo(json.dumps(result, indent=2, default=str))
+
+
+def _register(name: str) -> None:
+    function = getattr(steps, name)
+
+    def command(config: ConfigOption = "default") -> None:
+        _run_step(function, config)
+
+    command.__doc__ = function.__doc__
+    app.command(name=name.replace("_", "-"))(command)
+
+
+for _step in steps.STEP_ORDER:
+    _register(_step)
+
+
+@app.command("run-all")
+def run_all(config: ConfigOption = "default") -> None:
+    """Every step in order in this process, without Airflow."""
+    _run_step(steps.run_all, config)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = "default",
+    block: Annotated[bool, typer.Option(help="Keep serving until interrupted.")] = True,
+) -> None:
+    """Start the Ray Serve application (champion, and challenger when registered)."""
+    from serving.run import start
+
+    _setup_logging()
+    url = start(load_config(config), blocking=block)
+    typer.echo(f"serving on {url}")
+
+
+@app.command()
+def airflow_env(config: ConfigOption = "default") -> None:
+    """Print the environment Airflow needs for this repo (eval it in a shell)."""
+    for key, value in airflow_environment(load_config(config)).items():
+        typer.echo(f"export {key}={value}")
+
+
+def airflow_environment(cfg: FeedrankConfig) -> dict[str, str]:
+    """AIRFLOW_HOME under the state root, dags/ of this repo, sqlite metadata, no examples."""
+    home = cfg.paths.airflow_home
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAG_FILE_PROCESSOR_TIMEOUT": "120",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "FEEDRANK_CONFIG": cfg.name,
+        "FEEDRANK_HOME": str(cfg.paths.root_dir),
+        "PYTHONPATH": str(REPO_ROOT),
+        "MPLCONFIGDIR": str(cfg.paths.root_dir / "mpl"),
+    }
+
+
+@app.command()
+def dag_test(config: ConfigOption = "default") -> None:
+    """Run the `feed_training` DAG through Airflow (`airflow dags test`) on this config."""
+    cfg = load_config(config)
+    env = {**os.environ, **airflow_environment(cfg)}
+    cfg.paths.airflow_home.mkdir(parents=True, exist_ok=True)
+    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    conf = json.dumps({"config": config})
+    completed = subprocess.run(
+        [airflow, "dags", "test", "feed_training", "--conf", conf], env=env, check=False
+    )
+    if completed.returncode != 0:
+        raise typer.Exit(completed.returncode)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""Batch features: the Feast sources, computed from the raw lake.
+
+Every table carries an ``event_timestamp`` at which its values became known, so Feast's point-in-time
+join never hands a training row anything from its future:
+- ``tweet_content``: static tweet attributes, known when the tweet is posted.
+- ``tweet_engagement``: windowed counts, a row at each hour boundary where a count changes.
+- ``author_stats``, ``viewer_stats``: daily snapshots at the end of each day (and one at the start).
+- ``viewer_author``: cumulative counts per pair, a row at the end of each day the pair was active.
+Engagements count at the time of the action (``fav_at``, ...), impressions at ``served_at``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import FeedrankConfig
+from pipelines.features.spec import epoch_seconds
+from pipelines.schema import read_table
+
+log = logging.getLogger(__name__)
+
+ENGAGEMENT_ACTIONS = ("fav", "reply", "retweet", "quote")
+RATE_PRIOR_STRENGTH = 50.0  # pseudo-impressions pulling small samples toward the global rate
+
+
+def feature_table_path(cfg: FeedrankConfig, name: str) -> Path:
+    return cfg.paths.features / f"{name}.parquet"
+
+
+def write_feature_table(cfg: FeedrankConfig, name: str, table: pd.DataFrame) -> Path:
+    """Write a Feast source; event times as microsecond UTC (the offline store casts from that)."""
+    table = table.assign(event_timestamp=pd.to_datetime(table["event_timestamp"], utc=True).astype(
+        "datetime64[us, UTC]"
+    ))
+    path = feature_table_path(cfg, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(path, index=False)
+    log.info("features: %s written (%d rows)", name, len(table))
+    return path
+
+
+def engagement_events(impressions: pd.DataFrame, tweets: pd.DataFrame) -> pd.DataFrame:
+    """One row per engagement action: viewer_id, tweet_id, author_id, action, at (timestamp)."""
+    frames = []
+    for action in ENGAGEMENT_ACTIONS:
+        done = impressions[impressions[action]]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "viewer_id": done["viewer_id"].to_numpy(),
+                    "tweet_id": done["tweet_id"].to_numpy(),
+                    "action": action,
+                    "at": done[f"{action}_at"].to_numpy(),
+                }
+            )
+        )
+    events = pd.concat(frames, ignore_index=True)
+    authors = tweets.set_index("tweet_id")["author_id"]
+    events["author_id"] = authors.reindex(events["tweet_id"]).to_numpy()
+    return events.sort_values("at", kind="stable").reset_index(drop=True)
+
+
+def tweet_content(tweets: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "tweet_id": tweets["tweet_id"],
+            "event_timestamp": tweets["created_at"],
+            "tweet_length": tweets["text"].str.len().astype("int64"),
+            "has_image": tweets["has_image"].astype("int64"),
+            "has_video": tweets["has_video"].astype("int64"),
+            "has_url": tweets["has_url"].astype("int64"),
+            "is_reply": tweets["in_reply_to_tweet_id"].notna().astype("int64"),
+            "tweet_language": tweets["language"],
+            "tweet_created_s": epoch_seconds(tweets["created_at"]),
+        }
+    )
+
+
+def windowed_counts(
+    keys: np.ndarray, hours: np.ndarray, counts: np.ndarray, window: int
+) -> pd.DataFrame:
+    """Trailing-window sums at every hour boundary where a key's window sum changes.
+
+    keys [E] int64, hours [E] int64 (hour index of each event), counts [E, C]. A snapshot at
+    boundary t (the end of hour t-1) sums events with hour in [t - window, t - 1]. Sums change only
+    at event hour + 1 (an event enters) and event hour + 1 + window (it leaves), so only those
+    boundaries get a row. Returns columns key, boundary, window_0..C-1 and total_0..C-1.
+    """
+    frame = pd.DataFrame(counts, columns=[f"c{i}" for i in range(counts.shape[1])])
+    frame["key"], frame["hour"] = keys, hours
+    per_hour = frame.groupby(["key", "hour"], sort=True).sum().reset_index()
+    key_arr = per_hour["key"].to_numpy()
+    hour_arr = per_hour["hour"].to_numpy()
+    values = per_hour[[c for c in per_hour.columns if c.startswith("c")]].to_numpy(dtype=np.float64)
+    # Cumulative sums with a leading zero row, so a lookup before a key's first event yields 0.
+    cumulative = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)])
+    span = int(hour_arr.max() - hour_arr.min() + 2 * window + 10) if len(hour_arr) else 1
+    offset = int(hour_arr.min()) - window - 5 if len(hour_arr) else 0
+    sorted_codes = key_arr * span + (hour_arr - offset)
+
+    def cum_upto(query_keys: np.ndarray, query_hours: np.ndarray) -> np.ndarray:
+        codes = query_keys * span + (query_hours - offset)
+        position = np.searchsorted(sorted_codes, codes, side="right")  # rows with code <= query
+        first = np.searchsorted(sorted_codes, query_keys * span, side="left")
+        # rows before this key's first row belong to other keys: subtract them
+        return cumulative[position] - cumulative[first]
+
+    boundaries = pd.DataFrame(
+        {
+            "key": np.concatenate([key_arr, key_arr]),
+            "boundary": np.concatenate([hour_arr + 1, hour_arr + 1 + window]),
+        }
+    ).drop_duplicates()
+    bk, bt = boundaries["key"].to_numpy(), boundaries["boundary"].to_numpy()
+    total = cum_upto(bk, bt - 1)
+    windowed = total - cum_upto(bk, bt - 1 - window)
+    out = boundaries.reset_index(drop=True)
+    for i in range(values.shape[1]):
+        out[f"window_{i}"] = windowed[:, i]
+        out[f"total_{i}"] = total[:, i]
+    return out
+
+
+def tweet_engagement(
+    impressions: pd.DataFrame, events: pd.DataFrame, window_hours: int
+) -> pd.DataFrame:
+    """Per tweet: impressions, engagements, favs, replies, retweets in the trailing window."""
+    served_hours = (epoch_seconds(impressions["served_at"]) // 3600).astype("int64").to_numpy()
+    event_hours = (epoch_seconds(events["at"]) // 3600).astype("int64").to_numpy()
+    action = events["action"].to_numpy()
+    kinds = np.zeros((len(impressions) + len(events), 5))
+    kinds[: len(impressions), 0] = 1.0
+    tail = kinds[len(impressions) :]
+    tail[:, 1] = 1.0
+    tail[:, 2] = action == "fav"
+    tail[:, 3] = action == "reply"
+    tail[:, 4] = action == "retweet"
+    keys = np.concatenate([impressions["tweet_id"].to_numpy(), events["tweet_id"].to_numpy()])
+    hours = np.concatenate([served_hours, event_hours])
+    counts = windowed_counts(keys.astype(np.int64), hours, kinds, window_hours)
+    return pd.DataFrame(
+        {
+            "tweet_id": counts["key"].astype("int64"),
+            "event_timestamp": pd.to_datetime(counts["boundary"] * 3600, unit="s", utc=True),
+            "tweet_impressions_window": counts["window_0"],
+            "tweet_engagements_window": counts["window_1"],
+            "tweet_favs_window": counts["window_2"],
+            "tweet_replies_window": counts["window_3"],
+            "tweet_retweets_window": counts["window_4"],
+            "tweet_engagements_total": counts["total_1"],
+        }
+    )
+
+
+def _daily_matrix(ids: pd.Series, stamps: pd.Series, index: pd.Index, days: pd.DatetimeIndex) -> np.ndarray:
+    """Counts per (id, day) as a dense [len(index), len(days)] matrix."""
+    day = pd.to_datetime(stamps, utc=True).dt.floor("D")
+    counts = pd.crosstab(ids.to_numpy(), day.to_numpy())
+    counts.columns = pd.to_datetime(counts.columns, utc=True)
+    return counts.reindex(index=index, columns=days, fill_value=0).to_numpy(dtype=np.float64)
+
+
+def _trailing(matrix: np.ndarray, window: int) -> np.ndarray:
+    """Sum over the trailing `window` columns, inclusive of the current one."""
+    cumulative = np.cumsum(matrix, axis=1)
+    shifted = np.zeros_like(cumulative)
+    shifted[:, window:] = cumulative[:, :-window]
+    return cumulative - shifted
+
+
+def daily_user_stats(
+    cfg: FeedrankConfig,
+    users: pd.DataFrame,
+    impressions: pd.DataFrame,
+    events: pd.DataFrame,
+    tweets: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """author_stats and viewer_stats: a snapshot at the start and at the end of every day."""
+    window = cfg.features.engagement_window_days
+    start = pd.Timestamp(cfg.world.start_date, tz="UTC")
+    days = pd.date_range(start, periods=cfg.world.days, freq="D", tz="UTC")
+    ids = pd.Index(users["user_id"].to_numpy())
+    authors = tweets.set_index("tweet_id")["author_id"]
+    impression_authors = authors.reindex(impressions["tweet_id"]).reset_index(drop=True)
+
+    author_views = _trailing(_daily_matrix(impression_authors, impressions["served_at"], ids, days), window)
+    author_engaged = _trailing(_daily_matrix(events["author_id"], events["at"], ids, days), window)
+    author_posts = _trailing(_daily_matrix(tweets["author_id"], tweets["created_at"], ids, days), 7)
+    viewer_views = _trailing(_daily_matrix(impressions["viewer_id"], impressions["served_at"], ids, days), window)
+    viewer_engaged = _trailing(_daily_matrix(events["viewer_id"], events["at"], ids, days), window)
+    global_rate = len(events) / max(len(impressions), 1)
+
+    def smoothed(engaged: np.ndarray, views: np.ndarray) -> np.ndarray:
+        return (engaged + RATE_PRIOR_STRENGTH * global_rate) / (views + RATE_PRIOR_STRENGTH)
+
+    # Column 0: known at the world's start (nothing observed yet); column d+1: end of day d.
+    def with_start(matrix: np.ndarray, initial: float = 0.0) -> np.ndarray:
+        return np.hstack([np.full((len(ids), 1), initial), matrix])
+
+    stamps = [start] + [day + timedelta(days=1) for day in days]
+    n_snapshots = len(stamps)
+
+    def long_frame(key: str, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+        frame = pd.DataFrame(
+            {
+                key: np.repeat(ids.to_numpy(), n_snapshots),
+                "event_timestamp": pd.DatetimeIndex(stamps).take(
+                    np.tile(np.arange(n_snapshots), len(ids))
+                ),
+            }
+        )
+        for name, values in columns.items():
+            frame[name] = values.reshape(-1)
+        return frame
+
+    static = users.set_index("user_id").reindex(ids)
+    repeat = np.ones((len(ids), n_snapshots))
+    author_stats = long_frame(
+        "author_id",
+        {
+            "author_follower_count": static["follower_count"].to_numpy()[:, None] * repeat,
+            "author_following_count": static["following_count"].to_numpy()[:, None] * repeat,
+            "author_is_verified": static["is_verified"].astype(float).to_numpy()[:, None] * repeat,
+            "author_engagement_rate": smoothed(with_start(author_engaged), with_start(author_views)),
+            "author_tweets_window": with_start(author_posts),
+        },
+    )
+    viewer_stats = long_frame(
+        "viewer_id",
+        {
+            "viewer_following_count": static["following_count"].to_numpy()[:, None] * repeat,
+            "viewer_engagement_rate": smoothed(with_start(viewer_engaged), with_start(viewer_views)),
+        },
+    )
+    viewer_stats["viewer_language"] = np.repeat(static["language"].to_numpy(), n_snapshots)
+    for frame in (author_stats, viewer_stats):
+        for column in frame.columns:
+            if column.endswith(("_count", "_window")):
+                frame[column] = frame[column].astype("int64")
+    return author_stats, viewer_stats
+
+
+def viewer_author(impressions: pd.DataFrame, events: pd.DataFrame, tweets: pd.DataFrame) -> pd.DataFrame:
+    """Cumulative impressions and engagements per (viewer, author), snapshot at each active day's end."""
+    authors = tweets.set_index("tweet_id")["author_id"]
+    views = pd.DataFrame(
+        {
+            "viewer_id": impressions["viewer_id"].to_numpy(),
+            "author_id": authors.reindex(impressions["tweet_id"]).to_numpy(),
+            "day": pd.to_datetime(impressions["served_at"], utc=True).dt.floor("D").to_numpy(),
+            "views": 1,
+            "engagements": 0,
+        }
+    )
+    engaged = pd.DataFrame(
+        {
+            "viewer_id": events["viewer_id"].to_numpy(),
+            "author_id": events["author_id"].to_numpy(),
+            "day": pd.to_datetime(events["at"], utc=True).dt.floor("D").to_numpy(),
+            "views": 0,
+            "engagements": 1,
+        }
+    )
+    daily = (
+        pd.concat([views, engaged], ignore_index=True)
+        .groupby(["viewer_id", "author_id", "day"], sort=True)[["views", "engagements"]]
+        .sum()
+        .groupby(level=["viewer_id", "author_id"])
+        .cumsum()
+        .reset_index()
+    )
+    return pd.DataFrame(
+        {
+            "viewer_id": daily["viewer_id"].astype("int64"),
+            "author_id": daily["author_id"].astype("int64"),
+            "event_timestamp": pd.to_datetime(daily["day"], utc=True) + timedelta(days=1),
+            "va_impressions": daily["views"].astype("int64"),
+            "va_engagements": daily["engagements"].astype("int64"),
+        }
+    )
+
+
+def compute_batch_features(cfg: FeedrankConfig) -> dict[str, int]:
+    """Compute every non-embedding feature table from the validated lake; returns row counts."""
+    raw = cfg.paths.raw
+    users = read_table(raw, "users")
+    tweets = read_table(raw, "tweets")
+    impressions = read_table(raw, "impressions")
+    events = engagement_events(impressions, tweets)
+    author_stats, viewer_stats = daily_user_stats(cfg, users, impressions, events, tweets)
+    tables = {
+        "tweet_content": tweet_content(tweets),
+        "tweet_engagement": tweet_engagement(impressions, events, cfg.features.tweet_window_hours),
+        "author_stats": author_stats,
+        "viewer_stats": viewer_stats,
+        "viewer_author": viewer_author(impressions, events, tweets),
+    }
+    for name, table in tables.items():
+        write_feature_table(cfg, name, table)
+    return {name: len(table) for name, table in tables.items()}

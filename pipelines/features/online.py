@@ -1,0 +1,34 @@
+"""Online feature hydration for serving: the same feature service, read from the online store."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipelines.config import FeedrankConfig
+from pipelines.features.spec import request_time_features
+from pipelines.features.store import FEATURE_SERVICE, feature_store
+
+
+class OnlineFeatures:
+    """Reads the ranker's features for one viewer and many candidates from Feast's online store."""
+
+    def __init__(self, cfg: FeedrankConfig) -> None:
+        self.cfg = cfg
+        self.store = feature_store(cfg)
+        self.service = self.store.get_feature_service(FEATURE_SERVICE)
+
+    def hydrate(self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+        """candidates (tweet_id, author_id, in_network) -> one feature row per candidate, same order.
+
+        Keys missing from the store come back as missing values (the model maps them to defaults).
+        """
+        if candidates.empty:
+            raise ValueError("no candidates to hydrate")
+        rows = {
+            "tweet_id": candidates["tweet_id"].astype("int64").tolist(),
+            "author_id": candidates["author_id"].astype("int64").tolist(),
+            "viewer_id": [int(viewer_id)] * len(candidates),
+        }
+        frame = self.store.get_online_features(features=self.service, entity_rows=rows).to_df()
+        frame["in_network"] = candidates["in_network"].to_numpy()
+        return request_time_features(frame, pd.Timestamp(now))

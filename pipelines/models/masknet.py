@@ -1,0 +1,283 @@
+"""The heavy ranker: Twitter's open-sourced parallel MaskNet with one tower per engagement head.
+
+Reference: ``the-algorithm-ml/projects/home/recap/model/mask_net.py`` and Wang et al., "MaskNet:
+Introducing Feature-Wise Multiplication to CTR Ranking Models by Instance-Guided Mask" (2021).
+
+Data flow, with ``B`` rows, ``F`` dense features and ``H`` heads::
+
+    x [B, F] raw ──FeatureNormalizer──> z [B, F]
+    z ──MaskBlock_1──> [B, D]  ┐
+    z ──MaskBlock_2──> [B, D]  ├─ concat ─> [B, num_blocks * D] ──MLP──> [B, M]
+    z ──MaskBlock_k──> [B, D]  ┘
+    [B, M] ──tower_h──> logit_h [B]    for every head h
+
+The module is a pure forward pass: ``forward`` returns ``{head: logits}``; the loss
+(:func:`multitask_bce`), negative-downsampling correction and calibration wrap it elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from pipelines.config import RankerConfig
+
+STD_FLOOR = 1e-6
+
+
+def _signed_log1p(x: Tensor) -> Tensor:
+    """sign(x) * log1p(|x|): compresses heavy-tailed counts while keeping 0 at 0 and the sign."""
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def _init_weights(module: nn.Module) -> None:
+    # Twitter's MaskNet initialises every Linear with Xavier-uniform weights and zero biases.
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class FeatureNormalizer(nn.Module):
+    """Turns raw dense features into standardized model inputs, with statistics from training.
+
+    For each column ``j``: ``x_j -> sign(x_j) * log1p(|x_j|)`` if ``log_mask[j]`` (heavy-tailed
+    counts such as follower counts), then ``(x_j - mean_j) / max(std_j, 1e-6)``. Missing values
+    (NaN, and ±inf, which only a data bug produces) become 0, the training mean, after
+    normalization.
+
+    The statistics are buffers, so they travel in the model's ``state_dict``.
+
+    Args:
+        mean: ``[F]`` column means of the (log-transformed) training features.
+        std: ``[F]`` column standard deviations of the same.
+        log_mask: ``[F]`` bool, True where the column is log-transformed first.
+    """
+
+    mean: Tensor
+    std: Tensor
+    log_mask: Tensor
+
+    def __init__(self, mean: Tensor, std: Tensor, log_mask: Tensor) -> None:
+        super().__init__()
+        if not (mean.shape == std.shape == log_mask.shape) or mean.dim() != 1:
+            raise ValueError(
+                "mean, std and log_mask must all have shape [F]; got "
+                f"{tuple(mean.shape)}, {tuple(std.shape)}, {tuple(log_mask.shape)}"
+            )
+        self.register_buffer("mean", mean.detach().clone().to(torch.float32))
+        self.register_buffer("std", std.detach().clone().to(torch.float32).clamp_min(STD_FLOOR))
+        self.register_buffer("log_mask", log_mask.detach().clone().to(torch.bool))
+
+    @property
+    def num_features(self) -> int:
+        """F, the number of input columns."""
+        return int(self.mean.shape[0])
+
+    @classmethod
+    def fit(cls, x: np.ndarray, log_mask: np.ndarray) -> FeatureNormalizer:
+        """Computes the statistics from training features, ignoring NaN.
+
+        Args:
+            x: ``[N, F]`` raw training features.
+            log_mask: ``[F]`` bool, columns to log-transform before taking statistics.
+
+        A column with no finite value gets mean 0 and std 1; the population std (ddof=0) is used.
+        """
+        values = np.asarray(x, dtype=np.float64)
+        mask = np.asarray(log_mask, dtype=bool)
+        if values.ndim != 2 or mask.shape != (values.shape[1],):
+            raise ValueError(
+                f"x must be [N, F] and log_mask [F]; got {values.shape} and {mask.shape}"
+            )
+        values = np.where(np.isfinite(values), values, np.nan)
+        values[:, mask] = np.sign(values[:, mask]) * np.log1p(np.abs(values[:, mask]))
+        observed = np.isfinite(values)
+        counts = observed.sum(axis=0)
+        filled = np.where(observed, values, 0.0)
+        safe_counts = np.maximum(counts, 1)
+        mean = filled.sum(axis=0) / safe_counts
+        var = (np.where(observed, values - mean, 0.0) ** 2).sum(axis=0) / safe_counts
+        std = np.sqrt(var)
+        mean = np.where(counts > 0, mean, 0.0)
+        std = np.where(counts > 0, std, 1.0)
+        return cls(
+            torch.as_tensor(mean, dtype=torch.float32),
+            torch.as_tensor(std, dtype=torch.float32),
+            torch.as_tensor(mask),
+        )
+
+    @classmethod
+    def identity(cls, num_features: int) -> FeatureNormalizer:
+        """A pass-through normalizer (mean 0, std 1, no log); a placeholder to load a state_dict."""
+        return cls(
+            torch.zeros(num_features),
+            torch.ones(num_features),
+            torch.zeros(num_features, dtype=torch.bool),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, F]`` raw float features -> ``[B, F]`` normalized features, no NaN."""
+        x = torch.where(self.log_mask, _signed_log1p(x), x)
+        z = (x - self.mean) / self.std.clamp_min(STD_FLOOR)
+        return torch.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+class MaskBlock(nn.Module):
+    """One MaskNet block with an instance-guided mask.
+
+    ``mask(x) = Linear(F, mask_hidden) -> ReLU -> Linear(mask_hidden, F)`` is computed from the
+    block's own input, so every row gets its own feature-wise gating; the block output is
+    ``ReLU(LayerNorm(Linear(x * mask(x))))``.
+
+    Args:
+        input_dim: F, width of the input and of the mask.
+        mask_hidden_dim: hidden width of the mask MLP (Twitter's "aggregation size").
+        block_dim: D, output width of the block.
+    """
+
+    def __init__(self, input_dim: int, mask_hidden_dim: int, block_dim: int) -> None:
+        super().__init__()
+        self.mask = nn.Sequential(
+            nn.Linear(input_dim, mask_hidden_dim),
+            nn.ReLU(),
+            nn.Linear(mask_hidden_dim, input_dim),
+        )
+        self.hidden = nn.Linear(input_dim, block_dim)
+        self.layer_norm = nn.LayerNorm(block_dim)
+        self.apply(_init_weights)
+
+    def instance_mask(self, x: Tensor) -> Tensor:
+        """``[B, F]`` -> ``[B, F]`` per-row feature weights (unbounded, as in Twitter's version)."""
+        mask: Tensor = self.mask(x)
+        return mask
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, F]`` normalized features -> ``[B, D]`` block output."""
+        return torch.relu(self.layer_norm(self.hidden(x * self.instance_mask(x))))
+
+
+def _tower(input_dim: int, tower_dim: int) -> nn.Sequential:
+    """A per-head tower: ``[B, input_dim] -> [B, 1]`` logits."""
+    tower = nn.Sequential(nn.Linear(input_dim, tower_dim), nn.ReLU(), nn.Linear(tower_dim, 1))
+    tower.apply(_init_weights)
+    return tower
+
+
+class ParallelMaskNet(nn.Module):
+    """Multi-task parallel MaskNet: normalizer, parallel mask blocks, shared MLP, per-head towers.
+
+    Args:
+        num_features: F, raw dense features per row.
+        heads: names of the engagement heads, e.g. ``("fav", "reply", ...)``; output keys.
+        num_blocks: parallel MaskBlocks, all reading the same normalized input.
+        mask_hidden_dim: hidden width of each instance-guided mask.
+        block_dim: D, output width of each block.
+        mlp_dims: widths of the shared MLP (Linear + ReLU each); empty = no MLP.
+        tower_dim: hidden width of each head's tower.
+        normalizer: the fitted :class:`FeatureNormalizer` for the F raw features.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        heads: Sequence[str],
+        num_blocks: int,
+        mask_hidden_dim: int,
+        block_dim: int,
+        mlp_dims: Sequence[int],
+        tower_dim: int,
+        normalizer: FeatureNormalizer,
+    ) -> None:
+        super().__init__()
+        if normalizer.num_features != num_features:
+            raise ValueError(
+                f"normalizer covers {normalizer.num_features} features, model has {num_features}"
+            )
+        if not heads or len(set(heads)) != len(heads):
+            raise ValueError(f"heads must be non-empty and unique; got {list(heads)}")
+        self.num_features = num_features
+        self.heads: tuple[str, ...] = tuple(heads)
+        self.normalizer = normalizer
+        self.blocks = nn.ModuleList(
+            MaskBlock(num_features, mask_hidden_dim, block_dim) for _ in range(num_blocks)
+        )
+        layers: list[nn.Module] = []
+        width = num_blocks * block_dim
+        for dim in mlp_dims:
+            layers += [nn.Linear(width, dim), nn.ReLU()]
+            width = dim
+        self.mlp = nn.Sequential(*layers)
+        self.mlp.apply(_init_weights)
+        self.towers = nn.ModuleDict({head: _tower(width, tower_dim) for head in self.heads})
+
+    @classmethod
+    def from_config(
+        cls, cfg: RankerConfig, num_features: int, normalizer: FeatureNormalizer
+    ) -> ParallelMaskNet:
+        """Builds the ranker from the ``ranker`` section of the config."""
+        return cls(
+            num_features=num_features,
+            heads=cfg.heads,
+            num_blocks=cfg.num_blocks,
+            mask_hidden_dim=cfg.mask_hidden_dim,
+            block_dim=cfg.block_dim,
+            mlp_dims=cfg.mlp_dims,
+            tower_dim=cfg.tower_dim,
+            normalizer=normalizer,
+        )
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """``[B, F]`` raw float32 features -> ``{head: [B] logits}``."""
+        z = self.normalizer(x)
+        blocks = torch.cat([block(z) for block in self.blocks], dim=-1)  # [B, num_blocks * D]
+        shared = self.mlp(blocks)  # [B, M]
+        return {head: tower(shared).squeeze(-1) for head, tower in self.towers.items()}
+
+    @torch.no_grad()
+    def predict_proba(self, x: Tensor) -> dict[str, Tensor]:
+        """``[B, F]`` raw features -> ``{head: [B] probabilities}``, without autograd."""
+        return {head: torch.sigmoid(logits) for head, logits in self(x).items()}
+
+
+def multitask_bce(
+    logits: Mapping[str, Tensor],
+    labels: Tensor,
+    heads: Sequence[str],
+    weights: Tensor | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Mean over heads of the binary cross-entropy with logits.
+
+    Args:
+        logits: ``{head: [B] logits}`` as returned by :meth:`ParallelMaskNet.forward`.
+        labels: ``[B, H]`` labels in [0, 1], column ``i`` belonging to ``heads[i]``.
+        heads: the H heads, in the column order of ``labels``.
+        weights: optional ``[B]`` non-negative row weights; each head's loss is then the
+            weighted mean ``sum(w * bce) / sum(w)``.
+
+    Returns:
+        ``(loss, per_head)``: the scalar loss to backpropagate, and ``{head: loss value}`` to
+        log.
+    """
+    if labels.dim() != 2 or labels.shape[1] != len(heads):
+        raise ValueError(f"labels must be [B, {len(heads)}]; got {tuple(labels.shape)}")
+    missing = [head for head in heads if head not in logits]
+    if missing:
+        raise KeyError(f"no logits for heads {missing}")
+    per_head_losses: list[Tensor] = []
+    per_head: dict[str, float] = {}
+    for column, head in enumerate(heads):
+        target = labels[:, column].to(logits[head].dtype)
+        losses = nn.functional.binary_cross_entropy_with_logits(
+            logits[head], target, reduction="none"
+        )
+        if weights is None:
+            head_loss = losses.mean()
+        else:
+            w = weights.to(losses.dtype)
+            head_loss = (losses * w).sum() / w.sum().clamp_min(1e-12)
+        per_head_losses.append(head_loss)
+        per_head[head] = float(head_loss.detach())
+    return torch.stack(per_head_losses).mean(), per_head

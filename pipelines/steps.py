@@ -1,0 +1,225 @@
+"""The steps of the `feed_training` pipeline: one function each, called by the DAG and the CLI.
+
+Each step takes a config name (or object), reads what earlier steps left under the state root, writes
+its own outputs there and returns a small JSON-able summary (an Airflow XCom). Steps are idempotent:
+a retry recomputes the same outputs from the same inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import FeedrankConfig, load_config
+
+log = logging.getLogger(__name__)
+
+STEP_ORDER = (
+    "build_world",
+    "validate",
+    "compute_features",
+    "train_encoder",
+    "embed",
+    "apply_features",
+    "materialize",
+    "build_training_set",
+    "train_ranker",
+    "evaluate",
+    "register",
+    "promote",
+)
+
+
+def _cfg(config: str | FeedrankConfig | None) -> FeedrankConfig:
+    return config if isinstance(config, FeedrankConfig) else load_config(config)
+
+
+def _timed(name: str, started: float, summary: dict[str, Any]) -> dict[str, Any]:
+    summary = {**summary, "seconds": round(time.perf_counter() - started, 2)}
+    log.info("step %s done in %.1f s: %s", name, summary["seconds"],
+             {k: v for k, v in summary.items() if not isinstance(v, list | dict)})
+    return summary
+
+
+def encoder_dir(cfg: FeedrankConfig) -> Path:
+    return cfg.paths.models / "text_encoder"
+
+
+def build_world(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """Simulate the world (DESIGN section 4) into the raw lake, truth stored apart."""
+    from pipelines.world.simulate import build_world as simulate
+
+    started, cfg = time.perf_counter(), _cfg(config)
+    return _timed("build_world", started, simulate(cfg))
+
+
+def validate(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """Great Expectations suites on every raw batch; failing batches go to quarantine (raises)."""
+    from pipelines.validate import validate_lake
+
+    started, cfg = time.perf_counter(), _cfg(config)
+    summary = validate_lake(cfg)
+    return _timed("validate", started, {"batches": summary["batches"], "failed": summary["failed"]})
+
+
+def compute_features(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """Batch feature tables (the Feast sources) from the validated lake."""
+    from pipelines.features.batch import compute_batch_features
+
+    started, cfg = time.perf_counter(), _cfg(config)
+    return _timed("compute_features", started, compute_batch_features(cfg))
+
+
+def _training_engagements(cfg: FeedrankConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Engagement events before the held-out days (nothing the evaluation scores leaks in)."""
+    from pipelines.features.batch import engagement_events
+    from pipelines.features.training_set import split_boundary
+    from pipelines.schema import read_table
+
+    tweets = read_table(cfg.paths.raw, "tweets")
+    events = engagement_events(read_table(cfg.paths.raw, "impressions"), tweets)
+    return events[events["at"] < split_boundary(cfg)], tweets
+
+
+def train_encoder(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """Fine-tune the two-tower text encoder on engagement pairs with Ray Train."""
+    from pipelines.train.encoder import build_pairs
+    from pipelines.train.encoder import train_encoder as fit
+    from pipelines.train.ray_runtime import ray_session
+
+    started, cfg = time.perf_counter(), _cfg(config)
+    events, tweets = _training_engagements(cfg)
+    engagements = events.rename(columns={"at": "engaged_at"})[["viewer_id", "tweet_id", "engaged_at"]]
+    pairs = build_pairs(engagements, tweets.set_index("tweet_id")["text"], cfg.encoder.history_size)
+    needed = cfg.encoder.train_steps * cfg.encoder.batch_size * cfg.encoder.num_workers * 4
+    if len(pairs) > needed:
+        pairs = pairs.sample(needed, random_state=cfg.world.seed).sort_values("engaged_at")
+    pairs_path = cfg.paths.datasets / "encoder_pairs.parquet"
+    pairs_path.parent.mkdir(parents=True, exist_ok=True)
+    pairs[["history", "target", "target_log_q"]].to_parquet(pairs_path, index=False)
+    with ray_session(cfg):
+        result = fit(cfg, pairs_path, encoder_dir(cfg))
+    (cfg.paths.models / "text_encoder_training.json").write_text(json.dumps(result, default=float))
+    return _timed("train_encoder", started, {
+        "pairs": len(pairs), "loss_first": result["loss_first"], "loss_last": result["loss_last"],
+        "steps": result["steps"],
+    })
+
+
+def embed(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """Tweet and viewer embeddings from the fine-tuned encoder, written as Feast sources."""
+    from pipelines.features.batch import engagement_events, write_feature_table
+    from pipelines.features.embeddings import tweet_embedding_table, viewer_embedding_table
+    from pipelines.models.text_encoder import TextEmbedder
+    from pipelines.schema import read_table
+    from pipelines.train.batch_inference import embed_texts
+
+    started, cfg = time.perf_counter(), _cfg(config)
+    tweets = read_table(cfg.paths.raw, "tweets")
+    vectors = embed_texts(cfg, encoder_dir(cfg), tweets["text"].tolist())
+    write_feature_table(cfg, "tweet_embedding", tweet_embedding_table(tweets, vectors))
+    embedder = TextEmbedder.load(encoder_dir(cfg))
+    events = engagement_events(read_table(cfg.paths.raw, "impressions"), tweets)
+
+    def viewer_tower(profiles: np.ndarray) -> np.ndarray:
+        return embedder.embed_viewers(profiles[:, None, :])
+
+    viewers = viewer_embedding_table(
+        cfg, events, tweets["tweet_id"].to_numpy(), vectors, viewer_tower
+    )
+    write_feature_table(cfg, "viewer_embedding", viewers)
+    return _timed("embed", started, {"tweets": len(tweets), "viewer_rows": len(viewers)})
+
+
+def apply_features(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """`feast apply` on feature_repo/."""
+    from pipelines.features.store import apply_repo
+
+    started, cfg = time.perf_counter(), _cfg(config)
+    return _timed("apply_features", started, {"feature_views": apply_repo(cfg)})
+
+
+def materialize(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """Load the latest feature values into the online store (idempotent)."""
+    from pipelines.features.store import materialize as run
+
+    started, cfg = time.perf_counter(), _cfg(config)
+    return _timed("materialize", started, run(cfg))
+
+
+def build_training_set(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """Point-in-time training set from Feast's get_historical_features."""
+    from pipelines.features.training_set import build_training_set as build
+
+    started, cfg = time.perf_counter(), _cfg(config)
+    return _timed("build_training_set", started, build(cfg))
+
+
+def train_ranker(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """Multi-task parallel MaskNet with Ray Train (TorchTrainer, DDP)."""
+    from pipelines.train.ranker import train_ranker as fit
+
+    started, cfg = time.perf_counter(), _cfg(config)
+    result = fit(cfg)
+    return _timed("train_ranker", started, {
+        "train_rows": result["train_rows"], "final_train_loss": result["final"].get("train_loss"),
+        "final_val_loss": result["final"].get("val_loss"),
+    })
+
+
+def evaluate(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """Ranker vs LightGBM vs oracle on the held-out days; report with plots."""
+    from pipelines.evaluate.offline import evaluate as run
+
+    started, cfg = time.perf_counter(), _cfg(config)
+    metrics = run(cfg)["metrics"]
+    keys = ("ranker_ndcg", "lgbm_ndcg", "oracle_ndcg")
+    return _timed("evaluate", started, {k: metrics[k] for k in keys if k in metrics})
+
+
+def register(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """Log the run to MLflow and register the ranker as `challenger`."""
+    from pipelines.evaluate.offline import evaluation_dir
+    from pipelines.registry import log_and_register, write_json
+    from pipelines.train.ranker import ranker_dir
+
+    started, cfg = time.perf_counter(), _cfg(config)
+    metrics = json.loads((evaluation_dir(cfg) / "metrics.json").read_text())
+    training = json.loads((ranker_dir(cfg) / "training.json").read_text())
+    encoder = json.loads((cfg.paths.models / "text_encoder_training.json").read_text())
+    history = training.get("history", [])
+    metrics["encoder_loss_first"] = float(encoder["loss_first"])
+    metrics["encoder_loss_last"] = float(encoder["loss_last"])
+    metrics["ranker_train_seconds"] = float(training["seconds"])
+    validation = cfg.paths.reports / "validation" / "summary.json"
+    result = log_and_register(
+        cfg, ranker_dir(cfg), encoder_dir(cfg), evaluation_dir(cfg), metrics, history,
+        extra_artifacts={"validation": validation},
+        series={"encoder_loss": [float(p["loss"]) for p in encoder.get("loss_curve", [])]},
+    )
+    write_json(cfg.paths.models / "registration.json", result)
+    return _timed("register", started, result)
+
+
+def promote(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """Gate the challenger; it becomes `champion` only if it beats the baseline."""
+    from pipelines.evaluate.offline import evaluation_dir
+    from pipelines.registry import promote as decide
+
+    started, cfg = time.perf_counter(), _cfg(config)
+    registration = json.loads((cfg.paths.models / "registration.json").read_text())
+    metrics = json.loads((evaluation_dir(cfg) / "metrics.json").read_text())
+    decision = decide(cfg, registration["run_id"], registration["version"], metrics)
+    return _timed("promote", started, decision)
+
+
+def run_all(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """Every step in order, in this process (the DAG runs the same functions as tasks)."""
+    cfg = _cfg(config)
+    return {name: globals()[name](cfg) for name in STEP_ORDER}

@@ -1,0 +1,186 @@
+"""Distributed training of the multi-task ranker with Ray Train (TorchTrainer, DDP).
+
+The loop does not know the model: `train_step` / `eval_step` take any module returning
+``{head: logits}``, and :func:`train_ranker` assembles the TorchTrainer in one place. The driver turns
+the training set into arrays once (``ranker_arrays.npz``); each worker reads its shard from there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from pipelines.config import FeedrankConfig
+from pipelines.features.spec import feature_matrix, log_mask
+from pipelines.features.training_set import training_set_path
+from pipelines.models.bundle import RankerBundle
+from pipelines.models.masknet import FeatureNormalizer, multitask_bce
+
+log = logging.getLogger(__name__)
+
+
+def arrays_path(cfg: FeedrankConfig) -> Path:
+    return cfg.paths.datasets / "ranker_arrays.npz"
+
+
+def ranker_dir(cfg: FeedrankConfig) -> Path:
+    return cfg.paths.models / "ranker"
+
+
+def prepare_arrays(cfg: FeedrankConfig) -> dict[str, int]:
+    """Training set parquet -> x/y arrays per split, in the model's feature order."""
+    frame = pd.read_parquet(training_set_path(cfg))
+    dim = cfg.encoder.embedding_dim
+    label_columns = [f"label_{head}" for head in cfg.ranker.heads]
+    out: dict[str, np.ndarray] = {}
+    for split in ("train", "test"):
+        part = frame[frame["split"] == split]
+        out[f"x_{split}"] = feature_matrix(part, dim)
+        out[f"y_{split}"] = part[label_columns].to_numpy(dtype=np.float32)
+    path = arrays_path(cfg)
+    np.savez(path, **out)
+    return {"train_rows": len(out["x_train"]), "test_rows": len(out["x_test"])}
+
+
+def train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, heads: tuple[str, ...]
+) -> float:
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    loss, _ = multitask_bce(model(x), y, heads)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def eval_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, heads: tuple[str, ...]) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad():
+        loss, per_head = multitask_bce(model(x), y, heads)
+    return {"loss": float(loss), **{f"loss_{h}": v for h, v in per_head.items()}}
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """One Ray Train worker: its shard of the rows, DDP-wrapped model, epochs of Adam."""
+    import ray.train
+    import ray.train.torch
+
+    cfg = FeedrankConfig.model_validate(config["cfg"])
+    heads = tuple(cfg.ranker.heads)
+    if not cfg.ranker.use_gpu:
+        torch.set_num_threads(max(1, config["threads_per_worker"]))
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    arrays = np.load(config["arrays_path"])
+    x_all, y_all = arrays["x_train"], arrays["y_train"]
+    # The last 5% of training rows (by time) check for overfitting; they are not trained on.
+    cut = int(len(x_all) * 0.95)
+    x_train, y_train = x_all[rank:cut:world], y_all[rank:cut:world]
+    x_val = torch.from_numpy(x_all[cut:]).to(device)
+    y_val = torch.from_numpy(y_all[cut:]).to(device)
+
+    normalizer = FeatureNormalizer(
+        torch.tensor(config["norm_mean"]), torch.tensor(config["norm_std"]),
+        torch.tensor(config["norm_log_mask"]),
+    )
+    torch.manual_seed(cfg.world.seed)  # same initial weights on every worker
+    model = RankerBundle.build(cfg.ranker, cfg.encoder.embedding_dim, normalizer)
+    model = ray.train.torch.prepare_model(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.ranker.lr)
+    batch = cfg.ranker.batch_size
+    generator = np.random.default_rng(cfg.world.seed + rank)
+    for epoch in range(cfg.ranker.epochs):
+        started, losses = time.perf_counter(), []
+        order = generator.permutation(len(x_train))
+        for step, lo in enumerate(range(0, len(order), batch)):
+            index = order[lo : lo + batch]
+            xb = torch.from_numpy(x_train[index]).to(device)
+            yb = torch.from_numpy(y_train[index]).to(device)
+            losses.append(train_step(model, optimizer, xb, yb, heads))
+            if rank == 0 and step % 100 == 0:
+                log.info("ranker: epoch %d step %d loss %.4f", epoch, step, losses[-1])
+        metrics = {"epoch": epoch, "train_loss": float(np.mean(losses)),
+                   "epoch_seconds": time.perf_counter() - started,
+                   "rows_per_second": len(x_train) / (time.perf_counter() - started),
+                   **{f"val_{k}": v for k, v in eval_step(model, x_val, y_val, heads).items()}}
+        last = epoch == cfg.ranker.epochs - 1
+        if rank == 0 and last:
+            with tempfile.TemporaryDirectory() as tmp:
+                inner = model.module if hasattr(model, "module") else model
+                torch.save(inner.state_dict(), Path(tmp) / "model.pt")
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics)
+
+
+def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
+    """Fit the ranker with a TorchTrainer; save a RankerBundle under models/ranker; return metrics."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.train.ray_runtime import ray_session
+
+    sizes = prepare_arrays(cfg)
+    arrays = np.load(arrays_path(cfg))
+    mask = log_mask(cfg.encoder.embedding_dim)
+    normalizer = FeatureNormalizer.fit(arrays["x_train"], mask)
+    workers = cfg.ranker.num_workers
+    loop_config = {
+        "cfg": cfg.model_dump(mode="json", by_alias=True),
+        "arrays_path": str(arrays_path(cfg)),
+        "norm_mean": normalizer.mean.tolist(),
+        "norm_std": normalizer.std.tolist(),
+        "norm_log_mask": mask.tolist(),
+        "threads_per_worker": max(1, (torch.get_num_threads() or 2) // workers),
+    }
+    started = time.perf_counter()
+    with ray_session(cfg):
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config=loop_config,
+            scaling_config=ScalingConfig(
+                num_workers=workers, use_gpu=cfg.ranker.use_gpu,
+                resources_per_worker=None if cfg.ranker.use_gpu else {"CPU": 1},
+            ),
+            run_config=RunConfig(
+                name=f"ranker-{int(time.time())}",
+                storage_path=str(cfg.paths.root_dir / "ray_results"),
+            ),
+        )
+        result = trainer.fit()
+    seconds = time.perf_counter() - started
+    if result.checkpoint is None:
+        raise RuntimeError(f"ranker training produced no checkpoint (error: {result.error})")
+    with result.checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / "model.pt", map_location="cpu", weights_only=True)
+    model = RankerBundle.build(cfg.ranker, cfg.encoder.embedding_dim, normalizer)
+    model.load_state_dict(state)
+    meta = {
+        "heads": list(cfg.ranker.heads),
+        "embedding_dim": cfg.encoder.embedding_dim,
+        "ranker": cfg.ranker.model_dump(mode="json"),
+        "trained_rows": sizes["train_rows"],
+    }
+    bundle_dir = RankerBundle(model, meta).save(ranker_dir(cfg))
+    history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
+    summary = {
+        "seconds": seconds,
+        "train_rows": sizes["train_rows"],
+        "test_rows": sizes["test_rows"],
+        "final": result.metrics or {},
+        "history": history,
+        "bundle_dir": str(bundle_dir),
+    }
+    (bundle_dir / "training.json").write_text(json.dumps(summary, indent=2, default=float))
+    log.info("ranker: trained in %.1f s on %d rows: %s", seconds, sizes["train_rows"], result.metrics)
+    return summary

@@ -1,0 +1,176 @@
+"""The Ray Serve application: a FastAPI ingress composed with one ranker deployment per arm.
+
+    FeedService (ingress: world index, online features, experiment router)
+      ├── ChampionRanker    (the registry model with alias `champion`)
+      └── ChallengerRanker  (alias `challenger`, bound only when it exists and differs)
+
+Run it with ``serve run serving.app:build_app config=default`` or :func:`serving.run.start`. The
+registry and the online feature store are imported inside the deployments, so this module imports
+without them.
+"""
+
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+from ray.serve import Application, Deployment
+from ray.serve.handle import DeploymentHandle
+
+from pipelines.config import FeedrankConfig, load_config
+from serving.api import make_api
+from serving.engine import ArmModel, FeedEngine
+from serving.schemas import (
+    Arm,
+    ConversationRequest,
+    ConversationResponse,
+    FeedRequest,
+    FeedResponse,
+    HealthResponse,
+)
+from serving.world_index import WorldIndex
+
+APP_NAME = "feedrank"
+
+
+class AppArgs(BaseModel):
+    """Arguments of the app builder (``serve run serving.app:build_app config=smoke``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: str = Field("default", description="Config name (configs/<name>.yaml) or YAML path.")
+    resolved: dict[str, Any] | None = Field(
+        None,
+        description="A whole config tree (FeedrankConfig.model_dump); wins over `config`. "
+        "serving.run.start passes the config it was given this way.",
+    )
+
+    def load(self) -> FeedrankConfig:
+        if self.resolved is not None:
+            return FeedrankConfig.model_validate(self.resolved)
+        return load_config(self.config)
+
+
+def portable_config(cfg: FeedrankConfig) -> dict[str, Any]:
+    """`cfg` as a plain dict for replicas, with the state root made absolute.
+
+    Replicas may run with another working directory or environment, so the root that this process
+    resolved (FEEDRANK_HOME or paths.root) is pinned into the dict.
+    """
+    pinned = cfg.model_copy(
+        update={"paths": cfg.paths.model_copy(update={"root": str(cfg.paths.root_dir)})}
+    )
+    return pinned.model_dump(mode="json", by_alias=True)
+
+
+@serve.deployment(name="Ranker")
+class Ranker:
+    """One registered ranker, found by its MLflow alias when the replica starts."""
+
+    def __init__(self, config: dict[str, Any], alias: str) -> None:
+        from pipelines.registry import load_ranker
+
+        cfg = FeedrankConfig.model_validate(config)
+        model = load_ranker(cfg, alias)
+        if model is None:
+            raise RuntimeError(
+                f"no ranker has alias {alias!r} in the registry of config {cfg.name!r}; "
+                "train and promote one first"
+            )
+        self._model = model
+        self._alias = alias
+
+    def score(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
+        """features: [N rows] every model feature column -> head -> probabilities [N]."""
+        return self._model.predict(features)
+
+    def version(self) -> str:
+        return str(self._model.version)
+
+    def heads(self) -> tuple[str, ...]:
+        return tuple(self._model.heads)
+
+
+async def _arm_model(handle: DeploymentHandle) -> ArmModel:
+    version: str = await handle.version.remote()
+    heads: tuple[str, ...] = await handle.heads.remote()
+
+    def score(features: pd.DataFrame) -> Any:
+        return handle.score.remote(features)  # a DeploymentResponse, awaited by the engine
+
+    return ArmModel(version=version, heads=tuple(heads), score=score)
+
+
+@serve.deployment(name="FeedService")
+@serve.ingress()
+class FeedService:
+    """HTTP ingress and experiment router; also callable by handle (`feed`, `conversation`)."""
+
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor
+        self,
+        config: dict[str, Any],
+        champion: DeploymentHandle,
+        challenger: DeploymentHandle | None = None,
+    ) -> None:
+        from pipelines.features.online import OnlineFeatures
+
+        cfg = FeedrankConfig.model_validate(config)
+        arms: dict[Arm, ArmModel] = {"champion": await _arm_model(champion)}
+        if challenger is not None:
+            candidate = await _arm_model(challenger)
+            # An alias move between build and start can make both arms the same model.
+            if candidate.version != arms["champion"].version:
+                arms["challenger"] = candidate
+        self.engine = FeedEngine(cfg, WorldIndex.load(cfg), OnlineFeatures(cfg), arms)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        """Called by Serve after __init__: the routes close over this replica's engine."""
+        return make_api(self.engine)
+
+    async def feed(self, request: FeedRequest) -> FeedResponse:
+        return await self.engine.feed(request)
+
+    async def conversation(self, request: ConversationRequest) -> ConversationResponse:
+        return await self.engine.conversation(request)
+
+    def health(self) -> HealthResponse:
+        return self.engine.health()
+
+
+def alias_version(cfg: FeedrankConfig, alias: str) -> str | None:
+    """The version behind a registry alias, or None when the alias does not exist."""
+    from pipelines.registry import alias_version as registry_alias_version
+
+    return registry_alias_version(cfg, alias)
+
+
+def build_app(args: dict[str, Any] | AppArgs) -> Application:
+    """The app builder: bind FeedService to the champion (and a distinct challenger) Ranker.
+
+    Raises RuntimeError when the registry has no champion: there is nothing to serve.
+    """
+    app_args = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
+    cfg = app_args.load()
+    config = portable_config(cfg)
+    actor = {"num_cpus": cfg.serve.replica_cpus}
+
+    champion_version = alias_version(cfg, "champion")
+    if champion_version is None:
+        raise RuntimeError(
+            f"no ranker has alias 'champion' in the registry of config {cfg.name!r}; "
+            "train and promote one first"
+        )
+    ranker = cast(Deployment, Ranker)  # the decorator made it a Deployment; mypy sees the class
+    champion = ranker.options(name="ChampionRanker", ray_actor_options=actor).bind(
+        config, "champion"
+    )
+    challenger = None
+    challenger_version = alias_version(cfg, "challenger")
+    if challenger_version is not None and challenger_version != champion_version:
+        challenger = ranker.options(name="ChallengerRanker", ray_actor_options=actor).bind(
+            config, "challenger"
+        )
+    ingress = cast(Deployment, FeedService)
+    return ingress.options(ray_actor_options=actor).bind(config, champion, challenger)

@@ -1,0 +1,144 @@
+"""Product rules of serving as plain functions: experiment arms, feed order, reply trees, sections.
+
+No Ray and no I/O here, so every rule is unit-tested on hand-made frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from pipelines.ranking import blend_scores
+from serving.schemas import Arm, ReplyNode
+
+EXPERIMENT_SALT = "feedrank-exp-1"
+PREDICTION_PREFIX = "p_"  # rank_feed adds one `p_<head>` column per ranker head
+
+
+def arm_bucket(user_id: int, salt: str = EXPERIMENT_SALT) -> float:
+    """A stable uniform draw in [0, 1) for a user: the first 8 bytes of sha256("salt:user_id").
+
+    Stable across processes and Python versions (unlike ``hash``), so a user keeps their arm on
+    every replica; a new salt reshuffles users for a new experiment.
+    """
+    digest = hashlib.sha256(f"{salt}:{user_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def assign_arm(
+    user_id: int,
+    challenger_share: float,
+    salt: str = EXPERIMENT_SALT,
+    *,
+    has_challenger: bool = True,
+) -> Arm:
+    """The experiment arm of a user: `challenger` for a stable `challenger_share` of users.
+
+    Everyone is on `champion` when there is no challenger.
+    """
+    if has_challenger and arm_bucket(user_id, salt) < challenger_share:
+        return "challenger"
+    return "champion"
+
+
+def rank_feed(
+    candidates: pd.DataFrame,
+    predictions: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    limit: int,
+) -> pd.DataFrame:
+    """Blend head probabilities into a score and keep the best `limit` candidates.
+
+    candidates: [N rows] any columns; predictions: head -> probabilities [N] in the same row
+    order; weights: head -> blend weight. Returns the top `limit` rows of `candidates` with a
+    `score` column and one `p_<head>` column per head, ordered by score descending; ties keep the
+    candidate order (a stable sort), so the ranking is deterministic.
+    """
+    for head, values in predictions.items():
+        if len(values) != len(candidates):
+            raise ValueError(
+                f"head {head!r} has {len(values)} predictions for {len(candidates)} candidates"
+            )
+    score = blend_scores(predictions, weights) if len(candidates) else np.zeros(0)
+    ranked = candidates.reset_index(drop=True).assign(
+        score=score,
+        **{
+            f"{PREDICTION_PREFIX}{head}": np.asarray(p, dtype=np.float64)
+            for head, p in predictions.items()
+        },
+    )
+    order = np.argsort(-ranked["score"].to_numpy(), kind="stable")[: max(limit, 0)]
+    return ranked.iloc[order].reset_index(drop=True)
+
+
+def head_columns(frame: pd.DataFrame) -> dict[str, str]:
+    """head -> column name of the `p_<head>` columns that :func:`rank_feed` added."""
+    return {
+        col[len(PREDICTION_PREFIX) :]: col
+        for col in frame.columns
+        if col.startswith(PREDICTION_PREFIX)
+    }
+
+
+def build_reply_tree(
+    replies: pd.DataFrame,
+    root_id: int,
+    scores: np.ndarray,
+    predictions: Mapping[str, np.ndarray] | None = None,
+) -> list[ReplyNode]:
+    """Nest the replies of a conversation into a tree; siblings ordered by score descending.
+
+    replies: [N rows] with tweet_id, author_id, in_reply_to_tweet_id, toxicity (the conversation
+    without its root); scores: [N] blended scores in the same row order; predictions: head -> [N]
+    probabilities (optional). Returns the top-level nodes (direct replies to `root_id`), each with
+    its subtree. A reply whose parent is missing from `replies` is repaired into a top-level reply
+    rather than dropped. Ties between siblings keep the row order (stable).
+    """
+    if len(scores) != len(replies):
+        raise ValueError(f"{len(scores)} scores for {len(replies)} replies")
+    heads = predictions or {}
+    ids = replies["tweet_id"].to_numpy(dtype=np.int64)
+    parents = replies["in_reply_to_tweet_id"].to_numpy()
+    known = set(ids.tolist())
+    children: dict[int, list[int]] = {}
+    # Visit rows best first so every child list comes out ordered by score.
+    for row in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"):
+        parent = parents[row]
+        parent_id = int(parent) if pd.notna(parent) and int(parent) in known else int(root_id)
+        if parent_id == ids[row]:  # a self-reply would be a cycle; treat as top level
+            parent_id = int(root_id)
+        children.setdefault(parent_id, []).append(int(row))
+
+    authors = replies["author_id"].to_numpy(dtype=np.int64)
+    toxicity = replies["toxicity"].to_numpy(dtype=np.float64)
+
+    def node(row: int, path: frozenset[int]) -> ReplyNode:
+        tweet_id = int(ids[row])
+        kids = [r for r in children.get(tweet_id, []) if int(ids[r]) not in path]
+        inner = path | {tweet_id}
+        return ReplyNode(
+            tweet_id=tweet_id,
+            author_id=int(authors[row]),
+            score=float(scores[row]),
+            toxicity=float(toxicity[row]),
+            predictions={head: float(values[row]) for head, values in heads.items()},
+            replies=[node(r, inner) for r in kids],
+        )
+
+    return [node(row, frozenset({int(root_id)})) for row in children.get(int(root_id), [])]
+
+
+def section_replies(
+    top_level: list[ReplyNode], toxicity_threshold: float
+) -> tuple[list[ReplyNode], list[ReplyNode]]:
+    """Split top-level reply subtrees into (main, low_quality), each keeping the input order.
+
+    A whole subtree goes to low_quality when its top reply's toxicity is above the threshold, so a
+    toxic reply does not drag its (possibly healthy) answers into the main section out of context.
+    """
+    main = [n for n in top_level if n.toxicity <= toxicity_threshold]
+    low_quality = [n for n in top_level if n.toxicity > toxicity_threshold]
+    return main, low_quality

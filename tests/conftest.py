@@ -1,0 +1,83 @@
+"""Shared fixtures. `trained_cfg` runs the real feed_training DAG through Airflow once per session
+on the smoke config, in a temporary state root; e2e and integration tests read what it leaves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import FeedrankConfig, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def state_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh FEEDRANK_HOME for the whole session (restored afterwards)."""
+    root = tmp_path_factory.mktemp("feedrank_state")
+    previous = os.environ.get("FEEDRANK_HOME")
+    os.environ["FEEDRANK_HOME"] = str(root)
+    os.environ.setdefault("MPLCONFIGDIR", str(root / "mpl"))
+    yield root
+    if previous is None:
+        os.environ.pop("FEEDRANK_HOME", None)
+    else:
+        os.environ["FEEDRANK_HOME"] = previous
+
+
+@pytest.fixture(scope="session")
+def dag_run(state_root: Path) -> subprocess.CompletedProcess[str]:
+    """`feedrank dag-test --config smoke`: the DAG through Airflow, as `make run` does."""
+    feedrank = Path(sys.executable).parent / "feedrank"
+    command = [str(feedrank), "dag-test", "--config", "smoke"]
+    completed = subprocess.run(
+        command, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=1500
+    )
+    log = state_root / "dag_test.log"
+    log.write_text(completed.stdout + "\n" + completed.stderr)
+    if completed.returncode != 0:
+        tail = (completed.stdout + completed.stderr)[-6000:]
+        pytest.fail(f"feed_training DAG failed (rc={completed.returncode}), log {log}:\n{tail}")
+    return completed
+
+
+@pytest.fixture(scope="session")
+def trained_cfg(dag_run: subprocess.CompletedProcess[str]) -> FeedrankConfig:
+    """The smoke config whose lake, Feast store and MLflow registry hold a trained champion."""
+    return load_config("smoke")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def served_cfg(trained_cfg: FeedrankConfig) -> Iterator[FeedrankConfig]:
+    """The Ray Serve app over real HTTP on a free port, started once per session."""
+    from serving.run import start, stop, wait_healthy
+
+    serve_cfg = trained_cfg.serve.model_copy(update={"host": "127.0.0.1", "port": _free_port()})
+    cfg = trained_cfg.model_copy(update={"serve": serve_cfg})
+    try:
+        url = start(cfg)
+        wait_healthy(url, timeout=300)
+        yield cfg
+    finally:
+        stop()
+        import ray
+
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def served_url(served_cfg: FeedrankConfig) -> str:
+    return f"http://{served_cfg.serve.host}:{served_cfg.serve.port}"

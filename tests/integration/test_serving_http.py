@@ -1,0 +1,168 @@
+"""The Ray Serve app over real HTTP: real Ray, the Feast online store and the registry's champion.
+
+Needs the session fixture `trained_cfg` (tests/conftest.py): a config whose lake, feature store and
+MLflow registry hold a smoke-scale world with a `champion` ranker.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from pipelines.config import FeedrankConfig
+from serving.rules import assign_arm
+from serving.run import wait_healthy
+from serving.world_index import WorldIndex
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    cfg: FeedrankConfig
+    index: WorldIndex
+    health: dict[str, Any]
+    client: httpx.Client
+
+
+@pytest.fixture(scope="module")
+def served(served_cfg: FeedrankConfig, served_url: str) -> Iterator[Served]:
+    """The session's app (tests/conftest.py), with a client and the world index beside it."""
+    health = wait_healthy(served_url, timeout=300)
+    with httpx.Client(base_url=served_url, timeout=60) as client:
+        yield Served(served_url, served_cfg, WorldIndex.load(served_cfg), health, client)
+
+
+def busiest_user(index: WorldIndex, users: range) -> int:
+    """A user with feed candidates (the one with the most, among the first ids)."""
+    sizes = {user: len(index.candidates(user)) for user in users if index.has_user(user)}
+    user = max(sizes, key=lambda u: sizes[u])
+    assert sizes[user] > 0, "the smoke world has no user with feed candidates"
+    return user
+
+
+def largest_conversation(index: WorldIndex) -> tuple[int, int]:
+    """(root tweet id, reply count) of the conversation with the most replies."""
+    sizes = index.conversation_sizes()
+    assert not sizes.empty, "the smoke world has no replies"
+    return int(sizes.idxmax()), int(sizes.max())
+
+
+def expected_version(served: Served, user_id: int) -> tuple[str, str]:
+    versions: dict[str, str] = served.health["model_versions"]
+    arm = assign_arm(
+        user_id, served.cfg.serve.challenger_share, has_challenger="challenger" in versions
+    )
+    return arm, versions[arm]
+
+
+def test_healthz_reports_the_champion(served: Served) -> None:
+    response = served.client.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["model_versions"]["champion"]
+
+
+def test_feed_is_ranked_by_blended_score(served: Served) -> None:
+    user_id = busiest_user(served.index, range(1, 200))
+    response = served.client.post("/feed", json={"user_id": user_id, "limit": 15})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    items = body["items"]
+    assert 0 < len(items) <= 15
+    assert body["candidates_scored"] >= len(items)
+    assert len({item["tweet_id"] for item in items}) == len(items)
+    scores = [item["score"] for item in items]
+    assert scores == sorted(scores, reverse=True)
+    weights = served.cfg.blend.weights
+    for item in items:
+        predictions = item["predictions"]
+        assert set(weights) <= set(predictions)
+        assert all(0.0 <= p <= 1.0 for p in predictions.values())
+        blended = sum(weight * predictions[head] for head, weight in weights.items())
+        assert math.isclose(item["score"], blended, rel_tol=1e-6, abs_tol=1e-9)
+        assert item["source"] in {"in_network", "out_of_network"}
+        assert item["in_network"] == (item["source"] == "in_network")
+    arm, version = expected_version(served, user_id)
+    assert (body["arm"], body["model_version"]) == (arm, version)
+    assert body["request_id"]
+
+
+def test_feed_unknown_user_is_404_naming_it(served: Served) -> None:
+    unknown = 10**9 + 7
+    response = served.client.post("/feed", json={"user_id": unknown})
+    assert response.status_code == 404
+    assert str(unknown) in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"user_id": "somebody"}, "user_id"),
+        ({"user_id": 1, "limt": 5}, "limt"),
+        ({"user_id": 1, "limit": 0}, "limit"),
+    ],
+)
+def test_feed_bad_body_is_422_naming_the_field(
+    served: Served, body: dict[str, Any], field: str
+) -> None:
+    response = served.client.post("/feed", json=body)
+    assert response.status_code == 422
+    assert field in [error["loc"][-1] for error in response.json()["detail"]]
+
+
+def test_feed_limit_over_the_configured_max_is_422(served: Served) -> None:
+    too_many = served.cfg.serve.max_limit + 1
+    response = served.client.post("/feed", json={"user_id": 1, "limit": too_many})
+    assert response.status_code == 422
+    assert [error["loc"][-1] for error in response.json()["detail"]] == ["limit"]
+
+
+def _walk(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for node in nodes:
+        yield node
+        yield from _walk(node["replies"])
+
+
+def test_conversation_is_a_scored_tree_in_sections(served: Served) -> None:
+    root_id, n_replies = largest_conversation(served.index)
+    viewer = busiest_user(served.index, range(1, 50))
+    response = served.client.post("/conversation", json={"tweet_id": root_id, "viewer_id": viewer})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["root"]["tweet_id"] == root_id
+    assert [section["name"] for section in body["sections"]] == ["main", "low_quality"]
+    threshold = served.cfg.serve.toxicity_threshold
+    main, low_quality = (section["replies"] for section in body["sections"])
+    assert all(node["toxicity"] <= threshold for node in main)
+    assert all(node["toxicity"] > threshold for node in low_quality)
+    every = list(_walk(main + low_quality))
+    assert len(every) == n_replies
+    for siblings in [main, low_quality, *(node["replies"] for node in every)]:
+        scores = [node["score"] for node in siblings]
+        assert scores == sorted(scores, reverse=True)
+    assert (body["arm"], body["model_version"]) == expected_version(served, viewer)
+
+
+def test_conversation_of_a_reply_or_unknown_tweet_is_404(served: Served) -> None:
+    root_id, _ = largest_conversation(served.index)
+    reply_id = int(served.index.replies(root_id)["tweet_id"].iloc[0])
+    viewer = busiest_user(served.index, range(1, 50))
+    for tweet_id in (reply_id, 10**12):
+        body = {"tweet_id": tweet_id, "viewer_id": viewer}
+        response = served.client.post("/conversation", json=body)
+        assert response.status_code == 404
+        assert str(tweet_id) in response.json()["detail"]
+
+
+def test_openapi_docs_are_served(served: Served) -> None:
+    assert served.client.get("/docs").status_code == 200
+    paths = served.client.get("/openapi.json").json()["paths"]
+    assert {"/feed", "/conversation", "/healthz"} <= set(paths)

@@ -1,0 +1,84 @@
+"""The simulated world: deterministic from its seed, internally consistent, truth kept apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.config import FeedrankConfig
+from pipelines.schema import BINARY_ACTIONS, read_table
+from pipelines.world.simulate import build_world
+
+TINY = {"n_users": 80, "days": 7, "mean_following": 8, "n_topics": 4, "seed": 3}
+
+
+def tiny_world(root: Path, monkeypatch: pytest.MonkeyPatch, **world: object) -> FeedrankConfig:
+    monkeypatch.setenv("FEEDRANK_HOME", str(root))
+    cfg = FeedrankConfig.model_validate({"world": {**TINY, **world}, "ranker": {"test_days": 2}})
+    build_world(cfg)
+    return cfg
+
+
+def tables(cfg: FeedrankConfig) -> dict[str, pd.DataFrame]:
+    raw = cfg.paths.raw
+    out = {name: read_table(raw, name) for name in ("users", "follows", "tweets", "impressions")}
+    out["truth"] = read_table(cfg.paths.truth, "truth")
+    return out
+
+
+def test_same_seed_same_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = tables(tiny_world(tmp_path / "a", monkeypatch))
+    second = tables(tiny_world(tmp_path / "b", monkeypatch))
+    for name in first:
+        pd.testing.assert_frame_equal(first[name], second[name])
+
+
+def test_other_seed_other_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = tables(tiny_world(tmp_path / "a", monkeypatch))
+    other = tables(tiny_world(tmp_path / "b", monkeypatch, seed=4))
+    assert not first["tweets"]["text"].equals(other["tweets"]["text"])
+
+
+def test_world_is_consistent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = tables(tiny_world(tmp_path, monkeypatch))
+    tweets, impressions, truth = world["tweets"], world["impressions"], world["truth"]
+    assert len(impressions) > 500 and impressions["impression_id"].is_unique
+    # every impression has its truth, and nothing else does
+    assert set(truth["impression_id"]) == set(impressions["impression_id"])
+    # replies come after their parents, in the parent's conversation
+    parents = tweets.set_index("tweet_id")
+    replies = tweets[tweets["in_reply_to_tweet_id"].notna()]
+    assert len(replies) > 0
+    parent_rows = parents.loc[replies["in_reply_to_tweet_id"].astype("int64")]
+    assert (replies["created_at"].to_numpy() > parent_rows["created_at"].to_numpy()).all()
+    assert (replies["conversation_id"].to_numpy() == parent_rows["conversation_id"].to_numpy()).all()
+    # an action happens after the impression, and only when its label is set
+    for action in BINARY_ACTIONS:
+        happened = impressions[action]
+        assert impressions.loc[happened, f"{action}_at"].ge(impressions.loc[happened, "served_at"]).all()
+        assert impressions.loc[~happened, f"{action}_at"].isna().all()
+    # a tweet is never shown before it exists, nor twice to the same viewer
+    created = parents.loc[impressions["tweet_id"], "created_at"].to_numpy()
+    assert (impressions["served_at"].to_numpy() >= created).all()
+    assert not impressions.duplicated(["viewer_id", "tweet_id"]).any()
+
+
+def test_labels_follow_the_true_probabilities(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = tables(tiny_world(tmp_path, monkeypatch, n_users=200))
+    joined = world["impressions"].merge(world["truth"], on="impression_id")
+    # calibration of the world itself: the mean label matches the mean true probability
+    for action in ("fav", "retweet", "reply"):
+        observed, expected = joined[action].mean(), joined[f"p_{action}"].mean()
+        assert observed == pytest.approx(expected, rel=0.25)
+    # and the truth ranks: high-probability impressions engage more often than low ones
+    high = joined["p_fav"] > joined["p_fav"].median()
+    assert joined.loc[high, "fav"].mean() > 2 * joined.loc[~high, "fav"].mean()
+
+
+def test_follow_graph_is_heavy_tailed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    users = tables(tiny_world(tmp_path, monkeypatch, n_users=300, mean_following=15))["users"]
+    followers = users["follower_count"].to_numpy()
+    assert followers.max() > 5 * np.median(followers)
