@@ -104,14 +104,7 @@ def feed_training() -> None:
         return steps.promote(_config())
 
     applied = apply_features()
-    (
-        build_world()
-        >> validate()
-        >> compute_features()
-        >> train_encoder()
-        >> embed()
-        >> applied
-    )
+    (build_world() >> validate() >> compute_features() >> train_encoder() >> embed() >> applied)
     registered = applied >> build_training_set() >> train_ranker() >> evaluate() >> register()
     online = applied >> materialize()
     # The champion only moves once the online store holds the features it will be served with.

@@ -15,12 +15,24 @@ FEATURES_DIR = Path(os.environ.get("FEEDRANK_HOME", ".feedrank")) / "lake" / "fe
 TTL = timedelta(days=int(os.environ.get("FEEDRANK_FEATURE_TTL_DAYS", "90")))
 TWEET_WINDOW = timedelta(hours=int(os.environ.get("FEEDRANK_TWEET_WINDOW_HOURS", "24")))
 
-tweet = Entity(name="tweet", join_keys=["tweet_id"], value_type=ValueType.INT64,
-               description="A tweet (root or reply).")
-author = Entity(name="author", join_keys=["author_id"], value_type=ValueType.INT64,
-                description="The user who posted a tweet.")
-viewer = Entity(name="viewer", join_keys=["viewer_id"], value_type=ValueType.INT64,
-                description="The user a feed or conversation is ranked for.")
+tweet = Entity(
+    name="tweet",
+    join_keys=["tweet_id"],
+    value_type=ValueType.INT64,
+    description="A tweet (root or reply).",
+)
+author = Entity(
+    name="author",
+    join_keys=["author_id"],
+    value_type=ValueType.INT64,
+    description="The user who posted a tweet.",
+)
+viewer = Entity(
+    name="viewer",
+    join_keys=["viewer_id"],
+    value_type=ValueType.INT64,
+    description="The user a feed or conversation is ranked for.",
+)
 
 
 def _source(name: str) -> FileSource:
@@ -54,17 +66,32 @@ tweet_engagement = FeatureView(
     ttl=TTL,
     source=_source("tweet_engagement"),
     schema=[
-        Field(name="tweet_impressions_window", dtype=Float64,
-              description="Impressions in the trailing window (default 24 h)."),
-        Field(name="tweet_engagements_window", dtype=Float64,
-              description="Favs + replies + retweets + quotes in the trailing window."),
+        Field(
+            name="tweet_impressions_window",
+            dtype=Float64,
+            description="Impressions in the trailing window (default 24 h).",
+        ),
+        Field(
+            name="tweet_engagements_window",
+            dtype=Float64,
+            description="Favs + replies + retweets + quotes in the trailing window.",
+        ),
         Field(name="tweet_favs_window", dtype=Float64, description="Favs in the trailing window."),
-        Field(name="tweet_replies_window", dtype=Float64,
-              description="Replies in the trailing window."),
-        Field(name="tweet_retweets_window", dtype=Float64,
-              description="Retweets in the trailing window."),
-        Field(name="tweet_engagements_total", dtype=Float64,
-              description="All engagements since posting."),
+        Field(
+            name="tweet_replies_window",
+            dtype=Float64,
+            description="Replies in the trailing window.",
+        ),
+        Field(
+            name="tweet_retweets_window",
+            dtype=Float64,
+            description="Retweets in the trailing window.",
+        ),
+        Field(
+            name="tweet_engagements_total",
+            dtype=Float64,
+            description="All engagements since posting.",
+        ),
     ],
     description="Windowed engagement counts, a row at each hour boundary where a count changes.",
 )
@@ -76,10 +103,15 @@ author_stats = FeatureView(
     source=_source("author_stats"),
     schema=[
         Field(name="author_follower_count", dtype=Int64, description="Followers of the author."),
-        Field(name="author_following_count", dtype=Int64, description="Accounts the author follows."),
+        Field(
+            name="author_following_count", dtype=Int64, description="Accounts the author follows."
+        ),
         Field(name="author_is_verified", dtype=Float64, description="1 if verified."),
-        Field(name="author_engagement_rate", dtype=Float64,
-              description="Engagements / impressions on the author's tweets (28 days, smoothed)."),
+        Field(
+            name="author_engagement_rate",
+            dtype=Float64,
+            description="Engagements / impressions on the author's tweets (28 days, smoothed).",
+        ),
         Field(name="author_tweets_window", dtype=Int64, description="Tweets posted in 7 days."),
     ],
     description="Daily author snapshots.",
@@ -91,9 +123,14 @@ viewer_stats = FeatureView(
     ttl=TTL,
     source=_source("viewer_stats"),
     schema=[
-        Field(name="viewer_following_count", dtype=Int64, description="Accounts the viewer follows."),
-        Field(name="viewer_engagement_rate", dtype=Float64,
-              description="Engagements / impressions of the viewer (28 days, smoothed)."),
+        Field(
+            name="viewer_following_count", dtype=Int64, description="Accounts the viewer follows."
+        ),
+        Field(
+            name="viewer_engagement_rate",
+            dtype=Float64,
+            description="Engagements / impressions of the viewer (28 days, smoothed).",
+        ),
         Field(name="viewer_language", dtype=String, description="The viewer's language code."),
     ],
     description="Daily viewer snapshots.",
@@ -105,10 +142,16 @@ viewer_author = FeatureView(
     ttl=TTL,
     source=_source("viewer_author"),
     schema=[
-        Field(name="va_impressions", dtype=Int64,
-              description="Tweets of the author the viewer was shown, all time."),
-        Field(name="va_engagements", dtype=Int64,
-              description="Engagements of the viewer with the author's tweets, all time."),
+        Field(
+            name="va_impressions",
+            dtype=Int64,
+            description="Tweets of the author the viewer was shown, all time.",
+        ),
+        Field(
+            name="va_engagements",
+            dtype=Int64,
+            description="Engagements of the viewer with the author's tweets, all time.",
+        ),
     ],
     description="Cumulative viewer-author interaction counts, a row at the end of each active day.",
 )
@@ -119,8 +162,11 @@ tweet_embedding = FeatureView(
     ttl=TTL,
     source=_source("tweet_embedding"),
     schema=[
-        Field(name="tweet_embedding", dtype=Array(Float32),
-              description="L2-normalized text embedding from the fine-tuned encoder."),
+        Field(
+            name="tweet_embedding",
+            dtype=Array(Float32),
+            description="L2-normalized text embedding from the fine-tuned encoder.",
+        ),
     ],
     description="Text embedding of a tweet, from the encoder version of the run.",
 )
@@ -131,8 +177,11 @@ viewer_embedding = FeatureView(
     ttl=TTL,
     source=_source("viewer_embedding"),
     schema=[
-        Field(name="viewer_embedding", dtype=Array(Float32),
-              description="Normalized mean embedding of the viewer's recent engaged tweets."),
+        Field(
+            name="viewer_embedding",
+            dtype=Array(Float32),
+            description="Normalized mean embedding of the viewer's recent engaged tweets.",
+        ),
     ],
     description="Daily text profile of a viewer.",
 )

@@ -106,11 +106,17 @@ class PathsConfig(StrictModel):
 
 
 class WorldConfig(StrictModel):
-    seed: int = Field(7, description="Seed of every random draw in the world; same seed, same world.")
+    seed: int = Field(
+        7, description="Seed of every random draw in the world; same seed, same world."
+    )
     start_date: date = Field(date(2026, 3, 2), description="First simulated day (a Monday).")
-    days: int = Field(10, ge=7, description="Number of simulated days of sessions (at least a week).")
+    days: int = Field(
+        10, ge=7, description="Number of simulated days of sessions (at least a week)."
+    )
     n_users: int = Field(3000, ge=50, description="Number of users.")
-    n_topics: int = Field(12, ge=2, le=16, description="Number of latent topics (<= 16 vocabularies).")
+    n_topics: int = Field(
+        12, ge=2, le=16, description="Number of latent topics (<= 16 vocabularies)."
+    )
     topic_concentration: float = Field(
         0.3, gt=0, description="Dirichlet concentration of user interests; small = focused users."
     )
@@ -169,7 +175,9 @@ class EncoderConfig(StrictModel):
     train_steps: int = Field(60, ge=1, description="Optimizer steps per worker.")
     batch_size: int = Field(32, ge=2, description="Pairs per step per worker (in-batch negatives).")
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate.")
-    temperature: float = Field(0.05, gt=0, description="Softmax temperature of the contrastive loss.")
+    temperature: float = Field(
+        0.05, gt=0, description="Softmax temperature of the contrastive loss."
+    )
     num_workers: int = Field(2, ge=1, description="Ray Train workers.")
     use_gpu: bool = Field(False, description="Train on GPUs (one per worker).")
     embed_batch_size: int = Field(256, ge=1, description="Batch size of batch embedding.")
@@ -178,7 +186,9 @@ class EncoderConfig(StrictModel):
 class RankerConfig(StrictModel):
     heads: tuple[str, ...] = Field(ALL_HEADS, description="Heads of the multi-task ranker.")
     num_blocks: int = Field(3, ge=1, description="Parallel MaskNet blocks.")
-    mask_hidden_dim: int = Field(128, ge=1, description="Hidden width of each instance-guided mask.")
+    mask_hidden_dim: int = Field(
+        128, ge=1, description="Hidden width of each instance-guided mask."
+    )
     block_dim: int = Field(64, ge=1, description="Output width of each MaskNet block.")
     mlp_dims: tuple[int, ...] = Field((128, 64), description="Shared MLP after the blocks.")
     tower_dim: int = Field(32, ge=1, description="Hidden width of each per-head tower.")

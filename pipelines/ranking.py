@@ -7,9 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 
-def blend_scores(
-    predictions: Mapping[str, np.ndarray], weights: Mapping[str, float]
-) -> np.ndarray:
+def blend_scores(predictions: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
     """Score = sum over heads of weight * probability.
 
     predictions: head -> probabilities [N]; weights: head -> weight (heads without a weight count 0).

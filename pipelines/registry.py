@@ -53,7 +53,9 @@ def _pyfunc_class():  # defined lazily: mlflow's import costs seconds that DAG p
         def load_context(self, context: Any) -> None:
             self.bundle = RankerBundle.load(Path(context.artifacts["bundle"]))
 
-        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        def predict(
+            self, context: Any, model_input: pd.DataFrame, params: Any = None
+        ) -> pd.DataFrame:
             predictions = self.bundle.predict(model_input)
             return pd.DataFrame({f"p_{head}": p for head, p in predictions.items()})
 
@@ -106,8 +108,13 @@ def log_and_register(
         version = str(info.registered_model_version)
         client.set_registered_model_alias(cfg.tracking.ranker_model_name, CHALLENGER, version)
         mlflow.set_tag("ranker_version", version)
-    log.info("registry: run %s registered %s v%s as %s", run.info.run_id,
-             cfg.tracking.ranker_model_name, version, CHALLENGER)
+    log.info(
+        "registry: run %s registered %s v%s as %s",
+        run.info.run_id,
+        cfg.tracking.ranker_model_name,
+        version,
+        CHALLENGER,
+    )
     return {"run_id": run.info.run_id, "version": version}
 
 
@@ -128,7 +135,10 @@ def alias_version(cfg: FeedrankConfig, alias: str) -> str | None:
 
 def gate_decision(metrics: dict[str, float], min_gain: float) -> dict[str, Any]:
     """The promotion gate: the ranker's blended NDCG must beat LightGBM's by at least min_gain."""
-    ranker, baseline = metrics.get("ranker_ndcg", float("nan")), metrics.get("lgbm_ndcg", float("nan"))
+    ranker, baseline = (
+        metrics.get("ranker_ndcg", float("nan")),
+        metrics.get("lgbm_ndcg", float("nan")),
+    )
     passed = ranker == ranker and baseline == baseline and ranker - baseline > min_gain
     reason = (
         f"ranker blended NDCG {ranker:.4f} vs LightGBM {baseline:.4f}: "
@@ -137,7 +147,9 @@ def gate_decision(metrics: dict[str, float], min_gain: float) -> dict[str, Any]:
     return {"promote": bool(passed), "reason": reason, "ranker_ndcg": ranker, "lgbm_ndcg": baseline}
 
 
-def promote(cfg: FeedrankConfig, run_id: str, version: str, metrics: dict[str, float]) -> dict[str, Any]:
+def promote(
+    cfg: FeedrankConfig, run_id: str, version: str, metrics: dict[str, float]
+) -> dict[str, Any]:
     """Apply the gate to a registered challenger; move `champion` if it passes. Logs the decision."""
     import mlflow
 
@@ -152,8 +164,12 @@ def promote(cfg: FeedrankConfig, run_id: str, version: str, metrics: dict[str, f
         mlflow.log_dict(decision, "promotion/decision.json")
         mlflow.set_tag("promotion", "promoted" if decision["promote"] else "rejected")
         mlflow.set_tag("promotion_reason", decision["reason"])
-    log.info("registry: %s v%s: %s", "PROMOTED" if decision["promote"] else "NOT promoted",
-             version, decision["reason"])
+    log.info(
+        "registry: %s v%s: %s",
+        "PROMOTED" if decision["promote"] else "NOT promoted",
+        version,
+        decision["reason"],
+    )
     return decision
 
 

@@ -39,9 +39,7 @@ USERS = pa.schema(
     ]
 )
 
-FOLLOWS = pa.schema(
-    [("follower_id", pa.int64()), ("followee_id", pa.int64()), ("created_at", TS)]
-)
+FOLLOWS = pa.schema([("follower_id", pa.int64()), ("followee_id", pa.int64()), ("created_at", TS)])
 
 TWEETS = pa.schema(
     [

@@ -42,8 +42,12 @@ def _cfg(config: str | FeedrankConfig | None) -> FeedrankConfig:
 
 def _timed(name: str, started: float, summary: dict[str, Any]) -> dict[str, Any]:
     summary = {**summary, "seconds": round(time.perf_counter() - started, 2)}
-    log.info("step %s done in %.1f s: %s", name, summary["seconds"],
-             {k: v for k, v in summary.items() if not isinstance(v, list | dict)})
+    log.info(
+        "step %s done in %.1f s: %s",
+        name,
+        summary["seconds"],
+        {k: v for k, v in summary.items() if not isinstance(v, list | dict)},
+    )
     return summary
 
 
@@ -95,7 +99,9 @@ def train_encoder(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
 
     started, cfg = time.perf_counter(), _cfg(config)
     events, tweets = _training_engagements(cfg)
-    engagements = events.rename(columns={"at": "engaged_at"})[["viewer_id", "tweet_id", "engaged_at"]]
+    engagements = events.rename(columns={"at": "engaged_at"})[
+        ["viewer_id", "tweet_id", "engaged_at"]
+    ]
     pairs = build_pairs(engagements, tweets.set_index("tweet_id")["text"], cfg.encoder.history_size)
     needed = cfg.encoder.train_steps * cfg.encoder.batch_size * cfg.encoder.num_workers * 4
     if len(pairs) > needed:
@@ -106,10 +112,16 @@ def train_encoder(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
     with ray_session(cfg):
         result = fit(cfg, pairs_path, encoder_dir(cfg))
     (cfg.paths.models / "text_encoder_training.json").write_text(json.dumps(result, default=float))
-    return _timed("train_encoder", started, {
-        "pairs": len(pairs), "loss_first": result["loss_first"], "loss_last": result["loss_last"],
-        "steps": result["steps"],
-    })
+    return _timed(
+        "train_encoder",
+        started,
+        {
+            "pairs": len(pairs),
+            "loss_first": result["loss_first"],
+            "loss_last": result["loss_last"],
+            "steps": result["steps"],
+        },
+    )
 
 
 def embed(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
@@ -167,10 +179,15 @@ def train_ranker(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
 
     started, cfg = time.perf_counter(), _cfg(config)
     result = fit(cfg)
-    return _timed("train_ranker", started, {
-        "train_rows": result["train_rows"], "final_train_loss": result["final"].get("train_loss"),
-        "final_val_loss": result["final"].get("val_loss"),
-    })
+    return _timed(
+        "train_ranker",
+        started,
+        {
+            "train_rows": result["train_rows"],
+            "final_train_loss": result["final"].get("train_loss"),
+            "final_val_loss": result["final"].get("val_loss"),
+        },
+    )
 
 
 def evaluate(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
@@ -199,7 +216,12 @@ def register(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
     metrics["ranker_train_seconds"] = float(training["seconds"])
     validation = cfg.paths.reports / "validation" / "summary.json"
     result = log_and_register(
-        cfg, ranker_dir(cfg), encoder_dir(cfg), evaluation_dir(cfg), metrics, history,
+        cfg,
+        ranker_dir(cfg),
+        encoder_dir(cfg),
+        evaluation_dir(cfg),
+        metrics,
+        history,
         extra_artifacts={"validation": validation},
         series={"encoder_loss": [float(p["loss"]) for p in encoder.get("loss_curve", [])]},
     )

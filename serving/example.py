@@ -24,15 +24,18 @@ def main(config: str = typer.Option("default", "--config", "-c")) -> None:
     typer.echo(f"\nfeedrank is serving on {url} (models: {json.dumps(health)})")
     typer.echo(f"OpenAPI docs: {url}/docs")
     typer.echo("\nTry it:")
-    typer.echo(f"  curl -s -X POST {url}/feed -H 'Content-Type: application/json' "
-               f"-d '{json.dumps(body)}'")
+    typer.echo(
+        f"  curl -s -X POST {url}/feed -H 'Content-Type: application/json' -d '{json.dumps(body)}'"
+    )
     typer.echo(f"  -> HTTP {feed.status_code}: {feed.text[:400]}...")
     sizes = index.conversation_sizes()
     root = int(sizes.sort_values(ascending=False).index[0]) if len(sizes) else None
     if root is not None:
         convo = {"tweet_id": root, "viewer_id": int(user_id)}
-        typer.echo(f"  curl -s -X POST {url}/conversation -H 'Content-Type: application/json' "
-                   f"-d '{json.dumps(convo)}'")
+        typer.echo(
+            f"  curl -s -X POST {url}/conversation -H 'Content-Type: application/json' "
+            f"-d '{json.dumps(convo)}'"
+        )
     typer.echo("Stop the server with `make stop`.")
     if feed.status_code != 200:
         sys.exit(1)

@@ -32,7 +32,9 @@ def evaluation_dir(cfg: FeedrankConfig) -> Path:
     return cfg.paths.reports / "evaluation"
 
 
-def oracle_predictions(cfg: FeedrankConfig, impression_ids: np.ndarray) -> dict[str, np.ndarray] | None:
+def oracle_predictions(
+    cfg: FeedrankConfig, impression_ids: np.ndarray
+) -> dict[str, np.ndarray] | None:
     """True probabilities per head for the given impressions; None when the data has no truth."""
     truth = read_table(cfg.paths.truth, "truth")
     if truth.empty:
@@ -44,7 +46,10 @@ def oracle_predictions(cfg: FeedrankConfig, impression_ids: np.ndarray) -> dict[
 
 
 def blended_ndcg(
-    cfg: FeedrankConfig, requests: np.ndarray, labels: np.ndarray, predictions: dict[str, np.ndarray]
+    cfg: FeedrankConfig,
+    requests: np.ndarray,
+    labels: np.ndarray,
+    predictions: dict[str, np.ndarray],
 ) -> float:
     """Mean NDCG@k per request; gain = max(0, blend of the realized labels)."""
     realized = {head: labels[:, i] for i, head in enumerate(cfg.ranker.heads)}
@@ -58,10 +63,14 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
     arrays = np.load(arrays_path(cfg))
     x_train, y_train = arrays["x_train"], arrays["y_train"]
     x_test, y_test = arrays["x_test"], arrays["y_test"]
-    frame = pd.read_parquet(training_set_path(cfg), columns=["impression_id", "request_id", "split"])
+    frame = pd.read_parquet(
+        training_set_path(cfg), columns=["impression_id", "request_id", "split"]
+    )
     test = frame[frame["split"] == "test"]
     if len(test) != len(x_test):
-        raise ValueError("training set and arrays disagree on the held-out rows; rerun train_ranker")
+        raise ValueError(
+            "training set and arrays disagree on the held-out rows; rerun train_ranker"
+        )
 
     predictions: dict[str, dict[str, np.ndarray]] = {}
     predictions["ranker"] = RankerBundle.load(ranker_dir(cfg)).predict_matrix(x_test)
@@ -79,7 +88,9 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
             head: head_metrics(y_test[:, i], per_head[head]) for i, head in enumerate(heads)
         }
         results["ndcg"][model] = blended_ndcg(cfg, requests, y_test, per_head)
-        results["curves"][model] = {head: (y_test[:, i], per_head[head]) for i, head in enumerate(heads)}
+        results["curves"][model] = {
+            head: (y_test[:, i], per_head[head]) for i, head in enumerate(heads)
+        }
 
     out = evaluation_dir(cfg)
     written = write_report(results, out)
@@ -88,7 +99,8 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
     log.info("evaluate: blended NDCG@%d %s", cfg.promote.ndcg_k, results["ndcg"])
     for head in heads:
         log.info(
-            "evaluate: RCE %-13s %s", head,
+            "evaluate: RCE %-13s %s",
+            head,
             "  ".join(f"{m}={results['models'][m][head]['rce']:.2f}" for m in predictions),
         )
     return {"metrics": metrics, "report_files": [str(p) for p in written]}

@@ -34,9 +34,11 @@ def feature_table_path(cfg: FeedrankConfig, name: str) -> Path:
 
 def write_feature_table(cfg: FeedrankConfig, name: str, table: pd.DataFrame) -> Path:
     """Write a Feast source; event times as microsecond UTC (the offline store casts from that)."""
-    table = table.assign(event_timestamp=pd.to_datetime(table["event_timestamp"], utc=True).astype(
-        "datetime64[us, UTC]"
-    ))
+    table = table.assign(
+        event_timestamp=pd.to_datetime(table["event_timestamp"], utc=True).astype(
+            "datetime64[us, UTC]"
+        )
+    )
     path = feature_table_path(cfg, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(path, index=False)
@@ -157,7 +159,9 @@ def tweet_engagement(
     )
 
 
-def _daily_matrix(ids: pd.Series, stamps: pd.Series, index: pd.Index, days: pd.DatetimeIndex) -> np.ndarray:
+def _daily_matrix(
+    ids: pd.Series, stamps: pd.Series, index: pd.Index, days: pd.DatetimeIndex
+) -> np.ndarray:
     """Counts per (id, day) as a dense [len(index), len(days)] matrix."""
     day = pd.to_datetime(stamps, utc=True).dt.floor("D")
     counts = pd.crosstab(ids.to_numpy(), day.to_numpy())
@@ -188,10 +192,14 @@ def daily_user_stats(
     authors = tweets.set_index("tweet_id")["author_id"]
     impression_authors = authors.reindex(impressions["tweet_id"]).reset_index(drop=True)
 
-    author_views = _trailing(_daily_matrix(impression_authors, impressions["served_at"], ids, days), window)
+    author_views = _trailing(
+        _daily_matrix(impression_authors, impressions["served_at"], ids, days), window
+    )
     author_engaged = _trailing(_daily_matrix(events["author_id"], events["at"], ids, days), window)
     author_posts = _trailing(_daily_matrix(tweets["author_id"], tweets["created_at"], ids, days), 7)
-    viewer_views = _trailing(_daily_matrix(impressions["viewer_id"], impressions["served_at"], ids, days), window)
+    viewer_views = _trailing(
+        _daily_matrix(impressions["viewer_id"], impressions["served_at"], ids, days), window
+    )
     viewer_engaged = _trailing(_daily_matrix(events["viewer_id"], events["at"], ids, days), window)
     global_rate = len(events) / max(len(impressions), 1)
 
@@ -226,7 +234,9 @@ def daily_user_stats(
             "author_follower_count": static["follower_count"].to_numpy()[:, None] * repeat,
             "author_following_count": static["following_count"].to_numpy()[:, None] * repeat,
             "author_is_verified": static["is_verified"].astype(float).to_numpy()[:, None] * repeat,
-            "author_engagement_rate": smoothed(with_start(author_engaged), with_start(author_views)),
+            "author_engagement_rate": smoothed(
+                with_start(author_engaged), with_start(author_views)
+            ),
             "author_tweets_window": with_start(author_posts),
         },
     )
@@ -234,7 +244,9 @@ def daily_user_stats(
         "viewer_id",
         {
             "viewer_following_count": static["following_count"].to_numpy()[:, None] * repeat,
-            "viewer_engagement_rate": smoothed(with_start(viewer_engaged), with_start(viewer_views)),
+            "viewer_engagement_rate": smoothed(
+                with_start(viewer_engaged), with_start(viewer_views)
+            ),
         },
     )
     viewer_stats["viewer_language"] = np.repeat(static["language"].to_numpy(), n_snapshots)
@@ -245,7 +257,9 @@ def daily_user_stats(
     return author_stats, viewer_stats
 
 
-def viewer_author(impressions: pd.DataFrame, events: pd.DataFrame, tweets: pd.DataFrame) -> pd.DataFrame:
+def viewer_author(
+    impressions: pd.DataFrame, events: pd.DataFrame, tweets: pd.DataFrame
+) -> pd.DataFrame:
     """Cumulative impressions and engagements per (viewer, author), snapshot at each active day's end."""
     authors = tweets.set_index("tweet_id")["author_id"]
     views = pd.DataFrame(

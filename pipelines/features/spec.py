@@ -92,12 +92,16 @@ def feature_matrix(frame: pd.DataFrame, embedding_dim: int) -> np.ndarray:
     missing = [c for c in (*DENSE_FEATURES, *EMBEDDING_FEATURES) if c not in frame.columns]
     if missing:
         raise KeyError(f"feature frame lacks columns {missing}")
-    dense = frame[list(DENSE_FEATURES)].astype("float64").to_numpy(dtype=np.float32, na_value=np.nan)
+    dense = (
+        frame[list(DENSE_FEATURES)].astype("float64").to_numpy(dtype=np.float32, na_value=np.nan)
+    )
     parts = [dense] + [stack_embeddings(frame[c], embedding_dim) for c in EMBEDDING_FEATURES]
     return np.concatenate(parts, axis=1)
 
 
-def request_time_features(frame: pd.DataFrame, request_time: pd.Series | pd.Timestamp) -> pd.DataFrame:
+def request_time_features(
+    frame: pd.DataFrame, request_time: pd.Series | pd.Timestamp
+) -> pd.DataFrame:
     """Values known only at request time, identical offline (impression time) and online (now).
 
     Needs columns tweet_created_s (seconds since epoch), tweet_language, viewer_language and the

@@ -49,9 +49,9 @@ def entity_frame(cfg: FeedrankConfig) -> pd.DataFrame:
     follows = read_table(raw, "follows")[["follower_id", "followee_id"]]
     frame = impressions.merge(tweets, on="tweet_id", how="left", validate="many_to_one")
     followed = pd.MultiIndex.from_frame(follows)
-    frame["in_network"] = pd.MultiIndex.from_arrays(
-        [frame["viewer_id"], frame["author_id"]]
-    ).isin(followed)
+    frame["in_network"] = pd.MultiIndex.from_arrays([frame["viewer_id"], frame["author_id"]]).isin(
+        followed
+    )
     frame = pd.concat([frame, labels_of(frame, cfg.ranker.heads)], axis=1)
     frame["event_timestamp"] = frame["served_at"]
     return frame

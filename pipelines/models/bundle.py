@@ -31,7 +31,9 @@ class RankerBundle:
         self.version = str(meta.get("version", "local"))
 
     @staticmethod
-    def build(ranker: RankerConfig, embedding_dim: int, normalizer: FeatureNormalizer) -> ParallelMaskNet:
+    def build(
+        ranker: RankerConfig, embedding_dim: int, normalizer: FeatureNormalizer
+    ) -> ParallelMaskNet:
         num_features = len(feature_names(embedding_dim))
         return ParallelMaskNet.from_config(ranker, num_features, normalizer)
 
@@ -60,7 +62,9 @@ class RankerBundle:
                 batch = torch.from_numpy(np.ascontiguousarray(x[lo : lo + batch_size]))
                 for head, p in self.model.predict_proba(batch).items():
                     outputs[head].append(p.numpy())
-        return {head: np.concatenate(parts) if parts else np.empty(0) for head, parts in outputs.items()}
+        return {
+            head: np.concatenate(parts) if parts else np.empty(0) for head, parts in outputs.items()
+        }
 
     def predict(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
         """Feature frame (spec columns) -> {head: probabilities [N]}."""

@@ -43,8 +43,10 @@ def embed_texts(cfg: FeedrankConfig, model_dir: Path, texts: list[str]) -> np.nd
     with ray_session(cfg):
         dataset = ray.data.from_pandas(frame, override_num_blocks=workers * 4).map_batches(
             _EmbedBatch,
-            fn_constructor_kwargs={"model_dir": str(model_dir),
-                                   "batch_size": cfg.encoder.embed_batch_size},
+            fn_constructor_kwargs={
+                "model_dir": str(model_dir),
+                "batch_size": cfg.encoder.embed_batch_size,
+            },
             batch_format="pandas",
             batch_size=cfg.encoder.embed_batch_size * 4,
             compute=ray.data.ActorPoolStrategy(size=workers),
@@ -57,6 +59,11 @@ def embed_texts(cfg: FeedrankConfig, model_dir: Path, texts: list[str]) -> np.nd
         raise RuntimeError(f"embedded {len(result)} of {len(texts)} texts")
     vectors = np.stack(result["embedding"].to_numpy()).astype(np.float32)
     seconds = time.perf_counter() - started
-    log.info("embed: %d texts in %.1f s (%.0f/s) with %d Ray Data actors",
-             len(texts), seconds, len(texts) / seconds, workers)
+    log.info(
+        "embed: %d texts in %.1f s (%.0f/s) with %d Ray Data actors",
+        len(texts),
+        seconds,
+        len(texts) / seconds,
+        workers,
+    )
     return vectors

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from pipelines.config import FeedrankConfig
 from pipelines.features.spec import feature_matrix, log_mask
@@ -47,12 +48,16 @@ def prepare_arrays(cfg: FeedrankConfig) -> dict[str, int]:
         out[f"x_{split}"] = feature_matrix(part, dim)
         out[f"y_{split}"] = part[label_columns].to_numpy(dtype=np.float32)
     path = arrays_path(cfg)
-    np.savez(path, **out)
+    np.savez(path, **out)  # type: ignore[arg-type]
     return {"train_rows": len(out["x_train"]), "test_rows": len(out["x_test"])}
 
 
 def train_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, heads: tuple[str, ...]
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    heads: tuple[str, ...],
 ) -> float:
     model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -62,7 +67,9 @@ def train_step(
     return float(loss.detach())
 
 
-def eval_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, heads: tuple[str, ...]) -> dict[str, float]:
+def eval_step(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, heads: tuple[str, ...]
+) -> dict[str, float]:
     model.eval()
     with torch.no_grad():
         loss, per_head = multitask_bce(model(x), y, heads)
@@ -90,12 +97,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     y_val = torch.from_numpy(y_all[cut:]).to(device)
 
     normalizer = FeatureNormalizer(
-        torch.tensor(config["norm_mean"]), torch.tensor(config["norm_std"]),
+        torch.tensor(config["norm_mean"]),
+        torch.tensor(config["norm_std"]),
         torch.tensor(config["norm_log_mask"]),
     )
     torch.manual_seed(cfg.world.seed)  # same initial weights on every worker
-    model = RankerBundle.build(cfg.ranker, cfg.encoder.embedding_dim, normalizer)
-    model = ray.train.torch.prepare_model(model)
+    model: nn.Module = ray.train.torch.prepare_model(
+        RankerBundle.build(cfg.ranker, cfg.encoder.embedding_dim, normalizer)
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.ranker.lr)
     batch = cfg.ranker.batch_size
     generator = np.random.default_rng(cfg.world.seed + rank)
@@ -109,14 +118,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             losses.append(train_step(model, optimizer, xb, yb, heads))
             if rank == 0 and step % 100 == 0:
                 log.info("ranker: epoch %d step %d loss %.4f", epoch, step, losses[-1])
-        metrics = {"epoch": epoch, "train_loss": float(np.mean(losses)),
-                   "epoch_seconds": time.perf_counter() - started,
-                   "rows_per_second": len(x_train) / (time.perf_counter() - started),
-                   **{f"val_{k}": v for k, v in eval_step(model, x_val, y_val, heads).items()}}
+        metrics = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "epoch_seconds": time.perf_counter() - started,
+            "rows_per_second": len(x_train) / (time.perf_counter() - started),
+            **{f"val_{k}": v for k, v in eval_step(model, x_val, y_val, heads).items()},
+        }
         last = epoch == cfg.ranker.epochs - 1
         if rank == 0 and last:
             with tempfile.TemporaryDirectory() as tmp:
-                inner = model.module if hasattr(model, "module") else model
+                inner = model.module if isinstance(model, DistributedDataParallel) else model
                 torch.save(inner.state_dict(), Path(tmp) / "model.pt")
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
@@ -149,7 +161,8 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
             train_loop_per_worker,
             train_loop_config=loop_config,
             scaling_config=ScalingConfig(
-                num_workers=workers, use_gpu=cfg.ranker.use_gpu,
+                num_workers=workers,
+                use_gpu=cfg.ranker.use_gpu,
                 resources_per_worker=None if cfg.ranker.use_gpu else {"CPU": 1},
             ),
             run_config=RunConfig(
@@ -172,7 +185,9 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
         "trained_rows": sizes["train_rows"],
     }
     bundle_dir = RankerBundle(model, meta).save(ranker_dir(cfg))
-    history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
+    history = (
+        result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
+    )
     summary = {
         "seconds": seconds,
         "train_rows": sizes["train_rows"],
@@ -182,5 +197,7 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
         "bundle_dir": str(bundle_dir),
     }
     (bundle_dir / "training.json").write_text(json.dumps(summary, indent=2, default=float))
-    log.info("ranker: trained in %.1f s on %d rows: %s", seconds, sizes["train_rows"], result.metrics)
+    log.info(
+        "ranker: trained in %.1f s on %d rows: %s", seconds, sizes["train_rows"], result.metrics
+    )
     return summary

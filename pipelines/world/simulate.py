@@ -49,8 +49,32 @@ COUNTRIES_BY_LANGUAGE = {
 }
 # Relative session intensity by hour of day (UTC) and by weekday (Monday first).
 HOURLY_RHYTHM = np.array(
-    [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.2, 2.8, 2.2, 1.8, 2.0, 2.6, 2.4, 1.8, 1.7, 1.9, 2.2, 2.6,
-     3.0, 3.3, 3.2, 2.6, 1.7]
+    [
+        1,
+        0.6,
+        0.4,
+        0.3,
+        0.3,
+        0.5,
+        1.2,
+        2.2,
+        2.8,
+        2.2,
+        1.8,
+        2.0,
+        2.6,
+        2.4,
+        1.8,
+        1.7,
+        1.9,
+        2.2,
+        2.6,
+        3.0,
+        3.3,
+        3.2,
+        2.6,
+        1.7,
+    ]
 )
 WEEKDAY_RHYTHM = np.array([1.0, 1.0, 1.0, 1.05, 1.1, 1.25, 1.2])
 PREHISTORY_DAYS = 2  # tweets posted before the first session, so day one has candidates
@@ -198,12 +222,16 @@ class World:
         prior_created = self.tweets.column("created")
         prior_topic = self.tweets.column("topic").astype(int)
         prior_conv = self.tweets.column("conversation").astype(int)
-        recent = np.nonzero(prior_created >= day_start - 86400.0)[0] if prior_count else []
+        recent: np.ndarray = (
+            np.nonzero(prior_created >= day_start - 86400.0)[0] if prior_count else np.empty(0, int)
+        )
         is_reply = (rng.random(m) < self.w.reply_share) & (len(recent) > 0)
         parent = np.full(m, -1)
         if is_reply.any():
             weights = pop.fitness[self.tweets.column("author").astype(int)[recent]]
-            parent[is_reply] = rng.choice(recent, size=int(is_reply.sum()), p=weights / weights.sum())
+            parent[is_reply] = rng.choice(
+                recent, size=int(is_reply.sum()), p=weights / weights.sum()
+            )
 
         topic = np.array(
             [rng.choice(self.w.n_topics, p=pop.interests[a]) for a in authors], dtype=int
@@ -216,8 +244,9 @@ class World:
         has_url = rng.random(m) < 0.15
         quality = pop.quality[authors] + rng.normal(0, 0.5, size=m) + 0.2 * (has_image | has_video)
         texts = [
-            compose_text(rng, int(topic[i]), str(pop.language[authors[i]]), bool(toxic[i]),
-                         bool(is_reply[i]))
+            compose_text(
+                rng, int(topic[i]), str(pop.language[authors[i]]), bool(toxic[i]), bool(is_reply[i])
+            )
             for i in range(m)
         ]
         hashtags = [pick_hashtags(rng, int(t)) for t in topic]
@@ -252,16 +281,20 @@ class World:
                 "has_url": has_url,
                 "hashtags": hashtags,
                 "conversation_id": self.tweet_id_base + conversation,
-                "in_reply_to_tweet_id": pd.Series(
-                    self.tweet_id_base + parent, dtype="Int64"
-                ).mask(~is_reply),
+                "in_reply_to_tweet_id": pd.Series(self.tweet_id_base + parent, dtype="Int64").mask(
+                    ~is_reply
+                ),
                 "toxicity": toxicity.astype(np.float32),
             }
         )
 
     # ------------------------------------------------------------------ sessions
     def run_sessions(
-        self, pop: Population, adjacency: np.ndarray, day: int, last_visit: np.ndarray,
+        self,
+        pop: Population,
+        adjacency: np.ndarray,
+        day: int,
+        last_visit: np.ndarray,
         seen: list[set[int]],
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """All sessions of one day: candidate selection by the logging policy, then labels."""
@@ -289,19 +322,22 @@ class World:
         for viewer, now in zip(viewers, times, strict=True):
             since = max(last_visit[viewer], now - 3 * 86400.0)
             pool = [t for a in followees[viewer] for t in self.user_tweets[a][-30:]]
-            inn = np.array([t for t in pool if since < created[t] <= now and t not in seen[viewer]],
-                           dtype=int)
+            inn = np.array(
+                [t for t in pool if since < created[t] <= now and t not in seen[viewer]], dtype=int
+            )
             if len(inn) > per_session - n_out:
                 recency = np.exp(-(now - created[inn]) / 43200.0)
-                inn = rng.choice(inn, size=per_session - n_out, replace=False,
-                                 p=recency / recency.sum())
+                inn = rng.choice(
+                    inn, size=per_session - n_out, replace=False, p=recency / recency.sum()
+                )
             fresh = roots[(created[roots] > now - 2 * 86400.0) & (created[roots] <= now)]
             want_out = per_session - len(inn)
             out = np.empty(0, dtype=int)
             if len(fresh) and want_out:
                 weight = popularity[fresh]
-                out = rng.choice(fresh, size=min(want_out, len(fresh)), replace=False,
-                                 p=weight / weight.sum())
+                out = rng.choice(
+                    fresh, size=min(want_out, len(fresh)), replace=False, p=weight / weight.sum()
+                )
                 out = out[(authors[out] != viewer) & ~adjacency[viewer, authors[out]]]
                 out = np.array([t for t in out if t not in seen[viewer]], dtype=int)
             shown = np.concatenate([inn, out]).astype(int)
@@ -318,14 +354,25 @@ class World:
             self.request_count += 1
         if not rows_viewer:
             return IMPRESSIONS.empty_table().to_pandas(), TRUTH.empty_table().to_pandas()
-        viewer = np.concatenate(rows_viewer)
-        tweet = np.concatenate(rows_tweet)
-        served = np.concatenate(rows_time)
-        return self.label(pop, adjacency, viewer, tweet, served, np.concatenate(rows_request),
-                          np.concatenate(rows_pos))
+        shown_viewer = np.concatenate(rows_viewer)
+        shown_tweet = np.concatenate(rows_tweet)
+        shown_at = np.concatenate(rows_time)
+        return self.label(
+            pop,
+            adjacency,
+            shown_viewer,
+            shown_tweet,
+            shown_at,
+            np.concatenate(rows_request),
+            np.concatenate(rows_pos),
+        )
 
     def true_logits(
-        self, pop: Population, adjacency: np.ndarray, viewer: np.ndarray, tweet: np.ndarray,
+        self,
+        pop: Population,
+        adjacency: np.ndarray,
+        viewer: np.ndarray,
+        tweet: np.ndarray,
         served: np.ndarray,
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """True logits of every binary action and the mean log-dwell, per impression."""
@@ -341,8 +388,12 @@ class World:
         affinity = np.log(pop.interests[viewer, topic] * self.w.n_topics + 0.05)
         follows = adjacency[viewer, author].astype(float)
         past = np.log1p(
-            np.array([self.engaged_pairs.get(int(v) * n + int(a), 0) for v, a in
-                      zip(viewer, author, strict=True)])
+            np.array(
+                [
+                    self.engaged_pairs.get(int(v) * n + int(a), 0)
+                    for v, a in zip(viewer, author, strict=True)
+                ]
+            )
         )
         popularity = np.log(pop.fitness[author])
         hour = (served % 86400.0) // 3600.0
@@ -354,30 +405,74 @@ class World:
         engaged_user = np.log(pop.activity[viewer])
         shared = freshness + language + 0.15 * evening + 0.1 * weekend
         logits = {
-            "fav": BASE_LOGIT["fav"] + 1.1 * affinity + 0.5 * follows + 0.5 * past
-            + 0.25 * popularity + 0.6 * quality + 0.25 * image + 0.3 * engaged_user
-            - 2.5 * toxicity + shared,
-            "reply": BASE_LOGIT["reply"] + 1.0 * affinity + 0.9 * follows + 0.8 * past
-            + 0.4 * quality + 0.8 * toxicity + 0.3 * engaged_user + shared,
-            "retweet": BASE_LOGIT["retweet"] + 1.2 * affinity + 0.4 * follows + 0.4 * past
-            + 0.4 * popularity + 0.7 * quality + 0.3 * video - 2.0 * toxicity + shared,
-            "quote": BASE_LOGIT["quote"] + 0.9 * affinity + 0.3 * past + 0.3 * popularity
-            + 0.5 * quality + 1.0 * toxicity + shared,
-            "profile_click": BASE_LOGIT["profile_click"] + 0.7 * affinity - 0.8 * follows
-            + 0.5 * popularity + 0.4 * quality + shared,
-            "negative": BASE_LOGIT["negative"] - 0.7 * affinity - 0.6 * follows - 0.3 * past
-            - 0.3 * quality + 3.2 * toxicity - 0.5 * language,
+            "fav": BASE_LOGIT["fav"]
+            + 1.1 * affinity
+            + 0.5 * follows
+            + 0.5 * past
+            + 0.25 * popularity
+            + 0.6 * quality
+            + 0.25 * image
+            + 0.3 * engaged_user
+            - 2.5 * toxicity
+            + shared,
+            "reply": BASE_LOGIT["reply"]
+            + 1.0 * affinity
+            + 0.9 * follows
+            + 0.8 * past
+            + 0.4 * quality
+            + 0.8 * toxicity
+            + 0.3 * engaged_user
+            + shared,
+            "retweet": BASE_LOGIT["retweet"]
+            + 1.2 * affinity
+            + 0.4 * follows
+            + 0.4 * past
+            + 0.4 * popularity
+            + 0.7 * quality
+            + 0.3 * video
+            - 2.0 * toxicity
+            + shared,
+            "quote": BASE_LOGIT["quote"]
+            + 0.9 * affinity
+            + 0.3 * past
+            + 0.3 * popularity
+            + 0.5 * quality
+            + 1.0 * toxicity
+            + shared,
+            "profile_click": BASE_LOGIT["profile_click"]
+            + 0.7 * affinity
+            - 0.8 * follows
+            + 0.5 * popularity
+            + 0.4 * quality
+            + shared,
+            "negative": BASE_LOGIT["negative"]
+            - 0.7 * affinity
+            - 0.6 * follows
+            - 0.3 * past
+            - 0.3 * quality
+            + 3.2 * toxicity
+            - 0.5 * language,
             "report": BASE_LOGIT["report"] - 0.3 * affinity - 0.5 * follows + 4.5 * toxicity,
         }
         mean_log_dwell = (
-            np.log(3500.0) + 0.35 * affinity + 0.004 * length + 0.6 * video + 0.25 * quality
+            np.log(3500.0)
+            + 0.35 * affinity
+            + 0.004 * length
+            + 0.6 * video
+            + 0.25 * quality
             + 0.2 * follows
         )
         return logits, mean_log_dwell
 
     def label(
-        self, pop: Population, adjacency: np.ndarray, viewer: np.ndarray, tweet: np.ndarray,
-        served: np.ndarray, request: np.ndarray, position: np.ndarray,
+        self,
+        pop: Population,
+        adjacency: np.ndarray,
+        viewer: np.ndarray,
+        tweet: np.ndarray,
+        served: np.ndarray,
+        request: np.ndarray,
+        position: np.ndarray,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Draw every label of every impression from its true probabilities."""
         rng, m = self.rng, len(viewer)
@@ -408,7 +503,9 @@ class World:
             truth[f"p_{action}"] = p.astype(np.float32)
         sigma = 0.9
         dwell = np.exp(mean_log_dwell + sigma * rng.standard_normal(m))
-        impressions["dwell_ms"] = np.minimum(dwell, self.cfg.validate_.max_dwell_ms).astype(np.int32)
+        impressions["dwell_ms"] = np.minimum(dwell, self.cfg.validate_.max_dwell_ms).astype(
+            np.int32
+        )
         truth["p_dwell"] = norm.sf((np.log(DWELL_THRESHOLD_MS) - mean_log_dwell) / sigma).astype(
             np.float32
         )
@@ -429,7 +526,9 @@ class World:
 
     def _timestamps(self, seconds: np.ndarray) -> pd.Series:
         base = pd.Timestamp(self.start)
-        return pd.Series(base + pd.to_timedelta(np.round(seconds * 1e6).astype(np.int64), unit="us"))
+        return pd.Series(
+            base + pd.to_timedelta(np.round(seconds * 1e6).astype(np.int64), unit="us")
+        )
 
 
 def build_world(cfg: FeedrankConfig) -> dict[str, int]:
@@ -466,7 +565,10 @@ def build_world(cfg: FeedrankConfig) -> dict[str, int]:
         totals["impressions"] += len(impressions)
         log.info(
             "world: day %s done: %d tweets, %d impressions (%.0f s elapsed)",
-            label, len(tweets), len(impressions), time.perf_counter() - started,
+            label,
+            len(tweets),
+            len(impressions),
+            time.perf_counter() - started,
         )
     totals["topics"] = min(cfg.world.n_topics, len(TOPIC_NAMES))
     log.info("world built in %.1f s: %s", time.perf_counter() - started, totals)

@@ -26,9 +26,7 @@ def test_champion_is_registered_with_metrics(trained_cfg: FeedrankConfig) -> Non
     assert alias_version(trained_cfg, "challenger") is not None
     decision = json.loads((trained_cfg.paths.models / "registration.json").read_text())
     assert decision["version"] == alias_version(trained_cfg, "challenger")
-    metrics = json.loads(
-        (trained_cfg.paths.reports / "evaluation" / "metrics.json").read_text()
-    )
+    metrics = json.loads((trained_cfg.paths.reports / "evaluation" / "metrics.json").read_text())
     for model in ("ranker", "lgbm", "oracle"):
         for head in trained_cfg.ranker.heads:
             assert f"{model}_rce_{head}" in metrics

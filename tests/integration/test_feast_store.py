@@ -49,7 +49,8 @@ def test_historical_join_is_point_in_time(tmp_path: Path, monkeypatch: pytest.Mo
     store = feature_store(cfg)
     joined = (
         store.get_historical_features(
-            entity_df=entities, features=["viewer_author:va_engagements", "viewer_author:va_impressions"]
+            entity_df=entities,
+            features=["viewer_author:va_engagements", "viewer_author:va_impressions"],
         )
         .to_df()
         .sort_values("event_timestamp")
@@ -65,14 +66,18 @@ def test_online_store_serves_the_latest_values(trained_cfg: FeedrankConfig) -> N
 
     content = pd.read_parquet(feature_table_path(trained_cfg, "tweet_content"))
     stats = pd.read_parquet(feature_table_path(trained_cfg, "author_stats"))
-    latest = stats.sort_values("event_timestamp").groupby("author_id").tail(1).set_index("author_id")
+    latest = (
+        stats.sort_values("event_timestamp").groupby("author_id").tail(1).set_index("author_id")
+    )
     sample = content.head(5)
     tweets = pd.read_parquet(trained_cfg.paths.raw / "tweets")
     authors = tweets.set_index("tweet_id").loc[sample["tweet_id"], "author_id"].to_numpy()
     candidates = pd.DataFrame(
         {"tweet_id": sample["tweet_id"].to_numpy(), "author_id": authors, "in_network": False}
     )
-    online = OnlineFeatures(trained_cfg).hydrate(1, candidates, pd.Timestamp("2026-03-09", tz="UTC"))
+    online = OnlineFeatures(trained_cfg).hydrate(
+        1, candidates, pd.Timestamp("2026-03-09", tz="UTC")
+    )
     assert len(online) == 5
     assert online["tweet_length"].tolist() == sample["tweet_length"].tolist()
     expected = latest.loc[authors, "author_follower_count"].tolist()

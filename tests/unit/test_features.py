@@ -53,8 +53,10 @@ def test_tweet_engagement_never_counts_a_later_engagement() -> None:
 
 def test_viewer_author_snapshots_are_stamped_after_their_day() -> None:
     impressions = _impressions(
-        [{"viewer_id": 1, "tweet_id": 10, "served_at": at(10)},
-         {"viewer_id": 1, "tweet_id": 11, "served_at": at(30)}]
+        [
+            {"viewer_id": 1, "tweet_id": 10, "served_at": at(10)},
+            {"viewer_id": 1, "tweet_id": 11, "served_at": at(30)},
+        ]
     )
     tweets = pd.DataFrame({"tweet_id": [10, 11], "author_id": [5, 5]})
     events = pd.DataFrame(
@@ -97,6 +99,9 @@ def test_feature_matrix_has_the_spec_columns_in_order() -> None:
     frame["viewer_embedding"] = [np.zeros(3), np.full(3, 2.0)]
     matrix = feature_matrix(frame, embedding_dim=3)
     assert matrix.shape == (2, len(feature_names(3)))
-    assert np.isnan(matrix[1, 0]) and (matrix[1, len(DENSE_FEATURES) : len(DENSE_FEATURES) + 3] == 0).all()
+    assert (
+        np.isnan(matrix[1, 0])
+        and (matrix[1, len(DENSE_FEATURES) : len(DENSE_FEATURES) + 3] == 0).all()
+    )
     with pytest.raises(KeyError, match="viewer_embedding"):
         feature_matrix(frame.drop(columns="viewer_embedding"), embedding_dim=3)

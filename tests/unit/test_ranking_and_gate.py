@@ -10,8 +10,11 @@ from pipelines.registry import gate_decision
 
 
 def test_blend_is_the_weighted_sum_of_head_probabilities() -> None:
-    predictions = {"fav": np.array([0.2, 0.1]), "reply": np.array([0.01, 0.05]),
-                   "report": np.array([0.0, 0.001])}
+    predictions = {
+        "fav": np.array([0.2, 0.1]),
+        "reply": np.array([0.01, 0.05]),
+        "report": np.array([0.0, 0.001]),
+    }
     weights = {"fav": 0.5, "reply": 13.5, "report": -369.0}
     # row 0: 0.5*0.2 + 13.5*0.01 + 0 = 0.235; row 1: 0.05 + 0.675 - 0.369 = 0.356
     np.testing.assert_allclose(blend_scores(predictions, weights), [0.235, 0.356])

@@ -370,7 +370,11 @@ def _fake_registry(aliases: dict[str, str]) -> types.ModuleType:
         ranker.version = aliases[alias]
         return ranker
 
+    def alias_version(cfg: FeedrankConfig, alias: str) -> str | None:
+        return aliases.get(alias)
+
     module.load_ranker = load_ranker  # type: ignore[attr-defined]
+    module.alias_version = alias_version  # type: ignore[attr-defined]
     return module
 
 

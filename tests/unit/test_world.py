@@ -54,11 +54,17 @@ def test_world_is_consistent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert len(replies) > 0
     parent_rows = parents.loc[replies["in_reply_to_tweet_id"].astype("int64")]
     assert (replies["created_at"].to_numpy() > parent_rows["created_at"].to_numpy()).all()
-    assert (replies["conversation_id"].to_numpy() == parent_rows["conversation_id"].to_numpy()).all()
+    assert (
+        replies["conversation_id"].to_numpy() == parent_rows["conversation_id"].to_numpy()
+    ).all()
     # an action happens after the impression, and only when its label is set
     for action in BINARY_ACTIONS:
         happened = impressions[action]
-        assert impressions.loc[happened, f"{action}_at"].ge(impressions.loc[happened, "served_at"]).all()
+        assert (
+            impressions.loc[happened, f"{action}_at"]
+            .ge(impressions.loc[happened, "served_at"])
+            .all()
+        )
         assert impressions.loc[~happened, f"{action}_at"].isna().all()
     # a tweet is never shown before it exists, nor twice to the same viewer
     created = parents.loc[impressions["tweet_id"], "created_at"].to_numpy()
@@ -66,7 +72,9 @@ def test_world_is_consistent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert not impressions.duplicated(["viewer_id", "tweet_id"]).any()
 
 
-def test_labels_follow_the_true_probabilities(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_labels_follow_the_true_probabilities(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     world = tables(tiny_world(tmp_path, monkeypatch, n_users=200))
     joined = world["impressions"].merge(world["truth"], on="impression_id")
     # calibration of the world itself: the mean label matches the mean true probability
