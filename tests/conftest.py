@@ -60,9 +60,12 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def served_cfg(trained_cfg: FeedrankConfig) -> Iterator[FeedrankConfig]:
-    """The Ray Serve app over real HTTP on a free port, started once per session."""
+    """The Ray Serve app over real HTTP on a free port, for one test module.
+
+    Module scope on purpose: a live app holds Ray CPUs that training tests in other modules need.
+    """
     from serving.run import start, stop, wait_healthy
 
     serve_cfg = trained_cfg.serve.model_copy(update={"host": "127.0.0.1", "port": _free_port()})
@@ -78,6 +81,6 @@ def served_cfg(trained_cfg: FeedrankConfig) -> Iterator[FeedrankConfig]:
         ray.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def served_url(served_cfg: FeedrankConfig) -> str:
     return f"http://{served_cfg.serve.host}:{served_cfg.serve.port}"
