@@ -124,6 +124,19 @@ def dag_test(config: ConfigOption = "default") -> None:
         raise typer.Exit(1)
 
 
+def airflow_json(arguments: list[str], env: dict[str, str]) -> Any:
+    """Run an `airflow ... -o json` command; Airflow prints warnings before the JSON on stdout."""
+    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
+    completed = subprocess.run(
+        [airflow, *arguments, "-o", "json"], env=env, check=True, capture_output=True, text=True
+    )
+    lines = completed.stdout.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith(("[", "{"))), None)
+    if start is None:
+        raise RuntimeError(f"no JSON in the output of airflow {' '.join(arguments)}")
+    return json.loads("\n".join(lines[start:]))
+
+
 def main() -> None:
     app()
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,26 +21,12 @@ def test_the_dag_run_succeeded_with_every_task(
 ) -> None:
     # `feedrank dag-test` reads the run's state back from Airflow's metadata database
     assert "feed_training run" in dag_run.stdout and ": success" in dag_run.stdout
-    from pipelines.cli import airflow_environment
+    from pipelines.cli import airflow_environment, airflow_json
 
     env = {**os.environ, **airflow_environment(trained_cfg)}
-    airflow = Path(sys.executable).parent / "airflow"
-    runs = subprocess.run(
-        [str(airflow), "dags", "list-runs", "feed_training", "-o", "json"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    run_id = json.loads(runs.stdout)[0]["run_id"]
-    states = subprocess.run(
-        [str(airflow), "tasks", "states-for-dag-run", "feed_training", run_id, "-o", "json"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    by_task = {row["task_id"]: row["state"] for row in json.loads(states.stdout)}
+    run_id = airflow_json(["dags", "list-runs", "feed_training"], env)[0]["run_id"]
+    states = airflow_json(["tasks", "states-for-dag-run", "feed_training", run_id], env)
+    by_task = {row["task_id"]: row["state"] for row in states}
     assert by_task == {task: "success" for task in STEP_ORDER}
 
 

@@ -1,0 +1,51 @@
+"""MLflow for real: register, move aliases through the gate, load the champion and score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.config import FeedrankConfig
+from pipelines.models.bundle import RankerBundle
+from pipelines.registry import alias_version, load_ranker, log_and_register, promote
+from pipelines.train.ranker import ranker_dir
+
+pytestmark = pytest.mark.integration
+
+
+def test_register_gate_and_load(trained_cfg: FeedrankConfig, tmp_path: Path) -> None:
+    tracking = trained_cfg.tracking.model_copy(
+        update={
+            "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "experiment": "registry-test",
+        }
+    )
+    cfg = trained_cfg.model_copy(update={"tracking": tracking})
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.md").write_text("# test report\n")
+    assert alias_version(cfg, "champion") is None and load_ranker(cfg, "champion") is None
+
+    good = {"ranker_ndcg": 0.70, "lgbm_ndcg": 0.60}
+    first = log_and_register(cfg, ranker_dir(cfg), None, report, good, history=[])
+    assert alias_version(cfg, "challenger") == first["version"]
+    decision = promote(cfg, first["run_id"], first["version"], good)
+    assert decision["promote"] and alias_version(cfg, "champion") == first["version"]
+
+    worse = {"ranker_ndcg": 0.50, "lgbm_ndcg": 0.60}
+    second = log_and_register(cfg, ranker_dir(cfg), None, report, worse, history=[])
+    decision = promote(cfg, second["run_id"], second["version"], worse)
+    assert not decision["promote"] and "0.5000" in decision["reason"]
+    assert alias_version(cfg, "champion") == first["version"]  # the champion stays
+    assert alias_version(cfg, "challenger") == second["version"]
+
+    champion = load_ranker(cfg, "champion")
+    assert champion is not None and champion.version == first["version"]
+    local = RankerBundle.load(ranker_dir(cfg))
+    x = np.random.default_rng(0).normal(size=(4, local.model.normalizer.num_features))
+    x = x.astype(np.float32)
+    loaded, direct = champion.predict_matrix(x), local.predict_matrix(x)
+    for head in cfg.ranker.heads:
+        np.testing.assert_allclose(loaded[head], direct[head], rtol=1e-6)
