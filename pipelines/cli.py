@@ -111,14 +111,8 @@ def dag_test(config: ConfigOption = "default") -> None:
     if completed.returncode != 0:
         raise typer.Exit(completed.returncode)
     # `dags test` can exit 0 with failed tasks: the run's recorded state is the verdict.
-    runs = subprocess.run(
-        [airflow, "dags", "list-runs", "feed_training", "-o", "json"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    latest = max(json.loads(runs.stdout), key=lambda run: str(run.get("start_date") or ""))
+    runs = airflow_json(["dags", "list-runs", "feed_training"], env)
+    latest = max(runs, key=lambda run: str(run.get("run_after") or run.get("start_date") or ""))
     typer.echo(f"feed_training run {latest.get('run_id')}: {latest.get('state')}")
     if latest.get("state") != "success":
         raise typer.Exit(1)
