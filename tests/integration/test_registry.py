@@ -22,7 +22,8 @@ def test_register_gate_and_load(trained_cfg: FeedrankConfig, tmp_path: Path) -> 
             "experiment": "registry-test",
         }
     )
-    cfg = trained_cfg.model_copy(update={"tracking": tracking})
+    strict_gate = trained_cfg.promote.model_copy(update={"min_ndcg_gain": 0.0})
+    cfg = trained_cfg.model_copy(update={"tracking": tracking, "promote": strict_gate})
     report = tmp_path / "report"
     report.mkdir()
     (report / "report.md").write_text("# test report\n")
