@@ -8,12 +8,22 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+import pandas as pd
+from feast import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    PushSource,
+    RequestSource,
+    ValueType,
+)
+from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Float32, Float64, Int64, String
 
 FEATURES_DIR = Path(os.environ.get("FEEDRANK_HOME", ".feedrank")) / "lake" / "features"
 TTL = timedelta(days=int(os.environ.get("FEEDRANK_FEATURE_TTL_DAYS", "90")))
-TWEET_WINDOW = timedelta(hours=int(os.environ.get("FEEDRANK_TWEET_WINDOW_HOURS", "24")))
 
 tweet = Entity(
     name="tweet",
@@ -60,11 +70,19 @@ tweet_content = FeatureView(
     description="Static attributes of a tweet, known when it is posted.",
 )
 
+# Fresh counts reach the online store through this push source without a batch rerun; the batch
+# file behind it is the same source the daily pipeline writes.
+tweet_engagement_push = PushSource(
+    name="tweet_engagement_push",
+    batch_source=_source("tweet_engagement"),
+    description="Streaming updates of a tweet's windowed engagement counts.",
+)
+
 tweet_engagement = FeatureView(
     name="tweet_engagement",
     entities=[tweet],
     ttl=TTL,
-    source=_source("tweet_engagement"),
+    source=tweet_engagement_push,
     schema=[
         Field(
             name="tweet_impressions_window",
@@ -92,6 +110,22 @@ tweet_engagement = FeatureView(
             dtype=Float64,
             description="All engagements since posting.",
         ),
+        Field(name="tweet_engagements_1h", dtype=Float64, description="Engagements in 1 hour."),
+        Field(name="tweet_engagements_3d", dtype=Float64, description="Engagements in 3 days."),
+        Field(name="tweet_engagements_7d", dtype=Float64, description="Engagements in 7 days."),
+        Field(name="tweet_favs_3d", dtype=Float64, description="Favs in 3 days."),
+        Field(name="tweet_replies_3d", dtype=Float64, description="Replies in 3 days."),
+        Field(name="tweet_retweets_2h", dtype=Float64, description="Retweets in 2 hours."),
+        Field(
+            name="tweet_engagements_decayed_at_snapshot",
+            dtype=Float64,
+            description="Engagements weighted exp(-age / 24 h), at the snapshot time.",
+        ),
+        Field(
+            name="tweet_engagement_snapshot_s",
+            dtype=Float64,
+            description="When this row's counts were taken, epoch seconds.",
+        ),
     ],
     description="Windowed engagement counts, a row at each hour boundary where a count changes.",
 )
@@ -113,6 +147,11 @@ author_stats = FeatureView(
             description="Engagements / impressions on the author's tweets (28 days, smoothed).",
         ),
         Field(name="author_tweets_window", dtype=Int64, description="Tweets posted in 7 days."),
+        Field(
+            name="author_follower_ratio",
+            dtype=Float64,
+            description="Followers / max(1, accounts followed).",
+        ),
     ],
     description="Daily author snapshots.",
 )
@@ -156,6 +195,56 @@ viewer_author = FeatureView(
     description="Cumulative viewer-author interaction counts, a row at the end of each active day.",
 )
 
+author_graph = FeatureView(
+    name="author_graph",
+    entities=[author],
+    ttl=timedelta(days=3650),
+    source=_source("author_graph"),
+    schema=[
+        Field(
+            name="author_pagerank",
+            dtype=Float64,
+            description="PageRank on the follow graph, scaled so the average user is 1.",
+        ),
+        Field(
+            name="author_social_embedding",
+            dtype=Array(Float32),
+            description="Followee-side vector of the follow graph's truncated SVD (unit).",
+        ),
+    ],
+    description="Reputation and position of an author in the follow graph.",
+)
+
+viewer_graph = FeatureView(
+    name="viewer_graph",
+    entities=[viewer],
+    ttl=timedelta(days=3650),
+    source=_source("viewer_graph"),
+    schema=[
+        Field(
+            name="viewer_social_embedding",
+            dtype=Array(Float32),
+            description="Follower-side vector of the follow graph's truncated SVD (unit).",
+        ),
+    ],
+    description="Position of a viewer in the follow graph.",
+)
+
+viewer_author_graph = FeatureView(
+    name="viewer_author_graph",
+    entities=[viewer, author],
+    ttl=timedelta(days=3650),
+    source=_source("viewer_author_graph"),
+    schema=[
+        Field(
+            name="va_common_followees",
+            dtype=Int64,
+            description="Accounts both the viewer and the author follow.",
+        ),
+    ],
+    description="Follow-graph overlap of a viewer and an author (pairs seen in impressions).",
+)
+
 tweet_embedding = FeatureView(
     name="tweet_embedding",
     entities=[tweet],
@@ -186,6 +275,65 @@ viewer_embedding = FeatureView(
     description="Daily text profile of a viewer.",
 )
 
+request_context = RequestSource(
+    name="request_context",
+    schema=[
+        Field(
+            name="request_time_s",
+            dtype=Float64,
+            description="When the feed is requested (online) or was served (offline), epoch s.",
+        ),
+        Field(
+            name="viewer_follows_author",
+            dtype=Int64,
+            description="1 if the viewer follows the author (from the candidate source).",
+        ),
+    ],
+    description="Values that only the request knows.",
+)
+
+
+# Feast compares inferred and declared ODFV fields including their description, so these fields
+# carry none; their meanings are in the view's description.
+@on_demand_feature_view(
+    sources=[
+        tweet_content,
+        tweet_engagement,
+        viewer_stats,
+        tweet_embedding,
+        viewer_embedding,
+        author_graph,
+        viewer_graph,
+        request_context,
+    ],
+    schema=[
+        Field(name="in_network", dtype=Float64),
+        Field(name="same_language", dtype=Float64),
+        Field(name="tweet_age_hours", dtype=Float64),
+        Field(name="hour_of_day", dtype=Float64),
+        Field(name="day_of_week", dtype=Float64),
+        Field(name="viewer_tweet_similarity", dtype=Float64),
+        Field(name="tweet_engagements_decayed", dtype=Float64),
+        Field(name="season", dtype=Float64),
+        Field(name="days_to_holiday", dtype=Float64),
+        Field(name="va_social_similarity", dtype=Float64),
+    ],
+    mode="pandas",
+    description=(
+        "Request-time values, computed by one function offline and online: in_network (viewer "
+        "follows author), same_language, tweet_age_hours at request time, hour_of_day (UTC), "
+        "day_of_week (Monday = 0), viewer_tweet_similarity (dot product of text embeddings), "
+        "tweet_engagements_decayed (decayed engagements carried on to the request time), season "
+        "(0 winter .. 3 autumn, northern), days_to_holiday (days to the next major holiday, <= 60), "
+        "va_social_similarity (viewer's follower vector . author's followee vector)."
+    ),
+)
+def request_time(inputs: pd.DataFrame) -> pd.DataFrame:
+    from pipelines.features.spec import request_time_values
+
+    return request_time_values(inputs)
+
+
 ranker_v1 = FeatureService(
     name="ranker_v1",
     features=[
@@ -196,6 +344,10 @@ ranker_v1 = FeatureService(
         viewer_author,
         tweet_embedding,
         viewer_embedding,
+        author_graph,
+        viewer_graph,
+        viewer_author_graph,
+        request_time,
     ],
     description="Every feature of the heavy ranker, version 1.",
 )

@@ -11,7 +11,7 @@ import hashlib
 import os
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -151,13 +151,19 @@ class FeaturesConfig(StrictModel):
     engagement_window_days: int = Field(
         28, ge=1, description="Window of author engagement rates (days)."
     )
-    tweet_window_hours: int = Field(
-        24, ge=1, description="Window of the recent tweet engagement counts (hours)."
-    )
     viewer_history_size: int = Field(
         20, ge=1, description="Engaged tweets averaged into a viewer's text profile."
     )
     ttl_days: int = Field(90, ge=1, description="Feast TTL of the batch feature views (days).")
+    online_store: Literal["sqlite", "redis"] = Field(
+        "sqlite",
+        description="Feast online store: sqlite (a file under the state root) or redis.",
+    )
+    redis_connection: str = Field(
+        "127.0.0.1:6379",
+        description="Feast redis connection_string, host:port[,db=N,password=...]; a distinct db "
+        "per state root keeps two deployments from sharing keys.",
+    )
 
 
 class EncoderConfig(StrictModel):
@@ -185,6 +191,9 @@ class EncoderConfig(StrictModel):
 
 class RankerConfig(StrictModel):
     heads: tuple[str, ...] = Field(ALL_HEADS, description="Heads of the multi-task ranker.")
+    feature_set: Literal["full", "skeleton"] = Field(
+        "full", description="Dense features the ranker reads: the full set or issue 2's skeleton."
+    )
     num_blocks: int = Field(3, ge=1, description="Parallel MaskNet blocks.")
     mask_hidden_dim: int = Field(
         128, ge=1, description="Hidden width of each instance-guided mask."

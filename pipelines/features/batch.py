@@ -12,6 +12,7 @@ Engagements count at the time of the action (``fav_at``, ...), impressions at ``
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
+from pipelines.features import graph, spec
 from pipelines.features.spec import epoch_seconds
 from pipelines.schema import read_table
 
@@ -84,14 +86,20 @@ def tweet_content(tweets: pd.DataFrame) -> pd.DataFrame:
 
 
 def windowed_counts(
-    keys: np.ndarray, hours: np.ndarray, counts: np.ndarray, window: int
+    keys: np.ndarray,
+    hours: np.ndarray,
+    counts: np.ndarray,
+    windows: Sequence[int],
+    decay_hours: float | None = None,
 ) -> pd.DataFrame:
-    """Trailing-window sums at every hour boundary where a key's window sum changes.
+    """Trailing-window sums at every hour boundary where one of a key's window sums changes.
 
     keys [E] int64, hours [E] int64 (hour index of each event), counts [E, C]. A snapshot at
-    boundary t (the end of hour t-1) sums events with hour in [t - window, t - 1]. Sums change only
-    at event hour + 1 (an event enters) and event hour + 1 + window (it leaves), so only those
-    boundaries get a row. Returns columns key, boundary, window_0..C-1 and total_0..C-1.
+    boundary t (the end of hour t-1) sums events with hour in [t - w, t - 1] for each window w.
+    Sums change only at event hour + 1 (an event enters) and event hour + 1 + w (it leaves), so only
+    those boundaries get a row. Returns columns key, boundary, w<w>_<i> for each window and count
+    column, total_<i> (all events before t) and, with decay_hours, decayed_<i> = sum of
+    exp(-(t - event hour) / decay_hours) over events before t.
     """
     frame = pd.DataFrame(counts, columns=[f"c{i}" for i in range(counts.shape[1])])
     frame["key"], frame["hour"] = keys, hours
@@ -99,39 +107,61 @@ def windowed_counts(
     key_arr = per_hour["key"].to_numpy()
     hour_arr = per_hour["hour"].to_numpy()
     values = per_hour[[c for c in per_hour.columns if c.startswith("c")]].to_numpy(dtype=np.float64)
-    # Cumulative sums with a leading zero row, so a lookup before a key's first event yields 0.
-    cumulative = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)])
-    span = int(hour_arr.max() - hour_arr.min() + 2 * window + 10) if len(hour_arr) else 1
-    offset = int(hour_arr.min()) - window - 5 if len(hour_arr) else 0
+    longest = max(windows)
+    span = int(hour_arr.max() - hour_arr.min() + 2 * longest + 10) if len(hour_arr) else 1
+    offset = int(hour_arr.min()) - longest - 5 if len(hour_arr) else 0
     sorted_codes = key_arr * span + (hour_arr - offset)
 
-    def cum_upto(query_keys: np.ndarray, query_hours: np.ndarray) -> np.ndarray:
+    def cum_upto(
+        cumulative: np.ndarray, query_keys: np.ndarray, query_hours: np.ndarray
+    ) -> np.ndarray:
         codes = query_keys * span + (query_hours - offset)
         position = np.searchsorted(sorted_codes, codes, side="right")  # rows with code <= query
         first = np.searchsorted(sorted_codes, query_keys * span, side="left")
         # rows before this key's first row belong to other keys: subtract them
         return cumulative[position] - cumulative[first]
 
+    # Cumulative sums with a leading zero row, so a lookup before a key's first event yields 0.
+    cumulative = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)])
     boundaries = pd.DataFrame(
         {
-            "key": np.concatenate([key_arr, key_arr]),
-            "boundary": np.concatenate([hour_arr + 1, hour_arr + 1 + window]),
+            "key": np.concatenate([key_arr] * (len(windows) + 1)),
+            "boundary": np.concatenate([hour_arr + 1] + [hour_arr + 1 + w for w in windows]),
         }
     ).drop_duplicates()
     bk, bt = boundaries["key"].to_numpy(), boundaries["boundary"].to_numpy()
-    total = cum_upto(bk, bt - 1)
-    windowed = total - cum_upto(bk, bt - 1 - window)
+    total = cum_upto(cumulative, bk, bt - 1)
     out = boundaries.reset_index(drop=True)
     for i in range(values.shape[1]):
-        out[f"window_{i}"] = windowed[:, i]
         out[f"total_{i}"] = total[:, i]
+    for window in windows:
+        windowed = total - cum_upto(cumulative, bk, bt - 1 - window)
+        for i in range(values.shape[1]):
+            out[f"w{window}_{i}"] = windowed[:, i]
+    if decay_hours:
+        # sum_e c_e * exp(-(t - h_e)/tau) = exp(-(t - offset)/tau) * sum_e c_e * exp((h_e - offset)/tau)
+        grow = np.exp((hour_arr - offset) / decay_hours)[:, None] * values
+        cumulative_grow = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(grow, axis=0)])
+        decayed = (
+            cum_upto(cumulative_grow, bk, bt - 1) * np.exp(-(bt - offset) / decay_hours)[:, None]
+        )
+        for i in range(values.shape[1]):
+            out[f"decayed_{i}"] = decayed[:, i]
     return out
 
 
-def tweet_engagement(
-    impressions: pd.DataFrame, events: pd.DataFrame, window_hours: int
-) -> pd.DataFrame:
-    """Per tweet: impressions, engagements, favs, replies, retweets in the trailing window."""
+# Windows of the tweet engagement counts, in hours.
+TWEET_WINDOWS = (1, 2, 24, 72, 168)
+ENGAGEMENT_DECAY_HOURS = spec.ENGAGEMENT_DECAY_HOURS
+
+
+def tweet_engagement(impressions: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Per tweet: impressions and engagements over several trailing windows, per action too.
+
+    A row at each hour boundary where some count changes; `tweet_engagements_decayed_at_snapshot`
+    is the time-decayed total at that boundary (the request-time view decays it on to the request time
+    using `tweet_engagement_snapshot_s`).
+    """
     served_hours = (epoch_seconds(impressions["served_at"]) // 3600).astype("int64").to_numpy()
     event_hours = (epoch_seconds(events["at"]) // 3600).astype("int64").to_numpy()
     action = events["action"].to_numpy()
@@ -144,17 +174,27 @@ def tweet_engagement(
     tail[:, 4] = action == "retweet"
     keys = np.concatenate([impressions["tweet_id"].to_numpy(), events["tweet_id"].to_numpy()])
     hours = np.concatenate([served_hours, event_hours])
-    counts = windowed_counts(keys.astype(np.int64), hours, kinds, window_hours)
+    counts = windowed_counts(
+        keys.astype(np.int64), hours, kinds, TWEET_WINDOWS, decay_hours=ENGAGEMENT_DECAY_HOURS
+    )
     return pd.DataFrame(
         {
             "tweet_id": counts["key"].astype("int64"),
             "event_timestamp": pd.to_datetime(counts["boundary"] * 3600, unit="s", utc=True),
-            "tweet_impressions_window": counts["window_0"],
-            "tweet_engagements_window": counts["window_1"],
-            "tweet_favs_window": counts["window_2"],
-            "tweet_replies_window": counts["window_3"],
-            "tweet_retweets_window": counts["window_4"],
+            "tweet_impressions_window": counts["w24_0"],
+            "tweet_engagements_window": counts["w24_1"],
+            "tweet_favs_window": counts["w24_2"],
+            "tweet_replies_window": counts["w24_3"],
+            "tweet_retweets_window": counts["w24_4"],
             "tweet_engagements_total": counts["total_1"],
+            "tweet_engagements_1h": counts["w1_1"],
+            "tweet_engagements_3d": counts["w72_1"],
+            "tweet_engagements_7d": counts["w168_1"],
+            "tweet_favs_3d": counts["w72_2"],
+            "tweet_replies_3d": counts["w72_3"],
+            "tweet_retweets_2h": counts["w2_4"],
+            "tweet_engagements_decayed_at_snapshot": counts["decayed_1"],
+            "tweet_engagement_snapshot_s": counts["boundary"].astype("float64") * 3600.0,
         }
     )
 
@@ -240,6 +280,11 @@ def daily_user_stats(
             "author_tweets_window": with_start(author_posts),
         },
     )
+    following = static["following_count"].to_numpy(dtype=np.float64)
+    followers = static["follower_count"].to_numpy(dtype=np.float64)
+    author_stats["author_follower_ratio"] = np.repeat(
+        followers / np.maximum(following, 1.0), n_snapshots
+    )
     viewer_stats = long_frame(
         "viewer_id",
         {
@@ -299,20 +344,65 @@ def viewer_author(
     )
 
 
+def graph_tables(
+    cfg: FeedrankConfig, users: pd.DataFrame, follows: pd.DataFrame, pairs: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """Follow-graph features: author reputation, social vectors, common followees per pair.
+
+    The follow graph is a snapshot known before the world starts, so its rows are stamped then.
+    """
+    ids = users["user_id"].to_numpy()
+    adjacency = graph.follow_matrix(follows, ids)
+    as_follower, as_followee = graph.social_embeddings(adjacency)
+    known = pd.Timestamp(cfg.world.start_date, tz="UTC") - pd.Timedelta(days=1)
+    position = pd.Series(np.arange(len(ids)), index=ids)
+    viewer_rows = position.reindex(pairs["viewer_id"]).to_numpy()
+    author_rows = position.reindex(pairs["author_id"]).to_numpy()
+    common = graph.common_followees(adjacency, viewer_rows, author_rows)
+    return {
+        "author_graph": pd.DataFrame(
+            {
+                "author_id": ids,
+                "event_timestamp": known,
+                "author_pagerank": graph.pagerank(adjacency) * len(ids),  # 1 = average user
+                "author_social_embedding": list(as_followee),
+            }
+        ),
+        "viewer_graph": pd.DataFrame(
+            {
+                "viewer_id": ids,
+                "event_timestamp": known,
+                "viewer_social_embedding": list(as_follower),
+            }
+        ),
+        "viewer_author_graph": pd.DataFrame(
+            {
+                "viewer_id": pairs["viewer_id"].to_numpy(),
+                "author_id": pairs["author_id"].to_numpy(),
+                "event_timestamp": known,
+                "va_common_followees": common.astype("int64"),
+            }
+        ),
+    }
+
+
 def compute_batch_features(cfg: FeedrankConfig) -> dict[str, int]:
     """Compute every non-embedding feature table from the validated lake; returns row counts."""
     raw = cfg.paths.raw
     users = read_table(raw, "users")
     tweets = read_table(raw, "tweets")
     impressions = read_table(raw, "impressions")
+    follows = read_table(raw, "follows")
     events = engagement_events(impressions, tweets)
     author_stats, viewer_stats = daily_user_stats(cfg, users, impressions, events, tweets)
+    pairs = viewer_author(impressions, events, tweets)
     tables = {
         "tweet_content": tweet_content(tweets),
-        "tweet_engagement": tweet_engagement(impressions, events, cfg.features.tweet_window_hours),
+        "tweet_engagement": tweet_engagement(impressions, events),
         "author_stats": author_stats,
         "viewer_stats": viewer_stats,
-        "viewer_author": viewer_author(impressions, events, tweets),
+        "viewer_author": pairs,
+        **graph_tables(cfg, users, follows, pairs[["viewer_id", "author_id"]].drop_duplicates()),
     }
     for name, table in tables.items():
         write_feature_table(cfg, name, table)

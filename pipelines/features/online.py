@@ -5,7 +5,6 @@ from __future__ import annotations
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.features.spec import request_time_features
 from pipelines.features.store import FEATURE_SERVICE, feature_store
 
 
@@ -28,7 +27,8 @@ class OnlineFeatures:
             "tweet_id": candidates["tweet_id"].astype("int64").tolist(),
             "author_id": candidates["author_id"].astype("int64").tolist(),
             "viewer_id": [int(viewer_id)] * len(candidates),
+            # request data for the `request_time` on-demand view
+            "request_time_s": [pd.Timestamp(now).timestamp()] * len(candidates),
+            "viewer_follows_author": candidates["in_network"].astype("int64").tolist(),
         }
-        frame = self.store.get_online_features(features=self.service, entity_rows=rows).to_df()
-        frame["in_network"] = candidates["in_network"].to_numpy()
-        return request_time_features(frame, pd.Timestamp(now))
+        return self.store.get_online_features(features=self.service, entity_rows=rows).to_df()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.features.spec import request_time_features
+from pipelines.features.spec import epoch_seconds
 from pipelines.features.store import historical_features
 from pipelines.schema import BINARY_ACTIONS, DWELL_THRESHOLD_MS, read_table
 
@@ -61,10 +61,18 @@ def build_training_set(cfg: FeedrankConfig) -> dict[str, int]:
     """Point-in-time features for every impression, written with a time split column."""
     entities = entity_frame(cfg)
     label_columns = [c for c in entities.columns if c.startswith("label_")]
-    keep = [*ID_COLUMNS, "in_network", "event_timestamp", *label_columns]
+    # The request-time values come from Feast's on-demand view, fed with the impression time.
+    entities["request_time_s"] = epoch_seconds(entities["served_at"])
+    entities["viewer_follows_author"] = entities.pop("in_network").astype("int64")
+    keep = [
+        *ID_COLUMNS,
+        "request_time_s",
+        "viewer_follows_author",
+        "event_timestamp",
+        *label_columns,
+    ]
     log.info("training set: joining features for %d impressions", len(entities))
     joined = historical_features(cfg, entities[keep])
-    joined = request_time_features(joined, joined["event_timestamp"])
     boundary = split_boundary(cfg)
     joined["split"] = np.where(joined["served_at"] >= boundary, "test", "train")
     joined = joined.sort_values("impression_id").reset_index(drop=True)

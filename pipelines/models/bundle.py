@@ -34,7 +34,7 @@ class RankerBundle:
     def build(
         ranker: RankerConfig, embedding_dim: int, normalizer: FeatureNormalizer
     ) -> ParallelMaskNet:
-        num_features = len(feature_names(embedding_dim))
+        num_features = len(feature_names(embedding_dim, ranker.feature_set))
         return ParallelMaskNet.from_config(ranker, num_features, normalizer)
 
     def save(self, directory: Path) -> Path:
@@ -48,7 +48,9 @@ class RankerBundle:
         meta = json.loads((Path(directory) / "meta.json").read_text())
         ranker = RankerConfig.model_validate(meta["ranker"])
         embedding_dim = int(meta["embedding_dim"])
-        normalizer = FeatureNormalizer.identity(len(feature_names(embedding_dim)))
+        normalizer = FeatureNormalizer.identity(
+            len(feature_names(embedding_dim, ranker.feature_set))
+        )
         model = cls.build(ranker, embedding_dim, normalizer)
         state = torch.load(Path(directory) / "model.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state)
@@ -68,4 +70,5 @@ class RankerBundle:
 
     def predict(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
         """Feature frame (spec columns) -> {head: probabilities [N]}."""
-        return self.predict_matrix(feature_matrix(features, self.embedding_dim))
+        feature_set = str(self.meta["ranker"].get("feature_set", "full"))
+        return self.predict_matrix(feature_matrix(features, self.embedding_dim, feature_set))

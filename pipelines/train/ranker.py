@@ -30,11 +30,13 @@ log = logging.getLogger(__name__)
 
 
 def arrays_path(cfg: FeedrankConfig) -> Path:
-    return cfg.paths.datasets / "ranker_arrays.npz"
+    suffix = "" if cfg.ranker.feature_set == "full" else f"_{cfg.ranker.feature_set}"
+    return cfg.paths.datasets / f"ranker_arrays{suffix}.npz"
 
 
 def ranker_dir(cfg: FeedrankConfig) -> Path:
-    return cfg.paths.models / "ranker"
+    suffix = "" if cfg.ranker.feature_set == "full" else f"_{cfg.ranker.feature_set}"
+    return cfg.paths.models / f"ranker{suffix}"
 
 
 def prepare_arrays(cfg: FeedrankConfig) -> dict[str, int]:
@@ -45,7 +47,7 @@ def prepare_arrays(cfg: FeedrankConfig) -> dict[str, int]:
     out: dict[str, np.ndarray] = {}
     for split in ("train", "test"):
         part = frame[frame["split"] == split]
-        out[f"x_{split}"] = feature_matrix(part, dim)
+        out[f"x_{split}"] = feature_matrix(part, dim, cfg.ranker.feature_set)
         out[f"y_{split}"] = part[label_columns].to_numpy(dtype=np.float32)
     path = arrays_path(cfg)
     np.savez(path, **out)  # type: ignore[arg-type]
@@ -144,7 +146,7 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
 
     sizes = prepare_arrays(cfg)
     arrays = np.load(arrays_path(cfg))
-    mask = log_mask(cfg.encoder.embedding_dim)
+    mask = log_mask(cfg.encoder.embedding_dim, cfg.ranker.feature_set)
     normalizer = FeatureNormalizer.fit(arrays["x_train"], mask)
     workers = cfg.ranker.num_workers
     loop_config = {

@@ -83,3 +83,66 @@ def test_online_store_serves_the_latest_values(trained_cfg: FeedrankConfig) -> N
     expected = latest.loc[authors, "author_follower_count"].tolist()
     assert online["author_follower_count"].tolist() == expected
     assert online["tweet_embedding"].map(len).eq(trained_cfg.encoder.embedding_dim).all()
+
+
+def _hydrate_one(cfg: FeedrankConfig, tweet_id: int, author_id: int) -> pd.DataFrame:
+    from pipelines.features.online import OnlineFeatures
+
+    candidates = pd.DataFrame(
+        {"tweet_id": [tweet_id], "author_id": [author_id], "in_network": [True]}
+    )
+    return OnlineFeatures(cfg).hydrate(1, candidates, pd.Timestamp("2026-03-09", tz="UTC"))
+
+
+def test_pushed_counts_are_served_without_a_batch_rerun(trained_cfg: FeedrankConfig) -> None:
+    from pipelines.features.freshness import push_tweet_engagement
+    from pipelines.features.spec import TWEET_ENGAGEMENT_FEATURES
+
+    tweets = pd.read_parquet(trained_cfg.paths.raw / "tweets")
+    tweet = tweets.iloc[-1]
+    before = _hydrate_one(trained_cfg, int(tweet["tweet_id"]), int(tweet["author_id"]))
+    fresh = {name: 1000.0 + i for i, name in enumerate(TWEET_ENGAGEMENT_FEATURES)}
+    fresh["tweet_engagements_decayed_at_snapshot"] = 500.0
+    row = {
+        "tweet_id": int(tweet["tweet_id"]),
+        "event_timestamp": pd.Timestamp.now(tz="UTC"),
+        **fresh,
+    }
+    assert push_tweet_engagement(trained_cfg, pd.DataFrame([row])) == 1
+    after = _hydrate_one(trained_cfg, int(tweet["tweet_id"]), int(tweet["author_id"]))
+    for name in TWEET_ENGAGEMENT_FEATURES:
+        assert after[name].iloc[0] == fresh[name] != before[name].iloc[0]
+    # the request-time view decays the pushed total from its push time on (this request is earlier: 1x)
+    assert after["tweet_engagements_decayed"].iloc[0] == pytest.approx(500.0)
+    with pytest.raises(ValueError, match="tweet_favs_window"):
+        push_tweet_engagement(trained_cfg, pd.DataFrame([row]).drop(columns="tweet_favs_window"))
+
+
+def test_request_time_values_are_the_same_offline_and_online(trained_cfg: FeedrankConfig) -> None:
+    """The on-demand view gives a training row (impression time) and a serving request at the same
+    moment the same request-time values."""
+    from pipelines.features.online import OnlineFeatures
+    from pipelines.features.training_set import training_set_path
+
+    offline = pd.read_parquet(training_set_path(trained_cfg)).sample(20, random_state=1)
+    online = pd.concat(
+        [
+            OnlineFeatures(trained_cfg).hydrate(
+                int(row.viewer_id),
+                pd.DataFrame(
+                    {
+                        "tweet_id": [row.tweet_id],
+                        "author_id": [row.author_id],
+                        "in_network": [row.in_network > 0],
+                    }
+                ),
+                row.served_at,
+            )
+            for row in offline.itertuples()
+        ],
+        ignore_index=True,
+    )
+    # viewer_tweet_similarity is left out: online reads the newest viewer profile, offline the one
+    # known at impression time (that difference is the point-in-time join doing its job).
+    for column in ("in_network", "same_language", "tweet_age_hours", "hour_of_day", "day_of_week"):
+        assert online[column].to_numpy() == pytest.approx(offline[column].to_numpy()), column

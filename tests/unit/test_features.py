@@ -19,19 +19,23 @@ def at(hours: float) -> pd.Timestamp:
 def test_windowed_counts_by_hand() -> None:
     # key 7: events in hours 0, 1 and 5; window 2 hours.
     counts = windowed_counts(
-        np.array([7, 7, 7]), np.array([0, 1, 5]), np.ones((3, 1)), window=2
+        np.array([7, 7, 7]), np.array([0, 1, 5]), np.ones((3, 1)), windows=(2, 4), decay_hours=2.0
     ).set_index("boundary")
     # boundary t sums hours [t-2, t-1]
-    assert counts.loc[1, "window_0"] == 1  # hour 0
-    assert counts.loc[2, "window_0"] == 2  # hours 0, 1
-    assert counts.loc[3, "window_0"] == 1  # hour 1 (hour 0 left)
-    assert counts.loc[4, "window_0"] == 0  # both left
-    assert counts.loc[6, "window_0"] == 1 and counts.loc[6, "total_0"] == 3
+    assert counts.loc[1, "w2_0"] == 1  # hour 0
+    assert counts.loc[2, "w2_0"] == 2  # hours 0, 1
+    assert counts.loc[3, "w2_0"] == 1  # hour 1 (hour 0 left)
+    assert counts.loc[4, "w2_0"] == 0  # both left
+    assert counts.loc[6, "w2_0"] == 1 and counts.loc[6, "total_0"] == 3
+    # the 4-hour window at boundary 5 sums hours [1, 4]: only hour 1
+    assert counts.loc[5, "w4_0"] == 1
+    # decayed at boundary 2: exp(-(2-0)/2) + exp(-(2-1)/2)
+    assert counts.loc[2, "decayed_0"] == pytest.approx(np.exp(-1.0) + np.exp(-0.5))
 
 
 def test_windowed_counts_keep_keys_apart() -> None:
-    counts = windowed_counts(np.array([1, 2]), np.array([3, 3]), np.ones((2, 1)), window=5)
-    assert (counts.loc[counts["boundary"] == 4, "window_0"] == 1).all()
+    counts = windowed_counts(np.array([1, 2]), np.array([3, 3]), np.ones((2, 1)), windows=(5,))
+    assert (counts.loc[counts["boundary"] == 4, "w5_0"] == 1).all()
 
 
 def _impressions(rows: list[dict]) -> pd.DataFrame:
@@ -41,12 +45,12 @@ def _impressions(rows: list[dict]) -> pd.DataFrame:
 def test_tweet_engagement_never_counts_a_later_engagement() -> None:
     impressions = _impressions([{"tweet_id": 10, "served_at": at(0.5)}])
     events = pd.DataFrame({"tweet_id": [10], "action": ["fav"], "at": [at(2.25)]})
-    table = tweet_engagement(impressions, events, window_hours=24).sort_values("event_timestamp")
+    table = tweet_engagement(impressions, events).sort_values("event_timestamp")
     # the fav (02:15) must not be visible in any row stamped at or before 02:15
     before = table[table["event_timestamp"] <= at(2.25)]
     assert (before["tweet_favs_window"] == 0).all() and len(before) > 0
     after = table[table["event_timestamp"] > at(2.25)]
-    assert after["tweet_favs_window"].iloc[0] == 1
+    assert after["tweet_favs_window"].iloc[0] == 1 and after["tweet_favs_3d"].iloc[0] == 1
     # and every row is stamped at an hour boundary after the events it counts
     assert (table["event_timestamp"] >= at(1)).all()
 
