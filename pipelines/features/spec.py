@@ -6,6 +6,8 @@ order offline and online. Embedding columns are list-valued (one vector per row)
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import numpy as np
 import pandas as pd
 
@@ -215,22 +217,31 @@ ENGAGEMENT_DECAY_HOURS = 24.0  # must match pipelines.features.batch.ENGAGEMENT_
 # Major holidays as (month, day); "approaching a holiday" is the days until the next one, capped.
 HOLIDAYS: tuple[tuple[int, int], ...] = ((1, 1), (2, 14), (7, 4), (10, 31), (11, 26), (12, 25))
 HOLIDAY_HORIZON_DAYS = 60.0
+EPOCH = date(1970, 1, 1)
+
+
+def _days_to_holiday(day: date) -> float:
+    best = HOLIDAY_HORIZON_DAYS
+    for year in (day.year, day.year + 1):
+        for month, dom in HOLIDAYS:
+            days = (date(year, month, dom) - day).days
+            if 0 <= days < best:
+                best = float(days)
+    return best
 
 
 def days_to_next_holiday(seconds: np.ndarray) -> np.ndarray:
-    """Days from each time (epoch s) to the next holiday in HOLIDAYS, capped at the horizon."""
-    when = pd.to_datetime(np.asarray(seconds, dtype="float64"), unit="s", utc=True)
-    best = np.full(len(when), HOLIDAY_HORIZON_DAYS)
-    for year_shift in (0, 1):
-        for month, day in HOLIDAYS:
-            target = pd.DatetimeIndex(
-                pd.to_datetime(
-                    {"year": when.year + year_shift, "month": month, "day": day}, utc=True
-                )
-            )
-            days = np.asarray((target - when.normalize()).days, dtype="float64")
-            best = np.where((days >= 0) & (days < best), days, best)
-    return best
+    """Days from each time (epoch s, UTC) to the next holiday in HOLIDAYS, capped at the horizon.
+
+    Computed once per distinct day: a request (or a day of impressions) shares one value.
+    """
+    day_numbers = np.floor(np.asarray(seconds, dtype="float64") / 86400.0)
+    finite = np.isfinite(day_numbers)
+    out = np.full(len(day_numbers), np.nan)
+    unique, inverse = np.unique(day_numbers[finite].astype(np.int64), return_inverse=True)
+    values = np.array([_days_to_holiday(EPOCH + timedelta(days=int(d))) for d in unique])
+    out[finite] = values[inverse] if len(unique) else np.empty(0)
+    return out
 
 
 def _row_dot(frame: pd.DataFrame, left: str, right: str) -> np.ndarray:

@@ -109,3 +109,16 @@ def test_feature_matrix_has_the_spec_columns_in_order() -> None:
     )
     with pytest.raises(KeyError, match="viewer_embedding"):
         feature_matrix(frame.drop(columns="viewer_embedding"), embedding_dim=3)
+
+
+def test_days_to_next_holiday_by_hand() -> None:
+    from pipelines.features.spec import days_to_next_holiday
+
+    stamps = [
+        pd.Timestamp("2026-03-02", tz="UTC"),  # next is Jul 4: beyond the 60-day horizon
+        pd.Timestamp("2026-12-20 13:00", tz="UTC"),  # Dec 25 in 5 days
+        pd.Timestamp("2026-12-30", tz="UTC"),  # Jan 1 of the next year in 2 days
+        pd.Timestamp("2026-02-14 23:00", tz="UTC"),  # the day itself
+    ]
+    seconds = np.array([s.timestamp() for s in stamps])
+    assert days_to_next_holiday(seconds).tolist() == [60.0, 5.0, 2.0, 0.0]

@@ -1,0 +1,172 @@
+"""FastOnlineFeatures serves exactly what OnlineFeatures (the Feast SDK) serves.
+
+On the trained smoke world: a real viewer and ~50 candidates, unknown keys included, cold and
+from a warm cache. On a small store of its own (sqlite, and redis when FEEDRANK_TEST_REDIS names a
+disposable server, which this test flushes): a value materialized later is served once the cache
+TTL has passed, and not before.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.config import FeaturesConfig, FeedrankConfig
+from pipelines.schema import list_partitions, read_table
+
+pytestmark = pytest.mark.integration
+
+UNKNOWN = 10**12
+
+
+def _request(cfg: FeedrankConfig, n: int = 45) -> tuple[int, pd.DataFrame, pd.Timestamp]:
+    """The most active viewer of the last day and `n` of that day's tweets, plus unknown keys."""
+    raw = cfg.paths.raw
+    day = list_partitions(raw, "tweets")[-1:]
+    tweets = read_table(raw, "tweets", day).drop_duplicates("tweet_id").head(n)
+    impressions = read_table(raw, "impressions", list_partitions(raw, "impressions")[-1:])
+    viewer = int(impressions["viewer_id"].value_counts().idxmax())
+    follows = read_table(raw, "follows")
+    followees = follows.loc[follows["follower_id"] == viewer, "followee_id"].to_numpy()
+    known = tweets[["tweet_id", "author_id"]].astype("int64")
+    first = known.iloc[0]
+    unknown = pd.DataFrame(
+        {
+            # a tweet the store never saw by a known author; a known tweet with an unknown
+            # author; both unknown; and a candidate repeated
+            "tweet_id": [UNKNOWN, int(first["tweet_id"]), UNKNOWN + 1, int(first["tweet_id"])],
+            "author_id": [int(first["author_id"]), UNKNOWN, UNKNOWN, int(first["author_id"])],
+        }
+    )
+    candidates = pd.concat([known, unknown], ignore_index=True)
+    candidates["in_network"] = np.isin(candidates["author_id"], followees)
+    now = pd.Timestamp(tweets["created_at"].max()) + pd.Timedelta(minutes=5)
+    return viewer, candidates, now
+
+
+def test_fast_path_equals_the_sdk_on_the_trained_world(trained_cfg: FeedrankConfig) -> None:
+    from pipelines.features.online import OnlineFeatures
+    from pipelines.features.online_fast import FastOnlineFeatures
+
+    viewer, candidates, now = _request(trained_cfg)
+    sdk = OnlineFeatures(trained_cfg)
+    fast = FastOnlineFeatures(trained_cfg, cache_ttl_s=600)
+    cold = FastOnlineFeatures(trained_cfg, cache_ttl_s=0)
+
+    expected = sdk.hydrate(viewer, candidates, now)
+    assert len(expected) == len(candidates)
+    assert expected["tweet_length"].notna().sum() >= len(candidates) - 4
+    unknown_tweet = expected["tweet_id"] == UNKNOWN
+    assert expected.loc[unknown_tweet, "tweet_length"].isna().all()
+    for got in (fast.hydrate(viewer, candidates, now), cold.hydrate(viewer, candidates, now)):
+        assert list(got.columns[:3]) == ["tweet_id", "author_id", "viewer_id"]
+        pd.testing.assert_frame_equal(got, expected, check_like=True)
+    warm = fast.hydrate(viewer, candidates, now)
+    assert fast.cache.stats.hits > 0
+    pd.testing.assert_frame_equal(warm, expected, check_like=True)
+
+    # A viewer the store has never seen: every viewer and viewer-author value is missing.
+    stranger = sdk.hydrate(UNKNOWN, candidates, now)
+    assert stranger["viewer_following_count"].isna().all()
+    pd.testing.assert_frame_equal(fast.hydrate(UNKNOWN, candidates, now), stranger, check_like=True)
+
+
+# ------------------------------------------------------------------- staleness, per store
+
+DAY = pd.Timestamp("2026-03-02", tz="UTC")
+END = (DAY + pd.Timedelta(days=2)).to_pydatetime()
+LATER_END = (DAY + pd.Timedelta(days=4)).to_pydatetime()
+TTL_S = 30.0
+
+
+def _redis_connection() -> str:
+    address = os.environ.get("FEEDRANK_TEST_REDIS")
+    if not address:
+        if os.environ.get("CI"):
+            pytest.fail("FEEDRANK_TEST_REDIS is unset in CI: run the tests through `make test`")
+        pytest.skip("FEEDRANK_TEST_REDIS unset (host:port of a disposable redis-server)")
+    import redis
+
+    host, _, port = address.split(",")[0].partition(":")
+    redis.Redis(host=host, port=int(port or 6379), socket_connect_timeout=5).flushdb()
+    return address
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_cfg(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> FeedrankConfig:
+    monkeypatch.setenv("FEEDRANK_HOME", str(tmp_path))
+    if request.param == "redis":
+        return FeedrankConfig(
+            features=FeaturesConfig(online_store="redis", redis_connection=_redis_connection())
+        )
+    return FeedrankConfig()
+
+
+def _author_stats(cfg: FeedrankConfig, rows: list[tuple[int, int, int]]) -> pd.DataFrame:
+    """rows of (author_id, day offset, follower count); the view's other features get constants,
+    by their registered types, so the source follows the definitions."""
+    from feast.value_type import ValueType
+
+    from pipelines.features.store import feature_store
+
+    frame = pd.DataFrame(rows, columns=["author_id", "day", "author_follower_count"])
+    frame["event_timestamp"] = DAY + pd.to_timedelta(frame.pop("day"), unit="D")
+    constants = {ValueType.INT64: 3, ValueType.INT32: 3, ValueType.STRING: "en"}
+    for feature in feature_store(cfg).get_feature_view("author_stats").features:
+        if feature.name not in frame:
+            frame[feature.name] = constants.get(feature.dtype.to_value_type(), 0.25)
+    return frame
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_materialized_values_are_served_within_the_cache_ttl(store_cfg: FeedrankConfig) -> None:
+    from pipelines.features.batch import write_feature_table
+    from pipelines.features.online import OnlineFeatures
+    from pipelines.features.online_fast import FastOnlineFeatures, FeastRows, SqliteRows
+    from pipelines.features.store import apply_repo, materialize
+
+    history = [(1, 0, 100), (1, 1, 110), (2, 0, 50)]
+    apply_repo(store_cfg)
+    write_feature_table(store_cfg, "author_stats", _author_stats(store_cfg, history))
+    materialize(store_cfg, END, feature_views=["author_stats"])
+
+    clock = Clock()
+    sdk = OnlineFeatures(store_cfg)
+    fast = FastOnlineFeatures(store_cfg, cache_ttl_s=TTL_S, clock=clock)
+    expected_reader = SqliteRows if store_cfg.features.online_store == "sqlite" else FeastRows
+    assert isinstance(fast.reader, expected_reader)
+    # Tweets 1-3 by authors 1-3; author 3 and every tweet are unknown to the store.
+    candidates = pd.DataFrame({"tweet_id": [1, 2, 3], "author_id": [1, 2, 3], "in_network": 0})
+    now = pd.Timestamp(LATER_END)
+
+    def followers(frame: pd.DataFrame) -> list[float]:
+        return frame["author_follower_count"].fillna(-1).tolist()
+
+    first = fast.hydrate(7, candidates, now)
+    pd.testing.assert_frame_equal(first, sdk.hydrate(7, candidates, now), check_like=True)
+    assert followers(first) == [110, 50, -1]
+
+    write_feature_table(
+        store_cfg, "author_stats", _author_stats(store_cfg, [*history, (1, 3, 130)])
+    )
+    materialize(store_cfg, LATER_END, feature_views=["author_stats"])
+    fresh = sdk.hydrate(7, candidates, now)
+    assert followers(fresh) == [130, 50, -1]
+
+    clock.now += TTL_S - 1  # within the TTL: the cached value, at most TTL_S old
+    assert followers(fast.hydrate(7, candidates, now)) == [110, 50, -1]
+    clock.now += 2
+    pd.testing.assert_frame_equal(fast.hydrate(7, candidates, now), fresh, check_like=True)

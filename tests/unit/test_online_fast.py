@@ -1,0 +1,333 @@
+"""The pure parts of the fast online path, checked against Feast's own encoders and pandas."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.features.online_fast import (
+    VALUE_TYPE_INT32,
+    VALUE_TYPE_INT64,
+    VALUE_TYPE_STRING,
+    KeyEncoder,
+    Row,
+    RowCache,
+    SqliteRows,
+    ViewPlan,
+    column_kind,
+    decode_value,
+    encode_entity_key,
+    frame_column,
+    on_demand_column,
+)
+
+
+def _feast_key(values: dict[str, Any], value_fields: dict[str, str]) -> bytes:
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    proto = EntityKey(
+        join_keys=list(values),
+        entity_values=[Value(**{value_fields[k]: v}) for k, v in values.items()],
+    )
+    return serialize_entity_key(proto, entity_key_serialization_version=3)
+
+
+@pytest.mark.parametrize("tweet_id", [0, 1, 255, 1_000_123, 2**40 + 7, -3, 2**63 - 1, -(2**63)])
+def test_one_int64_key_is_encoded_as_feast_encodes_it(tweet_id: int) -> None:
+    expected = _feast_key({"tweet_id": tweet_id}, {"tweet_id": "int64_val"})
+    assert encode_entity_key({"tweet_id": tweet_id}, {"tweet_id": VALUE_TYPE_INT64}) == expected
+    assert KeyEncoder(["tweet_id"], [VALUE_TYPE_INT64])(tweet_id) == expected
+
+
+def test_composite_keys_are_sorted_by_join_key_as_feast_sorts_them() -> None:
+    # The view lists viewer before author; Feast (and the encoder) sort the names.
+    expected = _feast_key(
+        {"viewer_id": 7, "author_id": 123456}, {"viewer_id": "int64_val", "author_id": "int64_val"}
+    )
+    encoder = KeyEncoder(["viewer_id", "author_id"], [VALUE_TYPE_INT64, VALUE_TYPE_INT64])
+    assert encoder((7, 123456)) == expected
+    assert expected.startswith(b"\x02\x00\x00\x00")  # two join keys
+
+
+def test_string_and_int32_keys_are_encoded_as_feast_encodes_them() -> None:
+    values = {"lang": "pt-BR", "bucket": -4}
+    expected = _feast_key(values, {"lang": "string_val", "bucket": "int32_val"})
+    types = {"lang": VALUE_TYPE_STRING, "bucket": VALUE_TYPE_INT32}
+    assert encode_entity_key(values, types) == expected
+    assert KeyEncoder(["lang", "bucket"], [VALUE_TYPE_STRING, VALUE_TYPE_INT32])(("pt-BR", -4)) == (
+        expected
+    )
+
+
+def test_unsupported_entity_types_are_refused() -> None:
+    with pytest.raises(NotImplementedError):
+        KeyEncoder(["when"], [6])  # ValueType.UNIX_TIMESTAMP
+
+
+def _values() -> list[Any]:
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    embedding = Value()
+    embedding.float_list_val.val.extend(np.linspace(-1, 1, 64, dtype=np.float32).tolist())
+    empty_list = Value()
+    empty_list.float_list_val.SetInParent()
+    doubles = Value()
+    doubles.double_list_val.val.extend([0.5, -2.0])
+    ints = Value()
+    ints.int64_list_val.val.extend([1, -2, 2**40])
+    return [
+        Value(),  # null
+        Value(double_val=0.0),
+        Value(double_val=-1.5),
+        Value(double_val=float("inf")),
+        Value(double_val=0.1 + 0.2),
+        Value(int64_val=0),
+        Value(int64_val=127),
+        Value(int64_val=128),
+        Value(int64_val=2**40 + 3),
+        Value(int64_val=-5),
+        Value(int64_val=-(2**63)),
+        Value(int32_val=-7),
+        Value(int32_val=300),
+        Value(float_val=0.1),
+        Value(bool_val=True),
+        Value(bool_val=False),
+        Value(string_val=""),
+        Value(string_val="en"),
+        Value(string_val="héllo wörld " * 20),  # a two-byte length
+        Value(unix_timestamp_val=1_700_000_000),  # handed to Feast
+        embedding,
+        empty_list,
+        doubles,
+        ints,
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_values())))
+def test_values_decode_as_the_sdk_converts_them(index: int) -> None:
+    from feast.type_map import feast_value_type_to_python_type
+
+    value = _values()[index]
+    blob = value.SerializeToString()
+    expected = feast_value_type_to_python_type(value)
+    got = decode_value(blob)
+    assert type(got) is type(expected)
+    assert got == expected
+
+
+def test_nan_double_decodes_to_nan() -> None:
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    assert math.isnan(decode_value(Value(double_val=float("nan")).SerializeToString()))
+    assert decode_value(None) is None
+
+
+@pytest.mark.parametrize(
+    ("values", "kind"),
+    [
+        ([1, 2, 3], "number"),
+        ([1, None, 3], "number"),
+        ([None, None], "number"),
+        ([0.5, None], "number"),
+        ([1.0, 2.0], "number"),
+        ([1, 2.5], "number"),
+        ([2**70, 1], "number"),
+        ([True, False], "bool"),
+        ([True, None], "bool"),
+        (["en", None], "other"),
+        ([[0.1, 0.2], None], "other"),
+    ],
+)
+def test_frame_columns_are_typed_as_pandas_types_the_lists(values: list[Any], kind: str) -> None:
+    expected = pd.DataFrame({"x": values})
+    got = pd.DataFrame({"x": frame_column(list(values), kind)})
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_column_kinds_follow_feast_value_types() -> None:
+    from feast.value_type import ValueType
+
+    assert column_kind(ValueType.INT64.value) == "number"
+    assert column_kind(ValueType.FLOAT.value) == "number"
+    assert column_kind(ValueType.BOOL.value) == "bool"
+    assert column_kind(ValueType.STRING.value) == "other"
+    assert column_kind(ValueType.FLOAT_LIST.value) == "other"
+
+
+@pytest.mark.parametrize(
+    ("values", "value_type"),
+    [
+        (np.array([1.5, np.nan, np.inf, -0.0]), "DOUBLE"),
+        (np.array([np.nan, np.nan]), "DOUBLE"),
+        (np.array([0.1, np.nan], dtype=np.float64), "FLOAT"),
+        (np.array([1, 2], dtype=np.int64), "DOUBLE"),
+        (np.array([3, -4], dtype=np.int64), "INT64"),
+        (np.array(["a", None], dtype=object), "STRING"),
+    ],
+)
+def test_on_demand_columns_match_the_sdk_round_trip(values: np.ndarray, value_type: str) -> None:
+    from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+    from feast.value_type import ValueType
+
+    vt = ValueType[value_type]
+    expected = [
+        feast_value_type_to_python_type(p) for p in python_values_to_proto_values(values, vt)
+    ]
+    pd.testing.assert_frame_equal(
+        pd.DataFrame({"x": on_demand_column(values, vt.value)}), pd.DataFrame({"x": expected})
+    )
+
+
+# ----------------------------------------------------------------------------------- cache
+
+
+def _view(name: str = "author_stats", features: tuple[str, ...] = ("followers",)) -> ViewPlan:
+    return ViewPlan(
+        name=name,
+        table=None,
+        join_keys=("author_id",),
+        request_columns=("author_id",),
+        features=features,
+        kinds=("number",) * len(features),
+        encoder=KeyEncoder(["author_id"], [VALUE_TYPE_INT64]),
+    )
+
+
+class FakeStore:
+    """A store whose rows can change; counts the keys each read asks for."""
+
+    def __init__(self, rows: dict[Hashable, Row]) -> None:
+        self.rows = rows
+        self.reads: list[list[Hashable]] = []
+
+    def read(self, view: ViewPlan, keys: Sequence[Hashable]) -> dict[Hashable, Row | None]:
+        self.reads.append(sorted(keys, key=str))
+        return {key: self.rows.get(key) for key in keys}
+
+    def close(self) -> None:
+        pass
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_cache_serves_rows_for_ttl_seconds_then_rereads() -> None:
+    store, clock, view = FakeStore({1: (10,), 2: (20,)}), Clock(), _view()
+    cache = RowCache(store, ttl_s=30, max_keys=100, clock=clock)
+    assert cache.rows(view, [1, 2, 3, 1]) == [(10,), (20,), (None,), (10,)]
+    assert store.reads == [[1, 2, 3]]  # duplicates read once; the unknown key too
+
+    store.rows[1] = (11,)
+    clock.now += 30  # exactly ttl_s old: still served
+    assert cache.rows(view, [1, 3]) == [(10,), (None,)]
+    assert len(store.reads) == 1
+
+    clock.now += 0.5
+    assert cache.rows(view, [2, 1]) == [(20,), (11,)]
+    assert store.reads[-1] == [1, 2]
+    assert cache.stats.hits == 1 + 2 and cache.stats.misses == 3 + 2
+
+
+def test_absent_keys_are_cached_as_absent_until_they_expire() -> None:
+    store, clock, view = FakeStore({}), Clock(), _view()
+    cache = RowCache(store, ttl_s=10, max_keys=100, clock=clock)
+    assert cache.rows(view, [5]) == [(None,)]
+    store.rows[5] = (50,)  # materialized after the first read
+    assert cache.rows(view, [5]) == [(None,)]
+    clock.now += 11
+    assert cache.rows(view, [5]) == [(50,)]
+
+
+def test_zero_ttl_reads_the_store_every_time() -> None:
+    store, view = FakeStore({1: (10,)}), _view()
+    cache = RowCache(store, ttl_s=0, max_keys=100)
+    for _ in range(3):
+        assert cache.rows(view, [1, 2]) == [(10,), (None,)]
+    assert len(store.reads) == 3
+
+
+def test_cache_holds_at_most_max_keys_per_view_dropping_the_oldest() -> None:
+    store, clock = FakeStore({k: (k,) for k in range(10)}), Clock()
+    authors, tweets = _view("author_stats"), _view("tweet_content")
+    cache = RowCache(store, ttl_s=60, max_keys=3, clock=clock)
+    cache.rows(authors, [0, 1])
+    clock.now += 1
+    assert cache.rows(authors, [2, 3]) == [(2,), (3,)]
+    cache.rows(tweets, [7])  # another view has its own budget
+    store.reads.clear()
+    cache.rows(authors, [1, 2, 3])  # 0 was dropped, 1 is still held
+    assert store.reads == []
+    cache.rows(authors, [0])
+    assert store.reads == [[0]]
+
+
+def test_cache_settings_are_validated() -> None:
+    with pytest.raises(ValueError):
+        RowCache(FakeStore({}), ttl_s=-1, max_keys=10)
+    with pytest.raises(ValueError):
+        RowCache(FakeStore({}), ttl_s=1, max_keys=0)
+
+
+# ---------------------------------------------------------------------------------- sqlite
+
+
+def _feast_table(path: Path, rows: dict[int, dict[str, Any]]) -> None:
+    """A table laid out as Feast's sqlite online store writes it (see feast sqlite.py)."""
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE proj_author_stats (entity_key BLOB, feature_name TEXT, value BLOB, "
+            "value_text TEXT, vector_value BLOB, event_ts timestamp, created_ts timestamp, "
+            "PRIMARY KEY(entity_key, feature_name))"
+        )
+        for author_id, features in rows.items():
+            key = _feast_key({"author_id": author_id}, {"author_id": "int64_val"})
+            for name, value in features.items():
+                field = "int64_val" if isinstance(value, int) else "string_val"
+                blob = Value(**{field: value}).SerializeToString()
+                conn.execute(
+                    "INSERT INTO proj_author_stats VALUES (?, ?, ?, NULL, NULL, 0, NULL)",
+                    (key, name, blob),
+                )
+
+
+def test_sqlite_rows_reads_feast_tables_in_padded_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "online.db"
+    _feast_table(
+        path,
+        {
+            1: {"followers": 10, "language": "en"},
+            2: {"followers": 20},  # a row that lacks one feature
+            3: {"followers": 30, "language": "fr", "dropped": 1},  # a feature not requested
+            4: {"followers": 40, "language": "de"},
+            5: {"followers": 50, "language": "es"},
+        },
+    )
+    view = _view(features=("followers", "language"))
+    reader = SqliteRows(path, {"author_stats": "proj_author_stats"}, chunk=2)
+    rows = reader.read(view, [5, 1, 2, 3, 99])
+    assert rows == {
+        5: (50, "es"),
+        1: (10, "en"),
+        2: (20, None),
+        3: (30, "fr"),
+        99: None,
+    }
+    with pytest.raises(sqlite3.OperationalError):  # the connection is read-only
+        reader._conn.execute("DELETE FROM proj_author_stats")
+    reader.close()
