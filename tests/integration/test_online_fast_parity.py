@@ -8,14 +8,11 @@ TTL has passed, and not before.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.config import FeaturesConfig, FeedrankConfig
+from pipelines.config import FeedrankConfig
 from pipelines.schema import list_partitions, read_table
 
 pytestmark = pytest.mark.integration
@@ -83,31 +80,6 @@ LATER_END = (DAY + pd.Timedelta(days=4)).to_pydatetime()
 TTL_S = 30.0
 
 
-def _redis_connection() -> str:
-    address = os.environ.get("FEEDRANK_TEST_REDIS")
-    if not address:
-        if os.environ.get("CI"):
-            pytest.fail("FEEDRANK_TEST_REDIS is unset in CI: run the tests through `make test`")
-        pytest.skip("FEEDRANK_TEST_REDIS unset (host:port of a disposable redis-server)")
-    import redis
-
-    host, _, port = address.split(",")[0].partition(":")
-    redis.Redis(host=host, port=int(port or 6379), socket_connect_timeout=5).flushdb()
-    return address
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store_cfg(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> FeedrankConfig:
-    monkeypatch.setenv("FEEDRANK_HOME", str(tmp_path))
-    if request.param == "redis":
-        return FeedrankConfig(
-            features=FeaturesConfig(online_store="redis", redis_connection=_redis_connection())
-        )
-    return FeedrankConfig()
-
-
 def _author_stats(cfg: FeedrankConfig, rows: list[tuple[int, int, int]]) -> pd.DataFrame:
     """rows of (author_id, day offset, follower count); the view's other features get constants,
     by their registered types, so the source follows the definitions."""
@@ -132,7 +104,8 @@ class Clock:
         return self.now
 
 
-def test_materialized_values_are_served_within_the_cache_ttl(store_cfg: FeedrankConfig) -> None:
+def test_materialized_values_are_served_within_the_cache_ttl(backend_cfg: FeedrankConfig) -> None:
+    store_cfg = backend_cfg
     from pipelines.features.batch import write_feature_table
     from pipelines.features.online import OnlineFeatures
     from pipelines.features.online_fast import FastOnlineFeatures, FeastRows, SqliteRows

@@ -8,14 +8,12 @@ this test flushes that database.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from pipelines.config import FeaturesConfig, FeedrankConfig
+from pipelines.config import FeedrankConfig
 from pipelines.features.batch import write_feature_table
 
 pytestmark = pytest.mark.integration
@@ -31,35 +29,6 @@ FEATURES = [
 ]
 # viewer 1 reads authors 1 and 2; author 3 is never written.
 ENTITY_ROWS = [{"viewer_id": 1, "author_id": a} for a in (1, 2, 3)]
-
-
-def _redis_connection() -> str:
-    """FEEDRANK_TEST_REDIS, flushed; a missing server fails the test unless run by hand outside CI."""
-    address = os.environ.get("FEEDRANK_TEST_REDIS")
-    if not address:
-        if os.environ.get("CI"):
-            pytest.fail("FEEDRANK_TEST_REDIS is unset in CI: run the tests through `make test`")
-        pytest.skip("FEEDRANK_TEST_REDIS unset (host:port of a disposable redis-server)")
-    import redis
-
-    host, _, port = address.split(",")[0].partition(":")
-    try:
-        redis.Redis(host=host, port=int(port or 6379), socket_connect_timeout=5).flushdb()
-    except redis.RedisError as error:
-        pytest.fail(f"no redis-server at FEEDRANK_TEST_REDIS={address}: {error}")
-    return address
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def cfg(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> FeedrankConfig:
-    monkeypatch.setenv("FEEDRANK_HOME", str(tmp_path))
-    if request.param == "redis":
-        features = FeaturesConfig(online_store="redis", redis_connection=_redis_connection())
-    else:
-        features = FeaturesConfig()
-    return FeedrankConfig(features=features)
 
 
 def _author_stats(rows: list[tuple[int, int, int, float]]) -> pd.DataFrame:
@@ -95,7 +64,8 @@ def _online(cfg: FeedrankConfig) -> dict[str, list[Any]]:
     return store.get_online_features(features=FEATURES, entity_rows=ENTITY_ROWS).to_dict()
 
 
-def test_materialize_is_incremental_idempotent_and_never_stale(cfg: FeedrankConfig) -> None:
+def test_materialize_is_incremental_idempotent_and_never_stale(backend_cfg: FeedrankConfig) -> None:
+    cfg = backend_cfg
     from pipelines.features.store import apply_repo, feature_store, materialize
 
     assert feature_store(cfg).config.online_store.type == cfg.features.online_store
