@@ -1,5 +1,10 @@
 """What the full feature set adds: the ranker trained on issue 2's skeleton set vs the full set.
 
+skeleton: the walking skeleton's 26 dense features and the text embeddings (Feast service
+`ranker_v1`); full: every dense feature of the design, the text embeddings and the sparse ids
+(hashed viewer, author, tweet, country, recent hashtags, text n-grams) that the ranker embeds
+(`ranker_v2`).
+
 Both train with Ray Train on the same training set and split (the one the pipeline built; run the
 pipeline first), are scored on the same held-out days, and the per-head RCE of each and the lift
 (full − skeleton, in RCE points) are logged to MLflow as one run. Prints one line of JSON, last.
@@ -17,14 +22,15 @@ import typer
 from pipelines.config import FeedrankConfig, load_config
 from pipelines.evaluate.metrics import head_metrics
 from pipelines.models.bundle import RankerBundle
-from pipelines.train.ranker import arrays_path, ranker_dir, train_ranker
+from pipelines.train.ranker import arrays_path, model_inputs, ranker_dir, train_ranker
 
 
 def rce_per_head(cfg: FeedrankConfig) -> dict[str, float]:
     """Train the ranker of `cfg` and return its held-out RCE per head."""
     train_ranker(cfg)
     arrays = np.load(arrays_path(cfg))
-    predictions = RankerBundle.load(ranker_dir(cfg)).predict_matrix(arrays["x_test"])
+    inputs = [arrays[f"{name}_test"] for name in model_inputs(cfg.ranker)]
+    predictions = RankerBundle.load(ranker_dir(cfg)).predict_matrix(*inputs)
     y = arrays["y_test"]
     return {
         head: head_metrics(y[:, i], predictions[head])["rce"]

@@ -2,7 +2,7 @@
 
 One viewer (the most active in the last days of the world) and `--candidates` distinct tweets
 posted in those days, with their authors and whether the viewer follows them: the ranker's whole
-feature service (`ranker_v1`) for tweet, author, viewer and viewer-author keys. Measured in one run,
+feature service (`ranker_v2`) for tweet, author, viewer and viewer-author keys. Measured in one run,
 interleaved request by request so the machine's noise falls on every path alike:
 
 - sdk: `OnlineFeatures.hydrate` (`FeatureStore.get_online_features` with the service, to a frame);
@@ -13,7 +13,8 @@ interleaved request by request so the machine's noise falls on every path alike:
 - fast: `FastOnlineFeatures` with a warm cache (`--cache-ttl-s`), as a replica serves a viewer's
   requests while candidate tweets and authors repeat across requests.
 
-The fast path's frames are checked to equal the SDK's (same columns and values). Prints the
+The fast path's frames are checked to equal the SDK's (same columns and values; the fast path
+holds vectors as float32 arrays, the SDK as lists of the same floats). Prints the
 figures, then one line of JSON with all of them, last. Needs a materialized online store
 (`make run`, or `feedrank materialize`); the direct read needs the sqlite online store.
 Usage: python benchmarks/online_features.py --config default --requests 50 --candidates 1500
@@ -38,6 +39,7 @@ from pipelines.features.online_fast import (
     FastOnlineFeatures,
     ServicePlan,
     SqliteRows,
+    feature_frame_differences,
 )
 from pipelines.schema import list_partitions, read_table
 
@@ -146,11 +148,10 @@ def main(
     reference = sdk.hydrate(viewer, frame, now)
     identical = True
     for name in ("fast", "fast_cold"):
-        try:
-            pd.testing.assert_frame_equal(paths[name](), reference, check_like=True)
-        except AssertionError as error:
+        differing = feature_frame_differences(paths[name](), reference)
+        if differing:
             identical = False
-            print(f"{name} differs from the SDK: {error}")
+            print(f"{name} differs from the SDK in columns {differing}")
     for _ in range(WARMUP_REQUESTS):
         for run in paths.values():
             run()

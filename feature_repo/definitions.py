@@ -66,6 +66,16 @@ tweet_content = FeatureView(
         Field(name="is_reply", dtype=Int64, description="1 if the tweet replies to another."),
         Field(name="tweet_language", dtype=String, description="Language code of the text."),
         Field(name="tweet_created_s", dtype=Float64, description="Posting time, epoch seconds."),
+        Field(
+            name="tweet_hashtag_vector",
+            dtype=Array(Float32),
+            description="Unit TF-IDF vector of the tweet's hashtags in 32 hashed buckets.",
+        ),
+        Field(
+            name="tweet_ngram_ids",
+            dtype=Array(Int64),
+            description="Hashed ids of the text's unigrams and bigrams (the ranker embeds them).",
+        ),
     ],
     description="Static attributes of a tweet, known when it is posted.",
 )
@@ -126,6 +136,16 @@ tweet_engagement = FeatureView(
             dtype=Float64,
             description="When this row's counts were taken, epoch seconds.",
         ),
+        Field(
+            name="tweet_recent_engagers",
+            dtype=Array(Int64),
+            description="Users who engaged in the last 3 days, most recent first (<= 256).",
+        ),
+        Field(
+            name="tweet_recent_favers",
+            dtype=Array(Int64),
+            description="Users who faved in the last 3 days, most recent first (<= 256).",
+        ),
     ],
     description="Windowed engagement counts, a row at each hour boundary where a count changes.",
 )
@@ -152,6 +172,12 @@ author_stats = FeatureView(
             dtype=Float64,
             description="Followers / max(1, accounts followed).",
         ),
+        Field(
+            name="author_hashtag_vector",
+            dtype=Array(Float32),
+            description="Unit TF-IDF vector of the hashtags the author used (32 hashed buckets).",
+        ),
+        Field(name="author_tweets_total", dtype=Int64, description="Tweets posted, all time."),
     ],
     description="Daily author snapshots.",
 )
@@ -171,6 +197,17 @@ viewer_stats = FeatureView(
             description="Engagements / impressions of the viewer (28 days, smoothed).",
         ),
         Field(name="viewer_language", dtype=String, description="The viewer's language code."),
+        Field(name="viewer_country", dtype=String, description="The viewer's country code."),
+        Field(
+            name="viewer_hashtag_vector",
+            dtype=Array(Float32),
+            description="Unit TF-IDF vector of the hashtags of tweets the viewer engaged with.",
+        ),
+        Field(
+            name="viewer_recent_hashtags",
+            dtype=Array(String),
+            description="The last 5 distinct hashtags the viewer engaged with, newest first.",
+        ),
     ],
     description="Daily viewer snapshots.",
 )
@@ -190,6 +227,16 @@ viewer_author = FeatureView(
             name="va_engagements",
             dtype=Int64,
             description="Engagements of the viewer with the author's tweets, all time.",
+        ),
+        Field(
+            name="va_engaged_tweets",
+            dtype=Int64,
+            description="Distinct tweets of the author the viewer engaged with.",
+        ),
+        Field(
+            name="va_engaged_share",
+            dtype=Float64,
+            description="Share of the author's tweets seen by the viewer that it engaged with.",
         ),
     ],
     description="Cumulative viewer-author interaction counts, a row at the end of each active day.",
@@ -226,6 +273,11 @@ viewer_graph = FeatureView(
             dtype=Array(Float32),
             description="Follower-side vector of the follow graph's truncated SVD (unit).",
         ),
+        Field(
+            name="viewer_followees",
+            dtype=Array(Int64),
+            description="Ids of the accounts the viewer follows (its network).",
+        ),
     ],
     description="Position of a viewer in the follow graph.",
 )
@@ -256,6 +308,11 @@ tweet_embedding = FeatureView(
             dtype=Array(Float32),
             description="L2-normalized text embedding from the fine-tuned encoder.",
         ),
+        Field(
+            name="tweet_topic",
+            dtype=Int64,
+            description="Topic id: nearest k-means centroid of the text embeddings.",
+        ),
     ],
     description="Text embedding of a tweet, from the encoder version of the run.",
 )
@@ -273,6 +330,26 @@ viewer_embedding = FeatureView(
         ),
     ],
     description="Daily text profile of a viewer.",
+)
+
+author_content = FeatureView(
+    name="author_content",
+    entities=[author],
+    ttl=TTL,
+    source=_source("author_content"),
+    schema=[
+        Field(
+            name="author_content_embedding",
+            dtype=Array(Float32),
+            description="Unit mean text embedding of the author's tweets.",
+        ),
+        Field(
+            name="author_topic_rates",
+            dtype=Array(Float32),
+            description="Engagements / impressions of the author's tweets per topic (smoothed).",
+        ),
+    ],
+    description="Daily snapshots of what an author writes about and how each topic engages.",
 )
 
 request_context = RequestSource(
@@ -334,6 +411,45 @@ def request_time(inputs: pd.DataFrame) -> pd.DataFrame:
     return request_time_values(inputs)
 
 
+@on_demand_feature_view(
+    sources=[
+        tweet_content,
+        tweet_engagement,
+        author_stats,
+        viewer_stats,
+        viewer_author,
+        viewer_graph,
+        tweet_embedding,
+        viewer_embedding,
+        author_content,
+    ],
+    schema=[
+        Field(name="va_hashtag_similarity", dtype=Float64),
+        Field(name="vt_hashtag_similarity", dtype=Float64),
+        Field(name="va_content_similarity", dtype=Float64),
+        Field(name="author_topic_engagement_rate", dtype=Float64),
+        Field(name="tweet_network_engagements_3d", dtype=Float64),
+        Field(name="tweet_network_favs_3d", dtype=Float64),
+        Field(name="va_engaged_tweets_norm", dtype=Float64),
+    ],
+    mode="pandas",
+    description=(
+        "Viewer-author-tweet affinities at request time, one function offline and online: "
+        "va_hashtag_similarity and vt_hashtag_similarity (hashtag TF-IDF cosine of the viewer "
+        "with the author and with the tweet), va_content_similarity (viewer embedding . author's "
+        "mean tweet embedding), author_topic_engagement_rate (the author's rate on the tweet's "
+        "topic), tweet_network_engagements_3d and tweet_network_favs_3d (engagements and favs "
+        "in 3 days by accounts the viewer follows), va_engaged_tweets_norm (tweets of the author "
+        "the viewer engaged with / tweets the author posted)."
+    ),
+)
+def request_affinity(inputs: pd.DataFrame) -> pd.DataFrame:
+    from pipelines.features.spec import affinity_values
+
+    return affinity_values(inputs)
+
+
+# One service per ranker version: v1 is the walking skeleton's set (issue 2), v2 the full design.
 ranker_v1 = FeatureService(
     name="ranker_v1",
     features=[
@@ -349,5 +465,25 @@ ranker_v1 = FeatureService(
         viewer_author_graph,
         request_time,
     ],
-    description="Every feature of the heavy ranker, version 1.",
+    description="The heavy ranker's features, version 1 (the skeleton feature set).",
+)
+
+ranker_v2 = FeatureService(
+    name="ranker_v2",
+    features=[
+        tweet_content,
+        tweet_engagement,
+        author_stats,
+        viewer_stats,
+        viewer_author,
+        tweet_embedding,
+        viewer_embedding,
+        author_graph,
+        viewer_graph,
+        viewer_author_graph,
+        author_content,
+        request_time,
+        request_affinity,
+    ],
+    description="Every feature of the heavy ranker, version 2 (the full feature design).",
 )

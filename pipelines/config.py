@@ -155,6 +155,9 @@ class FeaturesConfig(StrictModel):
         20, ge=1, description="Engaged tweets averaged into a viewer's text profile."
     )
     ttl_days: int = Field(90, ge=1, description="Feast TTL of the batch feature views (days).")
+    topic_clusters: int = Field(
+        16, ge=1, description="k-means clusters of tweet embeddings that stand for topics."
+    )
     online_store: Literal["sqlite", "redis"] = Field(
         "sqlite",
         description="Feast online store: sqlite (a file under the state root) or redis.",
@@ -211,6 +214,25 @@ class RankerConfig(StrictModel):
         150_000, ge=1000, description="Training rows of the LightGBM baseline (seeded subsample)."
     )
     test_days: int = Field(2, ge=1, description="Last days held out for evaluation.")
+    sparse_buckets: int = Field(
+        2**15, ge=0, description="Rows of the sparse-id embedding table; 0 = no sparse inputs."
+    )
+    sparse_dim: int = Field(8, ge=1, description="Embedding width of each sparse field.")
+
+    @model_validator(mode="after")
+    def _sparse_table_has_room(self) -> RankerConfig:
+        if self.sparse_buckets == 1:
+            raise ValueError("ranker.sparse_buckets must be 0 (off) or >= 2: id 0 is padding")
+        return self
+
+    @property
+    def uses_sparse(self) -> bool:
+        """Whether the ranker embeds sparse ids: the one place that rule lives.
+
+        Only the full feature set has them (skeleton is the dense-only baseline), and only with a
+        table to embed them in (``sparse_buckets > 0``).
+        """
+        return self.feature_set == "full" and self.sparse_buckets > 0
 
 
 class BlendConfig(StrictModel):

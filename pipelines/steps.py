@@ -127,7 +127,13 @@ def train_encoder(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
 def embed(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
     """Tweet and viewer embeddings from the fine-tuned encoder, written as Feast sources."""
     from pipelines.features.batch import engagement_events, write_feature_table
-    from pipelines.features.embeddings import tweet_embedding_table, viewer_embedding_table
+    from pipelines.features.embeddings import (
+        author_content_table,
+        topic_clusters,
+        tweet_embedding_table,
+        viewer_embedding_table,
+    )
+    from pipelines.features.training_set import split_boundary
     from pipelines.models.text_encoder import TextEmbedder
     from pipelines.schema import read_table
     from pipelines.train.batch_inference import embed_texts
@@ -135,9 +141,15 @@ def embed(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
     started, cfg = time.perf_counter(), _cfg(config)
     tweets = read_table(cfg.paths.raw, "tweets")
     vectors = embed_texts(cfg, encoder_dir(cfg), tweets["text"].tolist())
-    write_feature_table(cfg, "tweet_embedding", tweet_embedding_table(tweets, vectors))
+    # Topic centroids from the tweets posted before the held-out days.
+    fit_rows = (pd.to_datetime(tweets["created_at"], utc=True) < split_boundary(cfg)).to_numpy()
+    topics = topic_clusters(vectors, fit_rows, cfg.features.topic_clusters, cfg.world.seed)
+    write_feature_table(cfg, "tweet_embedding", tweet_embedding_table(tweets, vectors, topics))
     embedder = TextEmbedder.load(encoder_dir(cfg))
-    events = engagement_events(read_table(cfg.paths.raw, "impressions"), tweets)
+    impressions = read_table(cfg.paths.raw, "impressions")
+    events = engagement_events(impressions, tweets)
+    authors = author_content_table(cfg, tweets, vectors, topics, impressions, events)
+    write_feature_table(cfg, "author_content", authors)
 
     def viewer_tower(profiles: np.ndarray) -> np.ndarray:
         return embedder.embed_viewers(profiles[:, None, :])

@@ -23,7 +23,7 @@ from pipelines.models.bundle import RankerBundle
 from pipelines.ranking import blend_scores
 from pipelines.schema import read_table
 from pipelines.train.baselines import fit_lightgbm, predict_lightgbm
-from pipelines.train.ranker import arrays_path, ranker_dir
+from pipelines.train.ranker import arrays_path, model_inputs, ranker_dir
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,9 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
         )
 
     predictions: dict[str, dict[str, np.ndarray]] = {}
-    predictions["ranker"] = RankerBundle.load(ranker_dir(cfg)).predict_matrix(x_test)
+    # The ranker also reads the sparse ids when it has them; the baselines stay dense-only.
+    ranker_inputs = [arrays[f"{name}_test"] for name in model_inputs(cfg.ranker)]
+    predictions["ranker"] = RankerBundle.load(ranker_dir(cfg)).predict_matrix(*ranker_inputs)
     log.info("evaluate: fitting the LightGBM baseline on %d rows", len(x_train))
     predictions["lgbm"] = predict_lightgbm(fit_lightgbm(cfg, x_train, y_train), x_test)
     oracle = oracle_predictions(cfg, test["impression_id"].to_numpy())

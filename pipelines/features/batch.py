@@ -21,7 +21,9 @@ import pandas as pd
 
 from pipelines.config import FeedrankConfig
 from pipelines.features import graph, spec
-from pipelines.features.spec import epoch_seconds
+from pipelines.features.sparse import hashtag_lists, text_ngram_ids
+from pipelines.features.spec import HASHTAG_DIM, epoch_seconds
+from pipelines.features.training_set import split_boundary
 from pipelines.schema import read_table
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,42 @@ def engagement_events(impressions: pd.DataFrame, tweets: pd.DataFrame) -> pd.Dat
     return events.sort_values("at", kind="stable").reset_index(drop=True)
 
 
-def tweet_content(tweets: pd.DataFrame) -> pd.DataFrame:
+def hashtag_idf(tags: list[list[str]]) -> dict[str, float]:
+    """Smoothed inverse document frequency of each hashtag over the given tweets' tag lists."""
+    documents = len(tags)
+    frequency: dict[str, int] = {}
+    for tweet_tags in tags:
+        for tag in set(tweet_tags):
+            frequency[tag] = frequency.get(tag, 0) + 1
+    return {tag: float(np.log((1 + documents) / (1 + n)) + 1.0) for tag, n in frequency.items()}
+
+
+def hashtag_vectors(tags: list[list[str]], idf: dict[str, float]) -> np.ndarray:
+    """Tag lists -> [N, HASHTAG_DIM] TF-IDF vectors in hashed buckets (not normalized).
+
+    A tag the IDF never saw gets the largest known weight (it is rarer than any seen tag).
+    """
+    unseen = max(idf.values(), default=1.0)
+    out = np.zeros((len(tags), HASHTAG_DIM), dtype=np.float32)
+    for row, tweet_tags in enumerate(tags):
+        for tag in tweet_tags:
+            out[row, spec.hashtag_bucket(tag)] += idf.get(tag, unseen)
+    return out
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; all-zero rows stay zero. [N, D] -> [N, D] float32."""
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def tweet_content(tweets: pd.DataFrame, idf: dict[str, float] | None = None) -> pd.DataFrame:
+    """Static tweet attributes, its hashed hashtag TF-IDF vector and its text n-gram ids.
+
+    idf: hashtag IDF (default: over these tweets).
+    """
+    tags = hashtag_lists(tweets["hashtags"])
+    vectors = unit_rows(hashtag_vectors(tags, hashtag_idf(tags) if idf is None else idf))
     return pd.DataFrame(
         {
             "tweet_id": tweets["tweet_id"],
@@ -81,6 +118,8 @@ def tweet_content(tweets: pd.DataFrame) -> pd.DataFrame:
             "is_reply": tweets["in_reply_to_tweet_id"].notna().astype("int64"),
             "tweet_language": tweets["language"],
             "tweet_created_s": epoch_seconds(tweets["created_at"]),
+            "tweet_hashtag_vector": list(vectors),
+            "tweet_ngram_ids": text_ngram_ids(tweets["text"]),
         }
     )
 
@@ -152,6 +191,48 @@ def windowed_counts(
 
 # Windows of the tweet engagement counts, in hours.
 TWEET_WINDOWS = (1, 2, 24, 72, 168)
+# Engagers of a tweet kept for the viewer's-network counts: the trailing window and the most kept.
+NETWORK_WINDOW_HOURS = 72
+MAX_RECENT_ENGAGERS = 256
+
+
+def recent_actors(
+    row_keys: np.ndarray,
+    row_boundaries: np.ndarray,
+    event_keys: np.ndarray,
+    event_hours: np.ndarray,
+    actors: np.ndarray,
+    window_hours: int = NETWORK_WINDOW_HOURS,
+    cap: int = MAX_RECENT_ENGAGERS,
+) -> list[np.ndarray]:
+    """Per row (key, boundary hour): distinct actors of the key's events in hours
+    [boundary - window_hours, boundary - 1], most recent first, at most `cap`.
+
+    event_keys, event_hours, actors: [E] int64 arrays; returns one int64 array per row.
+    """
+    order = np.lexsort((event_hours, event_keys))
+    keys, hours, who = event_keys[order], event_hours[order], actors[order]
+    # Rows of one key are contiguous and sorted by hour, so a window is a slice.
+    lo = np.zeros(len(row_keys), dtype=np.int64)
+    hi = np.zeros(len(row_keys), dtype=np.int64)
+    starts = np.searchsorted(keys, row_keys, side="left")
+    ends = np.searchsorted(keys, row_keys, side="right")
+    for i in np.flatnonzero(ends > starts):
+        segment = hours[starts[i] : ends[i]]
+        lo[i] = starts[i] + np.searchsorted(segment, row_boundaries[i] - window_hours, "left")
+        hi[i] = starts[i] + np.searchsorted(segment, row_boundaries[i] - 1, "right")
+    empty = np.empty(0, dtype=np.int64)
+    out: list[np.ndarray] = []
+    for a, b in zip(lo, hi, strict=True):
+        if b <= a:
+            out.append(empty)
+            continue
+        recent = who[a:b][::-1]
+        _, first = np.unique(recent, return_index=True)
+        out.append(recent[np.sort(first)][:cap].astype(np.int64))
+    return out
+
+
 ENGAGEMENT_DECAY_HOURS = spec.ENGAGEMENT_DECAY_HOURS
 
 
@@ -177,7 +258,12 @@ def tweet_engagement(impressions: pd.DataFrame, events: pd.DataFrame) -> pd.Data
     counts = windowed_counts(
         keys.astype(np.int64), hours, kinds, TWEET_WINDOWS, decay_hours=ENGAGEMENT_DECAY_HOURS
     )
-    return pd.DataFrame(
+    row_keys = counts["key"].to_numpy(dtype=np.int64)
+    row_boundaries = counts["boundary"].to_numpy(dtype=np.int64)
+    event_tweets = events["tweet_id"].to_numpy(dtype=np.int64)
+    engagers = events["viewer_id"].to_numpy(dtype=np.int64)
+    favs = action == "fav"
+    table = pd.DataFrame(
         {
             "tweet_id": counts["key"].astype("int64"),
             "event_timestamp": pd.to_datetime(counts["boundary"] * 3600, unit="s", utc=True),
@@ -197,6 +283,13 @@ def tweet_engagement(impressions: pd.DataFrame, events: pd.DataFrame) -> pd.Data
             "tweet_engagement_snapshot_s": counts["boundary"].astype("float64") * 3600.0,
         }
     )
+    table["tweet_recent_engagers"] = recent_actors(
+        row_keys, row_boundaries, event_tweets, event_hours, engagers
+    )
+    table["tweet_recent_favers"] = recent_actors(
+        row_keys, row_boundaries, event_tweets[favs], event_hours[favs], engagers[favs]
+    )
+    return table
 
 
 def _daily_matrix(
@@ -295,11 +388,83 @@ def daily_user_stats(
         },
     )
     viewer_stats["viewer_language"] = np.repeat(static["language"].to_numpy(), n_snapshots)
+    viewer_stats["viewer_country"] = np.repeat(static["country"].to_numpy(), n_snapshots)
     for frame in (author_stats, viewer_stats):
         for column in frame.columns:
             if column.endswith(("_count", "_window")):
                 frame[column] = frame[column].astype("int64")
     return author_stats, viewer_stats
+
+
+RECENT_HASHTAGS = 5  # the viewer's last engaged hashtags kept as a context feature
+
+
+def hashtag_profiles(
+    cfg: FeedrankConfig,
+    users: pd.DataFrame,
+    tweets: pd.DataFrame,
+    events: pd.DataFrame,
+    tweet_vectors: np.ndarray,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hashtag profiles at the same snapshots as :func:`daily_user_stats`.
+
+    tweet_vectors: [T, HASHTAG_DIM] unnormalized TF-IDF vectors of `tweets`, row-aligned. Author:
+    the sum over tweets posted before each snapshot (unit length), and the count of those tweets.
+    Viewer: the sum over tweets engaged with before it (unit length), and the last RECENT_HASHTAGS
+    distinct hashtags engaged with, most recent first.
+    """
+    start = pd.Timestamp(cfg.world.start_date, tz="UTC")
+    stamps = [start + timedelta(days=d) for d in range(cfg.world.days + 1)]
+    ids = users["user_id"].to_numpy()
+    position = pd.Series(np.arange(len(ids)), index=ids)
+    tweet_row = pd.Series(np.arange(len(tweets)), index=tweets["tweet_id"].to_numpy())
+    tags = hashtag_lists(tweets["hashtags"])
+    author_rows = position.reindex(tweets["author_id"]).to_numpy()
+    created = epoch_seconds(tweets["created_at"]).to_numpy()
+    engaged_rows = tweet_row.reindex(events["tweet_id"]).to_numpy()
+    viewer_rows = position.reindex(events["viewer_id"]).to_numpy()
+    known = ~(np.isnan(engaged_rows) | np.isnan(viewer_rows))
+    engaged_rows, viewer_rows = engaged_rows[known].astype(int), viewer_rows[known].astype(int)
+    engaged_at = epoch_seconds(events["at"]).to_numpy()[known]
+    author_frames, viewer_frames = [], []
+    for stamp in stamps:
+        posted = (created < stamp.timestamp()) & ~np.isnan(author_rows)
+        author_sum = np.zeros((len(ids), HASHTAG_DIM))
+        np.add.at(author_sum, author_rows[posted].astype(int), tweet_vectors[posted])
+        author_frames.append(
+            pd.DataFrame(
+                {
+                    "author_id": ids,
+                    "event_timestamp": stamp,
+                    "author_hashtag_vector": list(unit_rows(author_sum)),
+                    "author_tweets_total": np.bincount(
+                        author_rows[posted].astype(int), minlength=len(ids)
+                    ).astype("int64"),
+                }
+            )
+        )
+        before = engaged_at < stamp.timestamp()
+        viewer_sum = np.zeros((len(ids), HASHTAG_DIM))
+        np.add.at(viewer_sum, viewer_rows[before], tweet_vectors[engaged_rows[before]])
+        recent: list[list[str]] = [[] for _ in ids]
+        # Walk engagements newest first; stop filling a viewer at RECENT_HASHTAGS tags.
+        for viewer, row in zip(viewer_rows[before][::-1], engaged_rows[before][::-1], strict=True):
+            held = recent[viewer]
+            if len(held) < RECENT_HASHTAGS:
+                for tag in tags[row]:
+                    if tag not in held and len(held) < RECENT_HASHTAGS:
+                        held.append(tag)
+        viewer_frames.append(
+            pd.DataFrame(
+                {
+                    "viewer_id": ids,
+                    "event_timestamp": stamp,
+                    "viewer_hashtag_vector": list(unit_rows(viewer_sum)),
+                    "viewer_recent_hashtags": recent,
+                }
+            )
+        )
+    return pd.concat(author_frames, ignore_index=True), pd.concat(viewer_frames, ignore_index=True)
 
 
 def viewer_author(
@@ -316,6 +481,7 @@ def viewer_author(
             "engagements": 0,
         }
     )
+    views["tweet_id"] = impressions["tweet_id"].to_numpy()
     engaged = pd.DataFrame(
         {
             "viewer_id": events["viewer_id"].to_numpy(),
@@ -323,11 +489,18 @@ def viewer_author(
             "day": pd.to_datetime(events["at"], utc=True).dt.floor("D").to_numpy(),
             "views": 0,
             "engagements": 1,
+            "tweet_id": events["tweet_id"].to_numpy(),
         }
     )
+    # Distinct tweets: counted on the day a tweet was first seen / first engaged with.
+    views["seen_tweets"] = ~views.duplicated(["viewer_id", "tweet_id"])
+    views["engaged_tweets"] = False
+    engaged["seen_tweets"] = False
+    engaged["engaged_tweets"] = ~engaged.duplicated(["viewer_id", "tweet_id"])
+    columns = ["views", "engagements", "seen_tweets", "engaged_tweets"]
     daily = (
         pd.concat([views, engaged], ignore_index=True)
-        .groupby(["viewer_id", "author_id", "day"], sort=True)[["views", "engagements"]]
+        .groupby(["viewer_id", "author_id", "day"], sort=True)[columns]
         .sum()
         .groupby(level=["viewer_id", "author_id"])
         .cumsum()
@@ -340,6 +513,9 @@ def viewer_author(
             "event_timestamp": pd.to_datetime(daily["day"], utc=True) + timedelta(days=1),
             "va_impressions": daily["views"].astype("int64"),
             "va_engagements": daily["engagements"].astype("int64"),
+            "va_engaged_tweets": daily["engaged_tweets"].astype("int64"),
+            # History here is shorter than 3 months, so "all time" is the 3-month share.
+            "va_engaged_share": daily["engaged_tweets"] / np.maximum(daily["seen_tweets"], 1),
         }
     )
 
@@ -373,6 +549,10 @@ def graph_tables(
                 "viewer_id": ids,
                 "event_timestamp": known,
                 "viewer_social_embedding": list(as_follower),
+                "viewer_followees": [
+                    ids[adjacency.indices[a:b]].astype(np.int64)
+                    for a, b in zip(adjacency.indptr[:-1], adjacency.indptr[1:], strict=True)
+                ],
             }
         ),
         "viewer_author_graph": pd.DataFrame(
@@ -395,9 +575,19 @@ def compute_batch_features(cfg: FeedrankConfig) -> dict[str, int]:
     follows = read_table(raw, "follows")
     events = engagement_events(impressions, tweets)
     author_stats, viewer_stats = daily_user_stats(cfg, users, impressions, events, tweets)
+    # Hashtag IDF from the tweets posted before the held-out days only.
+    tags = hashtag_lists(tweets["hashtags"])
+    before_split = (pd.to_datetime(tweets["created_at"], utc=True) < split_boundary(cfg)).to_numpy()
+    idf = hashtag_idf([t for t, keep in zip(tags, before_split, strict=True) if keep])
+    author_tags, viewer_tags = hashtag_profiles(
+        cfg, users, tweets, events, hashtag_vectors(tags, idf)
+    )
+    keys = ["event_timestamp"]
+    author_stats = author_stats.merge(author_tags, on=["author_id", *keys], validate="one_to_one")
+    viewer_stats = viewer_stats.merge(viewer_tags, on=["viewer_id", *keys], validate="one_to_one")
     pairs = viewer_author(impressions, events, tweets)
     tables = {
-        "tweet_content": tweet_content(tweets),
+        "tweet_content": tweet_content(tweets, idf),
         "tweet_engagement": tweet_engagement(impressions, events),
         "author_stats": author_stats,
         "viewer_stats": viewer_stats,

@@ -14,19 +14,100 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
+from pipelines.features.spec import epoch_seconds
 
 
-def tweet_embedding_table(tweets: pd.DataFrame, vectors: np.ndarray) -> pd.DataFrame:
-    """tweets (tweet_id, created_at) aligned with vectors [N, D] -> the Feast source frame."""
+def tweet_embedding_table(
+    tweets: pd.DataFrame, vectors: np.ndarray, topics: np.ndarray | None = None
+) -> pd.DataFrame:
+    """tweets (tweet_id, created_at) aligned with vectors [N, D] and topic ids [N] -> Feast source."""
     if len(tweets) != len(vectors):
         raise ValueError(f"{len(tweets)} tweets but {len(vectors)} embeddings")
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "tweet_id": tweets["tweet_id"].to_numpy(),
             "event_timestamp": tweets["created_at"].to_numpy(),
             "tweet_embedding": list(vectors.astype(np.float32)),
         }
     )
+    if topics is not None:
+        table["tweet_topic"] = np.asarray(topics, dtype=np.int64)
+    return table
+
+
+def topic_clusters(vectors: np.ndarray, fit_rows: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Topic id of every tweet: k-means on the text embeddings of `fit_rows` (bool [N]), then the
+    nearest centroid for all [N]. The world's topics are latent; the encoder makes them legible."""
+    from sklearn.cluster import KMeans
+
+    fit = vectors[fit_rows] if fit_rows.any() else vectors
+    k = max(1, min(k, len(fit)))
+    model = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(fit.astype(np.float64))
+    return model.predict(vectors.astype(np.float64)).astype(np.int64)
+
+
+TOPIC_RATE_PRIOR = 20.0  # pseudo-impressions pulling an author's topic rate to the topic's rate
+
+
+def author_content_table(
+    cfg: FeedrankConfig,
+    tweets: pd.DataFrame,
+    vectors: np.ndarray,
+    topics: np.ndarray,
+    impressions: pd.DataFrame,
+    events: pd.DataFrame,
+) -> pd.DataFrame:
+    """Daily author snapshots (world start, then each day's end) of what the author writes about.
+
+    author_content_embedding: unit mean of the embeddings of the author's tweets posted before the
+    snapshot. author_topic_rates [K]: engagements / impressions of the author's tweets per topic,
+    smoothed toward the topic's global rate, counting impressions and engagements before it.
+    """
+    k = int(topics.max()) + 1 if len(topics) else 1
+    authors = np.unique(tweets["author_id"].to_numpy())
+    row_of_author = pd.Series(np.arange(len(authors)), index=authors)
+    topic_of = pd.Series(topics, index=tweets["tweet_id"].to_numpy())
+    author_of = pd.Series(tweets["author_id"].to_numpy(), index=tweets["tweet_id"].to_numpy())
+    created = epoch_seconds(tweets["created_at"]).to_numpy()
+    tweet_authors = row_of_author.reindex(tweets["author_id"]).to_numpy()
+
+    def keyed(tweet_ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        rows = row_of_author.reindex(author_of.reindex(tweet_ids).to_numpy()).to_numpy()
+        topic = topic_of.reindex(tweet_ids).to_numpy()
+        known = ~(np.isnan(rows) | np.isnan(topic))
+        return rows[known].astype(int) * k + topic[known].astype(int), known
+
+    view_keys, view_known = keyed(impressions["tweet_id"])
+    served = epoch_seconds(impressions["served_at"]).to_numpy()[view_known]
+    event_keys, event_known = keyed(events["tweet_id"])
+    engaged_at = epoch_seconds(events["at"]).to_numpy()[event_known]
+    start = pd.Timestamp(cfg.world.start_date, tz="UTC")
+    frames = []
+    for day in range(cfg.world.days + 1):
+        stamp = start + timedelta(days=day)
+        cutoff = stamp.timestamp()
+        posted = created < cutoff
+        sums = np.zeros((len(authors), vectors.shape[1]))
+        np.add.at(sums, tweet_authors[posted].astype(int), vectors[posted])
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        views = np.bincount(view_keys[served < cutoff], minlength=len(authors) * k)
+        engaged = np.bincount(event_keys[engaged_at < cutoff], minlength=len(authors) * k)
+        views, engaged = views.reshape(-1, k), engaged.reshape(-1, k)
+        topic_rate = (engaged.sum(axis=0) + 1.0) / (views.sum(axis=0) + 10.0)  # [K]
+        rates = (engaged + TOPIC_RATE_PRIOR * topic_rate) / (views + TOPIC_RATE_PRIOR)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "author_id": authors.astype("int64"),
+                    "event_timestamp": stamp,
+                    "author_content_embedding": list(
+                        (sums / np.maximum(norms, 1e-9)).astype(np.float32)
+                    ),
+                    "author_topic_rates": list(rates.astype(np.float32)),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
 
 
 def viewer_embedding_table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
@@ -10,14 +11,17 @@ from pipelines.features.store import feature_store
 
 PUSH_SOURCE = "tweet_engagement_push"
 DECAYED = "tweet_engagements_decayed_at_snapshot"
-PUSH_COLUMNS = ("tweet_id", "event_timestamp", *TWEET_ENGAGEMENT_FEATURES, DECAYED)
+# Who engaged in the last 3 days (ids, newest first): the viewer's-network counts read them.
+ENGAGER_LISTS = ("tweet_recent_engagers", "tweet_recent_favers")
+PUSH_COLUMNS = ("tweet_id", "event_timestamp", *TWEET_ENGAGEMENT_FEATURES, DECAYED, *ENGAGER_LISTS)
 
 
 def push_tweet_engagement(cfg: FeedrankConfig, counts: pd.DataFrame) -> int:
     """Write fresh windowed counts (one row per tweet) straight to the online store.
 
     counts: tweet_id, event_timestamp (when the counts were observed), every
-    TWEET_ENGAGEMENT_FEATURES column and the decayed total at that moment. On Redis the row with the newest event timestamp wins; sqlite
+    TWEET_ENGAGEMENT_FEATURES column, the decayed total at that moment and the ENGAGER_LISTS (lists
+    of user ids). On Redis the row with the newest event timestamp wins; sqlite
     keeps the last write, so a later batch materialization can replace a pushed value there (the
     next push restores it). Returns the number of rows pushed.
     """
@@ -31,8 +35,16 @@ def push_tweet_engagement(cfg: FeedrankConfig, counts: pd.DataFrame) -> int:
     frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
     for column in (*TWEET_ENGAGEMENT_FEATURES, DECAYED):
         frame[column] = frame[column].astype("float64")
+    for column in ENGAGER_LISTS:
+        frame[column] = [_ids(value, column) for value in frame[column]]
     frame["tweet_engagement_snapshot_s"] = epoch_seconds(frame["event_timestamp"])
     from feast.data_source import PushMode
 
     feature_store(cfg).push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
     return len(frame)
+
+
+def _ids(value: object, column: str) -> list[int]:
+    if not isinstance(value, list | tuple | np.ndarray):
+        raise ValueError(f"engagement push column {column} must hold lists of user ids")
+    return [int(v) for v in value]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.features.store import FEATURE_SERVICE, feature_store
+from pipelines.features.store import feature_service_name, feature_store
 
 
 class OnlineFeatures:
@@ -14,7 +14,7 @@ class OnlineFeatures:
     def __init__(self, cfg: FeedrankConfig) -> None:
         self.cfg = cfg
         self.store = feature_store(cfg)
-        self.service = self.store.get_feature_service(FEATURE_SERVICE)
+        self.service = self.store.get_feature_service(feature_service_name(cfg))
 
     def hydrate(self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
         """candidates (tweet_id, author_id, in_network) -> one feature row per candidate, same order.

@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import sqlite3
 import struct
-import sys
 import threading
 import time
-from array import array
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.features.store import FEATURE_SERVICE, feature_store
+from pipelines.features.store import feature_service_name, feature_store
 
 ENTITY_KEY_SERIALIZATION_VERSION = 3
 # Feast's ValueType numbers (feast.value_type.ValueType) of the entity value types encoded here.
@@ -57,7 +55,6 @@ _I64 = struct.Struct("<q")
 _I32 = struct.Struct("<i")
 _DOUBLE = struct.Struct("<d")
 _FLOAT = struct.Struct("<f")
-_BIG_ENDIAN = sys.byteorder == "big"
 _ENCODED_VALUE_TYPES = (VALUE_TYPE_BYTES, VALUE_TYPE_STRING, VALUE_TYPE_INT32, VALUE_TYPE_INT64)
 
 # ------------------------------------------------------------------------------ entity keys
@@ -153,7 +150,8 @@ def decode_value(blob: bytes | None) -> Any:
     """A serialized feast `Value` -> the Python value `OnlineResponse.to_dict` gives for it.
 
     Hand-decodes the scalar types and float lists (a tag byte, then the payload; ~5x faster than
-    parsing the message) and hands anything else to Feast's own conversion.
+    parsing the message) and hands anything else to Feast's own conversion. A float list comes
+    back as a float32 array holding the SDK's values (the SDK gives a list).
     """
     if not blob:
         return None  # an empty message is Feast's null
@@ -178,43 +176,47 @@ def decode_value(blob: bytes | None) -> Any:
     return _decode_generic(blob)
 
 
-def _decode_float_list(blob: bytes) -> list[float] | None:
-    """float_list_val whose FloatList is one packed field; None for any other layout."""
+def _decode_float_list(blob: bytes) -> np.ndarray | None:
+    """float_list_val whose FloatList is one packed field -> a read-only float32 array [D] (the
+    ranker stacks vectors, and stacking arrays is ~10x faster than lists of Python floats); None
+    for any other layout."""
     length, start = _varint(blob, 2)
     if start + length != len(blob):
         return None
     if length == 0:
-        return []
+        return np.empty(0, dtype=np.float32)
     if blob[start] != 0x0A:
         return None
     packed, data = _varint(blob, start + 1)
     if data + packed != len(blob) or packed % 4:
         return None
-    floats = array("f")
-    floats.frombytes(blob[data:])
-    if _BIG_ENDIAN:  # the wire is little-endian
-        floats.byteswap()
-    return floats.tolist()
+    # The wire is little-endian; "<f4" reads it so on any machine.
+    return np.frombuffer(blob, dtype="<f4", offset=data).astype(np.float32, copy=False)
 
 
 def frame_column(values: list[Any], kind: str) -> np.ndarray | list[Any]:
     """A column of Feast Python values as `pd.DataFrame` would type it, built directly.
 
-    kind: "number", "bool" or "other" (left to pandas). pandas types python ints int64, floats
-    float64, numbers with a None float64 (None -> NaN) and an all-None column object; a typed
-    array is several times faster to frame than the list.
+    kind: "number", "bool" or "other". pandas types python ints int64, floats float64, numbers
+    with a None float64 (None -> NaN) and anything else object; a typed array (an object array
+    for "other") is several times faster to frame than the list, and a column framed more than
+    once (the on-demand views read it too) is converted once.
     """
-    if kind == "other" or not values:
+    if not values:
         return values
-    nulls = values.count(None)
-    if nulls == len(values):
-        return values
-    if kind == "number":
+    nulls = values.count(None) if kind != "other" else 0
+    if kind == "number" and nulls < len(values):
         typed = np.array(values, dtype=np.float64 if nulls else None)  # None -> NaN
-        return typed if typed.dtype.kind in "if" else values
+        if typed.dtype.kind in "if":
+            return typed
     if kind == "bool" and nulls == 0:
         return np.array(values, dtype=bool)
-    return values
+    return object_column(values)
+
+
+def object_column(values: list[Any]) -> np.ndarray:
+    """[N] object array holding `values` as they are (lists and arrays stay one element each)."""
+    return np.fromiter(values, dtype=object, count=len(values))
 
 
 def on_demand_column(values: np.ndarray, value_type: int) -> np.ndarray | list[Any]:
@@ -236,7 +238,9 @@ def on_demand_column(values: np.ndarray, value_type: int) -> np.ndarray | list[A
 
     # Feast hands the array itself to this conversion, so it is given the same here.
     protos = python_values_to_proto_values(cast(list[Any], values), ValueType(value_type))
-    return frame_column([feast_value_type_to_python_type(p) for p in protos], "other")
+    return frame_column(
+        [feast_value_type_to_python_type(p) for p in protos], column_kind(value_type)
+    )
 
 
 def column_kind(value_type: int) -> str:
@@ -489,8 +493,121 @@ class CacheStats:
     store_reads: int = 0
 
 
+class ViewColumns:
+    """One view's cached values held column-wise, so a request gathers each feature for all its
+    keys with one numpy take instead of transposing rows in Python.
+
+    Slot `i` holds one key: when it was loaded, whether the store had it, and each feature's
+    value. "number" features live in a float64 array (plus a null mask; a feature whose values are
+    Python ints comes back int64, as pandas types a list of ints); the others in object arrays.
+    """
+
+    def __init__(self, view: ViewPlan, capacity: int = 1024) -> None:
+        self.view = view
+        self.index: dict[Hashable, int] = {}
+        self.keys: list[Hashable] = []
+        self.loaded_at = np.zeros(capacity)
+        self.present = np.zeros(capacity, dtype=bool)
+        self.numeric = [kind == "number" for kind in view.kinds]
+        self.integral = [False] * len(view.features)
+        self.values = [self._empty(i, capacity) for i in range(len(view.features))]
+        self.nulls = [np.ones(capacity, dtype=bool) for _ in view.features]
+
+    def _empty(self, feature: int, capacity: int) -> np.ndarray:
+        if self.numeric[feature]:
+            return np.zeros(capacity, dtype=np.float64)
+        return np.full(capacity, None, dtype=object)
+
+    def _grow(self, needed: int) -> None:
+        capacity = len(self.loaded_at)
+        if needed <= capacity:
+            return
+        size = max(needed, 2 * capacity)
+
+        def grown(array: np.ndarray, fill: Any) -> np.ndarray:
+            out = np.full(size, fill, dtype=array.dtype)
+            out[:capacity] = array
+            return out
+
+        self.loaded_at = grown(self.loaded_at, 0.0)
+        self.present = grown(self.present, False)
+        self.values = [grown(v, 0.0 if v.dtype != object else None) for v in self.values]
+        self.nulls = [grown(n, True) for n in self.nulls]
+
+    def slots(self, keys: Sequence[Hashable]) -> np.ndarray:
+        """[N] slot of each key, -1 where the key is not held."""
+        get = self.index.get
+        return np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+
+    def store(self, rows: Mapping[Hashable, Row | None], now: float) -> None:
+        """Write freshly read rows (None: the store has no such key) as loaded at `now`."""
+        self._grow(len(self.keys) + len(rows))
+        for key, row in rows.items():
+            slot = self.index.get(key)
+            if slot is None:
+                slot = self.index[key] = len(self.keys)
+                self.keys.append(key)
+            self.loaded_at[slot] = now
+            self.present[slot] = row is not None
+            for feature, value in enumerate(row if row is not None else self.view.missing):
+                self.nulls[feature][slot] = value is None
+                if value is None:
+                    self.values[feature][slot] = 0.0 if self.numeric[feature] else None
+                    continue
+                if self.numeric[feature] and type(value) is int:
+                    self.integral[feature] = True
+                self.values[feature][slot] = value
+
+    def row(self, slot: int) -> Row:
+        """The values of one slot as the reader returned them (None where null)."""
+        out = []
+        for feature, values in enumerate(self.values):
+            value = values[slot]
+            if self.nulls[feature][slot]:
+                value = None
+            elif self.numeric[feature]:
+                value = int(value) if self.integral[feature] else float(value)
+            out.append(value)
+        return tuple(out)
+
+    def keep_newest(self, count: int) -> None:
+        """Drop all but the `count` most recently loaded keys (ties: the later-added is newer)."""
+        held = len(self.keys)
+        order = np.argsort(self.loaded_at[:held], kind="stable")[held - count :]
+        order.sort()
+        self.keys = [self.keys[i] for i in order]
+        self.index = {key: slot for slot, key in enumerate(self.keys)}
+        self.loaded_at[:count] = self.loaded_at[order]
+        self.present[:count] = self.present[order]
+        for feature in range(len(self.values)):
+            self.values[feature][:count] = self.values[feature][order]
+            self.nulls[feature][:count] = self.nulls[feature][order]
+
+    def gather(self, slots: np.ndarray) -> list[np.ndarray | list[Any]]:
+        """One column per feature for these slots, typed as `pd.DataFrame` types the SDK's lists:
+        numbers int64 or float64 (float64 with NaN where some are null, an all-null column holds
+        None), bools bool where none is null, anything else object."""
+        columns: list[np.ndarray | list[Any]] = []
+        for feature, kind in enumerate(self.view.kinds):
+            nulls = self.nulls[feature][slots]
+            values = self.values[feature][slots]
+            if len(slots) and nulls.all():
+                columns.append(np.full(len(slots), None, dtype=object))
+            elif self.numeric[feature]:
+                if nulls.any():
+                    values[nulls] = np.nan
+                elif self.integral[feature]:
+                    values = values.astype(np.int64)
+                columns.append(values)
+            elif kind == "bool" and not nulls.any():
+                columns.append(values.astype(bool))
+            else:
+                columns.append(values)
+        return columns
+
+
 class RowCache:
-    """Decoded rows per view and key, each at most `ttl_s` seconds old (0 disables caching).
+    """Decoded values per view and key, each at most `ttl_s` seconds old (0 disables caching).
 
     Keys absent from the store are cached as absent. Holds at most `max_keys` keys per view,
     dropping the longest-held first. Not thread-safe: the owner serializes calls.
@@ -510,39 +627,47 @@ class RowCache:
         self.max_keys = max_keys
         self.clock = clock
         self.stats = CacheStats()
-        # view -> key -> (loaded at, row or None); dict order is load order
-        self._entries: dict[str, dict[Hashable, tuple[float, Row | None]]] = {}
+        self._views: dict[str, ViewColumns] = {}
+
+    def columns(self, view: ViewPlan, keys: Sequence[Hashable]) -> list[np.ndarray | list[Any]]:
+        """One column per feature of `view` (in its order) for `keys`; missing where absent."""
+        held, slots = self._lookup(view, keys)
+        columns = held.gather(slots)
+        self._bound(held)
+        return columns
 
     def rows(self, view: ViewPlan, keys: Sequence[Hashable]) -> list[Row]:
         """One row per key (the view's `missing` row where the store has none), in order."""
+        held, slots = self._lookup(view, keys)
+        rows = [held.row(int(slot)) for slot in slots]
+        self._bound(held)
+        return rows
+
+    def _lookup(self, view: ViewPlan, keys: Sequence[Hashable]) -> tuple[ViewColumns, np.ndarray]:
+        """The view's held columns and the slot of every key, reading stale and unknown keys."""
         now = self.clock()
-        if self.ttl_s == 0:
-            read = self.reader.read(view, keys)
-            self.stats.misses += len(keys)
+        held = self._views.get(view.name)
+        if held is None or self.ttl_s == 0:
+            held = self._views[view.name] = ViewColumns(view, capacity=max(16, len(keys)))
+        slots = held.slots(keys)
+        stale = slots < 0
+        if self.ttl_s > 0:
+            stale |= held.loaded_at[np.maximum(slots, 0)] < now - self.ttl_s
+        stale_keys = list(dict.fromkeys(k for k, s in zip(keys, stale, strict=True) if s))
+        if stale_keys:
             self.stats.store_reads += 1
-            missing = view.missing
-            return [row if (row := read[k]) is not None else missing for k in keys]
-        entries = self._entries.setdefault(view.name, {})
-        oldest = now - self.ttl_s
-        stale = {k for k in keys if (entry := entries.get(k)) is None or entry[0] < oldest}
-        if stale:
-            self.stats.store_reads += 1
-            for key, row in self.reader.read(view, list(stale)).items():
-                entries.pop(key, None)  # re-inserted last: the dict stays in load order
-                entries[key] = (now, row)
-        self.stats.misses += len(stale)
-        self.stats.hits += len(keys) - len(stale)
-        missing = view.missing
-        out = [row if (row := entries[k][1]) is not None else missing for k in keys]
-        overflow = len(entries) - self.max_keys
-        if overflow > 0:
-            held_longest = iter(entries)
-            for key in [next(held_longest) for _ in range(overflow)]:
-                del entries[key]
-        return out
+            held.store(self.reader.read(view, stale_keys), now)
+            slots = held.slots(keys)
+        self.stats.misses += len(stale_keys)
+        self.stats.hits += len(keys) - len(stale_keys)
+        return held, slots
+
+    def _bound(self, held: ViewColumns) -> None:
+        if len(held.keys) > self.max_keys:
+            held.keep_newest(self.max_keys)
 
     def clear(self) -> None:
-        self._entries.clear()
+        self._views.clear()
 
 
 # ------------------------------------------------------------------------------- hydration
@@ -577,7 +702,7 @@ class FastOnlineFeatures:
     ) -> None:
         self.cfg = cfg
         store = feature_store(cfg)
-        self.service = store.get_feature_service(FEATURE_SERVICE)
+        self.service = store.get_feature_service(feature_service_name(cfg))
         self.plan = plan_service(store, self.service, self.REQUEST_COLUMNS)
         self.reader = _reader(store, self.plan)
         self.cache = RowCache(self.reader, cache_ttl_s, max_cached_keys, clock)
@@ -600,21 +725,18 @@ class FastOnlineFeatures:
             "request_time_s": [pd.Timestamp(now).timestamp()] * n,
             "viewer_follows_author": candidates["in_network"].astype("int64").tolist(),
         }
-        values = {name: request[name] for name in ("tweet_id", "author_id", "viewer_id")}
         columns: dict[str, np.ndarray | list[Any]] = {
-            name: np.array(ids, dtype=np.int64) for name, ids in values.items()
+            name: np.array(request[name], dtype=np.int64)
+            for name in ("tweet_id", "author_id", "viewer_id")
         }
         started = time.perf_counter()
         with self._lock:
             for view in self.plan.views:
-                rows = self.cache.rows(view, view.keys(request))
-                transposed = zip(view.features, view.kinds, zip(*rows, strict=True), strict=True)
-                for name, kind, column in transposed:
-                    values[name] = list(column)
-                    columns[name] = frame_column(values[name], kind)
+                gathered = self.cache.columns(view, view.keys(request))
+                columns.update(zip(view.features, gathered, strict=True))
         read = time.perf_counter()
         for plan in self.plan.on_demand:
-            columns.update(run_on_demand(plan, {**request, **values}))
+            columns.update(run_on_demand(plan, {**columns, **_request_data(request)}))
         transformed = time.perf_counter()
         frame = pd.DataFrame(columns)
         self.last_timings = {
@@ -630,6 +752,14 @@ class FastOnlineFeatures:
 
     def close(self) -> None:
         self.reader.close()
+
+
+def _request_data(request: Mapping[str, list[Any]]) -> dict[str, np.ndarray]:
+    """The request-data columns (request_time_s, viewer_follows_author) as typed arrays."""
+    return {
+        "request_time_s": np.asarray(request["request_time_s"], dtype=np.float64),
+        "viewer_follows_author": np.asarray(request["viewer_follows_author"], dtype=np.int64),
+    }
 
 
 def _reader(store: Any, plan: ServicePlan) -> RowReader:
@@ -652,15 +782,49 @@ def _reader(store: Any, plan: ServicePlan) -> RowReader:
 
 
 def run_on_demand(
-    plan: OnDemandPlan, columns: Mapping[str, list[Any]]
+    plan: OnDemandPlan, columns: Mapping[str, np.ndarray | list[Any]]
 ) -> dict[str, np.ndarray | list[Any]]:
-    """Run one on-demand view as the SDK runs it: an arrow table of its inputs through Feast's
-    `transform_arrow`, each output through a feast `Value` and back."""
-    import pyarrow as pa
+    """Run one on-demand view's own pandas transformation on its inputs, each output through a
+    feast `Value` and back, as the SDK does.
 
-    table = pa.Table.from_pydict({name: columns[name] for name in plan.inputs})
-    result = plan.view.transform_arrow(table, False)
+    The SDK goes pandas -> arrow -> pandas around the same function (`transform_arrow`); the
+    frame handed over here holds the same values typed as that round trip types them (numbers
+    with nulls as float64 with NaN, vectors as arrays), without the two conversions, which cost
+    more than the transformation itself.
+    """
+    frame = pd.DataFrame({name: columns[name] for name in plan.inputs})
+    result = plan.view.feature_transformation.transform(frame)
     return {
         name: on_demand_column(result[name].to_numpy(), value_type)
         for name, value_type in plan.outputs
     }
+
+
+def feature_frame_differences(got: pd.DataFrame, expected: pd.DataFrame) -> list[str]:
+    """Columns whose values differ between two hydrated frames, compared by value: a vector as a
+    list or as an array is the same vector, NaN equals NaN and None, numbers compare exactly.
+    Columns in one frame only are reported too; column order is ignored."""
+    differing = sorted(set(got.columns) ^ set(expected.columns))
+    if len(got) != len(expected):
+        return ["<row count>", *differing]
+    for name in [c for c in expected.columns if c in got.columns]:
+        if not all(
+            _same_value(a, b)
+            for a, b in zip(got[name].to_numpy(), expected[name].to_numpy(), strict=True)
+        ):
+            differing.append(name)
+    return differing
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    a_seq = isinstance(a, list | tuple | np.ndarray)
+    b_seq = isinstance(b, list | tuple | np.ndarray)
+    if a_seq or b_seq:
+        if not (a_seq and b_seq) or len(a) != len(b):
+            return False
+        return all(_same_value(x, y) for x, y in zip(a, b, strict=True))
+    a_null = a is None or (isinstance(a, float) and np.isnan(a))
+    b_null = b is None or (isinstance(b, float) and np.isnan(b))
+    if a_null or b_null:
+        return a_null and b_null
+    return bool(a == b)

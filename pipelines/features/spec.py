@@ -6,7 +6,9 @@ order offline and online. Embedding columns are list-valued (one vector per row)
 
 from __future__ import annotations
 
+import zlib
 from datetime import date, timedelta
+from itertools import chain
 
 import numpy as np
 import pandas as pd
@@ -45,6 +47,19 @@ TWEET_ENGAGEMENT_FEATURES: tuple[str, ...] = (
     "tweet_replies_3d",
     "tweet_retweets_2h",
 )
+# Request-time affinities between the viewer, the author and the tweet (the `request_affinity`
+# on-demand view): hashtag TF-IDF and content similarities, the author's engagement rate on the
+# tweet's topic, engagements by the viewer's followees, and the viewer's normalized history with
+# the author.
+AFFINITY_FEATURES: tuple[str, ...] = (
+    "va_hashtag_similarity",
+    "vt_hashtag_similarity",
+    "va_content_similarity",
+    "author_topic_engagement_rate",
+    "tweet_network_engagements_3d",
+    "tweet_network_favs_3d",
+    "va_engaged_tweets_norm",
+)
 AUTHOR_FEATURES: tuple[str, ...] = (
     "author_follower_count",
     "author_following_count",
@@ -53,16 +68,20 @@ AUTHOR_FEATURES: tuple[str, ...] = (
     "author_tweets_window",
     "author_follower_ratio",
     "author_pagerank",
+    "author_tweets_total",
 )
 VIEWER_FEATURES: tuple[str, ...] = ("viewer_following_count", "viewer_engagement_rate")
 VIEWER_AUTHOR_FEATURES: tuple[str, ...] = (
     "va_impressions",
     "va_engagements",
     "va_common_followees",
+    "va_engaged_tweets",
+    "va_engaged_share",
 )
 
 DENSE_FEATURES: tuple[str, ...] = (
     REQUEST_FEATURES
+    + AFFINITY_FEATURES
     + TWEET_FEATURES
     + TWEET_ENGAGEMENT_FEATURES
     + AUTHOR_FEATURES
@@ -103,8 +122,17 @@ LOG_FEATURES: frozenset[str] = frozenset(
     )
     + ("author_tweets_window", "viewer_following_count", "va_impressions", "va_engagements")
     + ("author_follower_ratio", "author_pagerank", "va_common_followees")
+    + ("author_tweets_total", "va_engaged_tweets")
+    + ("tweet_network_engagements_3d", "tweet_network_favs_3d")
 )
 EMBEDDING_FEATURES: tuple[str, ...] = ("tweet_embedding", "viewer_embedding")
+# Hashed buckets of the hashtag TF-IDF vectors (viewer, author and tweet profiles).
+HASHTAG_DIM = 32
+
+
+def hashtag_bucket(tag: str) -> int:
+    """A lower-case hashtag -> its bucket in [0, HASHTAG_DIM), the same in every process."""
+    return zlib.crc32(tag.encode("utf8")) % HASHTAG_DIM
 
 
 def feature_names(embedding_dim: int, feature_set: str = "full") -> list[str]:
@@ -121,13 +149,29 @@ def log_mask(embedding_dim: int, feature_set: str = "full") -> np.ndarray:
 
 def stack_embeddings(values: pd.Series, dim: int) -> np.ndarray:
     """A column of vectors (or missing values) -> [N, dim] float32; missing rows are zeros."""
-    out = np.zeros((len(values), dim), dtype=np.float32)
-    for row, vector in enumerate(values.to_numpy()):
-        if vector is not None and not (isinstance(vector, float) and np.isnan(vector)):
-            array = np.asarray(vector, dtype=np.float32)
-            if array.shape == (dim,):
-                out[row] = array
-    return out
+    return stack_vectors(values, dim)[0]
+
+
+def stack_vectors(values: pd.Series, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """A column of vectors (lists or arrays; missing values) -> ([N, dim] float32, [N] bool
+    present). Missing rows, and vectors of another length, are zeros and not present."""
+    items = values.to_numpy()
+    if len(items):
+        try:  # the common case, every row a vector of this length: one C-level stack
+            stacked = np.array(items.tolist(), dtype=np.float32)
+        except (TypeError, ValueError):
+            stacked = None
+        if stacked is not None and stacked.shape == (len(items), dim):
+            return stacked, np.ones(len(items), dtype=bool)
+    present = np.fromiter(
+        (isinstance(v, list | tuple | np.ndarray) and len(v) == dim for v in items),
+        dtype=bool,
+        count=len(items),
+    )
+    out = np.zeros((len(items), dim), dtype=np.float32)
+    if present.any():
+        out[present] = np.array(items[present].tolist(), dtype=np.float32)
+    return out, present
 
 
 def feature_matrix(
@@ -155,11 +199,14 @@ def request_time_values(inputs: pd.DataFrame) -> pd.DataFrame:
     viewer_language and the two embeddings. Returns only the REQUEST_FEATURES columns, same index.
     """
     seconds = inputs["request_time_s"].astype("float64").to_numpy()
-    out = pd.DataFrame(index=inputs.index)
+    out: dict[str, np.ndarray] = {}
     created = inputs["tweet_created_s"].astype("float64").to_numpy()
     out["in_network"] = inputs["viewer_follows_author"].astype("float64").to_numpy()
+    tweet_language = inputs["tweet_language"].to_numpy(dtype=object)
+    viewer_language = inputs["viewer_language"].to_numpy(dtype=object)
+    # A missing language matches nothing, not even another missing one.
     out["same_language"] = (
-        inputs["tweet_language"].astype(object) == inputs["viewer_language"].astype(object)
+        (tweet_language == viewer_language) & pd.notna(tweet_language) & pd.notna(viewer_language)
     ).astype("float64")
     out["tweet_age_hours"] = np.maximum(0.0, (seconds - created) / 3600.0)
     out["hour_of_day"] = ((seconds // 3600) % 24).astype("float64")
@@ -189,7 +236,7 @@ def request_time_values(inputs: pd.DataFrame) -> pd.DataFrame:
         out["viewer_tweet_similarity"] = np.where(known, similarity, np.nan).astype("float64")
     else:
         out["viewer_tweet_similarity"] = np.full(len(inputs), np.nan)
-    return out[list(REQUEST_FEATURES)]
+    return pd.DataFrame({name: out[name] for name in REQUEST_FEATURES}, index=inputs.index)
 
 
 def request_time_features(
@@ -249,13 +296,99 @@ def _row_dot(frame: pd.DataFrame, left: str, right: str) -> np.ndarray:
     out = np.full(len(frame), np.nan)
     if left not in frame.columns or right not in frame.columns:
         return out
-    for row, (a, b) in enumerate(zip(frame[left].to_numpy(), frame[right].to_numpy(), strict=True)):
-        if a is None or b is None or isinstance(a, float) or isinstance(b, float):
-            continue
-        a_arr, b_arr = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-        if a_arr.shape == b_arr.shape and a_arr.size:
-            out[row] = float(a_arr @ b_arr)
+    dim = _vector_dim(frame[left])
+    if not dim or _vector_dim(frame[right]) != dim:
+        return out
+    (a, a_known), (b, b_known) = stack_vectors(frame[left], dim), stack_vectors(frame[right], dim)
+    known = a_known & b_known
+    out[known] = (a[known].astype(np.float64) * b[known]).sum(axis=1)
     return out
+
+
+def _vector_dim(values: pd.Series) -> int:
+    for vector in values.to_numpy():
+        if isinstance(vector, list | tuple | np.ndarray) and len(vector):
+            return len(vector)
+    return 0
+
+
+def _id_lists(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Id lists (or missing values) [N] -> (lengths [N], all ids concatenated [sum(lengths)])."""
+    lists = [v if isinstance(v, list | tuple | np.ndarray) else () for v in values]
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    flat = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(lengths.sum()))
+    return lengths, flat
+
+
+def network_counts(inputs: pd.DataFrame, actors: str) -> np.ndarray:
+    """[N] how many ids of the `actors` list column are among the row's `viewer_followees`.
+
+    Rows are grouped by viewer (one group for a feed request), each group by one `isin` over the
+    concatenated lists. NaN where the viewer's followees are unknown.
+    """
+    n = len(inputs)
+    out = np.full(n, np.nan)
+    if actors not in inputs.columns or "viewer_followees" not in inputs.columns:
+        return out
+    actor_lists = inputs[actors].to_numpy()
+    followees = inputs["viewer_followees"].to_numpy()
+    known = np.fromiter(
+        (isinstance(v, list | tuple | np.ndarray) for v in followees), dtype=bool, count=n
+    )
+    viewers = inputs["viewer_id"].to_numpy() if "viewer_id" in inputs.columns else np.arange(n)
+    for viewer in np.unique(viewers[known]):
+        rows = np.flatnonzero(known & (viewers == viewer))
+        lengths, ids = _id_lists(actor_lists[rows])
+        follow_set = np.asarray(followees[rows[0]], dtype=np.int64)
+        hits = np.isin(ids, follow_set)
+        owner = np.repeat(np.arange(len(rows)), lengths)
+        out[rows] = np.bincount(owner, weights=hits, minlength=len(rows))
+    return out
+
+
+def topic_rate(inputs: pd.DataFrame) -> np.ndarray:
+    """[N] the author's engagement rate on the tweet's topic: author_topic_rates[tweet_topic]."""
+    out = np.full(len(inputs), np.nan)
+    if "author_topic_rates" not in inputs.columns or "tweet_topic" not in inputs.columns:
+        return out
+    topics = pd.to_numeric(inputs["tweet_topic"], errors="coerce").to_numpy(dtype=np.float64)
+    k = _vector_dim(inputs["author_topic_rates"])
+    if not k:
+        return out
+    rates, known = stack_vectors(inputs["author_topic_rates"], k)
+    known &= np.isfinite(topics) & (topics >= 0) & (topics < k)
+    rows = np.flatnonzero(known)
+    out[rows] = rates[rows, topics[rows].astype(np.int64)]
+    return out
+
+
+def affinity_values(inputs: pd.DataFrame) -> pd.DataFrame:
+    """The AFFINITY_FEATURES from joined rows: the body of Feast's `request_affinity` view.
+
+    Needs the hashtag vectors of viewer, author and tweet, the viewer and author content
+    embeddings, author_topic_rates and tweet_topic, the tweet's recent engager and faver lists,
+    the viewer's followees (and viewer_id), va_engaged_tweets and author_tweets_total. Missing
+    inputs give NaN (the model maps them to defaults). Same index as `inputs`.
+    """
+    out: dict[str, np.ndarray] = {}
+    out["va_hashtag_similarity"] = _row_dot(
+        inputs, "viewer_hashtag_vector", "author_hashtag_vector"
+    )
+    out["vt_hashtag_similarity"] = _row_dot(inputs, "viewer_hashtag_vector", "tweet_hashtag_vector")
+    out["va_content_similarity"] = _row_dot(inputs, "viewer_embedding", "author_content_embedding")
+    out["author_topic_engagement_rate"] = topic_rate(inputs)
+    out["tweet_network_engagements_3d"] = network_counts(inputs, "tweet_recent_engagers")
+    out["tweet_network_favs_3d"] = network_counts(inputs, "tweet_recent_favers")
+    engaged = pd.to_numeric(
+        inputs.get("va_engaged_tweets", pd.Series(np.nan, index=inputs.index)), errors="coerce"
+    ).to_numpy(dtype=np.float64)
+    posted = pd.to_numeric(
+        inputs.get("author_tweets_total", pd.Series(np.nan, index=inputs.index)), errors="coerce"
+    ).to_numpy(dtype=np.float64)
+    # A pair the viewer never saw has engaged with none of the author's tweets.
+    norm = np.nan_to_num(engaged, nan=0.0) / np.maximum(posted, 1.0)
+    out["va_engaged_tweets_norm"] = np.where(np.isnan(posted), np.nan, norm)
+    return pd.DataFrame({name: out[name] for name in AFFINITY_FEATURES}, index=inputs.index)
 
 
 def epoch_seconds(values: pd.Series) -> pd.Series:

@@ -43,7 +43,15 @@ log = logging.getLogger(__name__)
 
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 FEATURE_STORE_YAML = FEATURE_REPO / "feature_store.yaml"
-FEATURE_SERVICE = "ranker_v1"
+# One Feast FeatureService per ranker feature set (feature_repo/definitions.py).
+FEATURE_SERVICES = {"skeleton": "ranker_v1", "full": "ranker_v2"}
+
+
+def feature_service_name(cfg: FeedrankConfig) -> str:
+    """The Feast FeatureService of the ranker feature set `cfg` trains and serves."""
+    return FEATURE_SERVICES[cfg.ranker.feature_set]
+
+
 # Digest of what each view's online rows were loaded from, kept beside the registry.
 MATERIALIZED_MANIFEST = "materialized.json"
 # A first load takes every row up to `end`: the online store holds the latest row per key.
@@ -278,6 +286,6 @@ def historical_features(cfg: FeedrankConfig, entity_df: pd.DataFrame) -> pd.Data
     feature value comes from a row whose event_timestamp is at or before it, never after.
     """
     store = feature_store(cfg)
-    service = store.get_feature_service(FEATURE_SERVICE)
+    service = store.get_feature_service(feature_service_name(cfg))
     job = store.get_historical_features(entity_df=entity_df, features=service)
     return job.to_df()

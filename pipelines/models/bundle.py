@@ -1,8 +1,8 @@
 """A trained ranker on disk: the MaskNet weights plus what it takes to rebuild and feed it.
 
 A bundle directory holds ``model.pt`` (state_dict, normalizer statistics included) and
-``meta.json`` (heads, architecture, feature names, embedding size). Evaluation, the MLflow pyfunc and
-serving all load rankers through :class:`RankerBundle`.
+``meta.json`` (heads, architecture, feature names, embedding size, sparse fields). Evaluation, the
+MLflow pyfunc and serving all load rankers through :class:`RankerBundle`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,14 @@ import pandas as pd
 import torch
 
 from pipelines.config import RankerConfig
+from pipelines.features.sparse import SPARSE_FIELDS, sparse_ids
 from pipelines.features.spec import feature_matrix, feature_names
 from pipelines.models.masknet import FeatureNormalizer, ParallelMaskNet
+
+
+def sparse_meta() -> list[list[Any]]:
+    """The sparse-id layout a bundle was trained on, as ``meta.json`` stores it."""
+    return [list(field) for field in SPARSE_FIELDS]
 
 
 class RankerBundle:
@@ -29,6 +35,12 @@ class RankerBundle:
         self.heads: tuple[str, ...] = tuple(meta["heads"])
         self.embedding_dim = int(meta["embedding_dim"])
         self.version = str(meta.get("version", "local"))
+        self.feature_set = str(meta["ranker"].get("feature_set", "full"))
+
+    @property
+    def uses_sparse(self) -> bool:
+        """Whether the model embeds sparse ids, so :meth:`predict` hashes them from the frame."""
+        return self.model.sparse is not None
 
     @staticmethod
     def build(
@@ -46,7 +58,13 @@ class RankerBundle:
     @classmethod
     def load(cls, directory: Path) -> RankerBundle:
         meta = json.loads((Path(directory) / "meta.json").read_text())
-        ranker = RankerConfig.model_validate(meta["ranker"])
+        ranker = RankerConfig.model_validate(_with_sparse_default(meta["ranker"]))
+        if ranker.uses_sparse and meta.get("sparse_fields") != sparse_meta():
+            # The hashed ids depend on the field order, slots and salts: another layout is garbage.
+            raise ValueError(
+                f"bundle {directory} was trained on sparse fields {meta.get('sparse_fields')}, "
+                f"this code hashes {sparse_meta()}"
+            )
         embedding_dim = int(meta["embedding_dim"])
         normalizer = FeatureNormalizer.identity(
             len(feature_names(embedding_dim, ranker.feature_set))
@@ -56,19 +74,43 @@ class RankerBundle:
         model.load_state_dict(state)
         return cls(model, meta)
 
-    def predict_matrix(self, x: np.ndarray, batch_size: int = 8192) -> dict[str, np.ndarray]:
-        """x [N, F] raw features -> {head: probabilities [N]}."""
+    def predict_matrix(
+        self, x: np.ndarray, ids: np.ndarray | None = None, batch_size: int = 8192
+    ) -> dict[str, np.ndarray]:
+        """x [N, F] raw features, ids [N, S] sparse ids -> {head: probabilities [N]}.
+
+        ``ids`` comes from :func:`pipelines.features.sparse.sparse_ids` with the bundle's
+        ``sparse_buckets``; None, for a sparse bundle, scores every sparse value as missing.
+        """
+        if ids is not None and len(ids) != len(x):
+            raise ValueError(f"x has {len(x)} rows but ids has {len(ids)}")
         outputs: dict[str, list[np.ndarray]] = {head: [] for head in self.heads}
         with torch.inference_mode():
             for lo in range(0, len(x), batch_size):
                 batch = torch.from_numpy(np.ascontiguousarray(x[lo : lo + batch_size]))
-                for head, p in self.model.predict_proba(batch).items():
+                id_batch = (
+                    None
+                    if ids is None
+                    else torch.from_numpy(np.ascontiguousarray(ids[lo : lo + batch_size]))
+                )
+                for head, p in self.model.predict_proba(batch, id_batch).items():
                     outputs[head].append(p.numpy())
         return {
             head: np.concatenate(parts) if parts else np.empty(0) for head, parts in outputs.items()
         }
 
     def predict(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Feature frame (spec columns) -> {head: probabilities [N]}."""
-        feature_set = str(self.meta["ranker"].get("feature_set", "full"))
-        return self.predict_matrix(feature_matrix(features, self.embedding_dim, feature_set))
+        """Feature frame -> {head: probabilities [N]}.
+
+        The frame holds the spec's columns and, for a sparse bundle, the SPARSE_FIELDS columns
+        (ids, country, recent hashtags, n-gram ids); a missing one is a KeyError naming it.
+        """
+        x = feature_matrix(features, self.embedding_dim, self.feature_set)
+        sparse = self.model.sparse
+        ids = None if sparse is None else sparse_ids(features, sparse.table.num_embeddings)
+        return self.predict_matrix(x, ids)
+
+
+def _with_sparse_default(ranker: dict[str, Any]) -> dict[str, Any]:
+    # Bundles saved before sparse inputs existed have no `sparse_buckets`: they are dense-only.
+    return {"sparse_buckets": 0, **ranker}

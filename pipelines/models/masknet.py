@@ -3,13 +3,18 @@
 Reference: ``the-algorithm-ml/projects/home/recap/model/mask_net.py`` and Wang et al., "MaskNet:
 Introducing Feature-Wise Multiplication to CTR Ranking Models by Instance-Guided Mask" (2021).
 
-Data flow, with ``B`` rows, ``F`` dense features and ``H`` heads::
+Data flow, with ``B`` rows, ``F`` dense features, ``S`` sparse-id slots in ``K`` fields of
+embedding width ``E``, and ``H`` heads::
 
-    x [B, F] raw ──FeatureNormalizer──> z [B, F]
+    x [B, F] raw ──FeatureNormalizer──> [B, F]          ┐
+    ids [B, S] int64 ──SparseEmbedder──> [B, K * E]     ┴─ concat ─> z [B, F + K * E]
     z ──MaskBlock_1──> [B, D]  ┐
     z ──MaskBlock_2──> [B, D]  ├─ concat ─> [B, num_blocks * D] ──MLP──> [B, M]
     z ──MaskBlock_k──> [B, D]  ┘
     [B, M] ──tower_h──> logit_h [B]    for every head h
+
+The sparse branch is optional: without a :class:`SparseEmbedder` the blocks read the ``F``
+normalized dense features alone.
 
 The module is a pure forward pass: ``forward`` returns ``{head: logits}``; the loss
 (:func:`multitask_bce`), negative-downsampling correction and calibration wrap it elsewhere.
@@ -24,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from pipelines.config import RankerConfig
+from pipelines.features.sparse import field_slots
 
 STD_FLOOR = 1e-6
 
@@ -159,6 +165,59 @@ class MaskBlock(nn.Module):
         return torch.relu(self.layer_norm(self.hidden(x * self.instance_mask(x))))
 
 
+class SparseEmbedder(nn.Module):
+    """Embeds hashed sparse ids: one shared table, mean-pooled per field.
+
+    Every slot of every field looks up the same ``nn.Embedding(buckets, E, padding_idx=0)``
+    (fields are told apart by salting their hashes, see :func:`pipelines.features.sparse.sparse_ids`);
+    each field's vector is the mean over its non-padding slots, and 0 when all of them are padding,
+    so a missing value adds nothing.
+
+    Args:
+        buckets: rows of the table; ids are in ``[0, buckets)``, 0 being padding.
+        dim: E, embedding width of each field.
+        field_slots: slots of each of the K fields, in the column order of ``ids``
+            (``S = sum(field_slots)``).
+    """
+
+    assignment: Tensor
+
+    def __init__(self, buckets: int, dim: int, field_slots: Sequence[int]) -> None:
+        super().__init__()
+        if buckets < 2 or not field_slots or min(field_slots) < 1:
+            raise ValueError(
+                f"need buckets >= 2 and fields of >= 1 slot; got {buckets}, {list(field_slots)}"
+            )
+        self.table = nn.Embedding(buckets, dim, padding_idx=0)
+        self.dim = dim
+        self.field_slots: tuple[int, ...] = tuple(field_slots)
+        # [S, K] one-hot: slot s belongs to field k. Pools all fields in one matmul.
+        fields = torch.repeat_interleave(torch.arange(len(field_slots)), torch.tensor(field_slots))
+        assignment = nn.functional.one_hot(fields, len(field_slots)).to(torch.float32)
+        self.register_buffer("assignment", assignment, persistent=False)
+
+    @property
+    def num_slots(self) -> int:
+        """S, the width of the id matrix."""
+        return sum(self.field_slots)
+
+    @property
+    def output_dim(self) -> int:
+        """K * E, the width of the pooled output."""
+        return len(self.field_slots) * self.dim
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """``[B, S]`` int64 ids (0 = padding) -> ``[B, K * E]`` per-field mean embeddings."""
+        if ids.dim() != 2 or ids.shape[1] != self.num_slots:
+            raise ValueError(f"ids must be [B, {self.num_slots}]; got {tuple(ids.shape)}")
+        present = (ids != 0).to(self.table.weight.dtype)  # [B, S]
+        # padding_idx keeps row 0 at zero; the mask keeps it out even if a loaded table is not.
+        vectors = self.table(ids) * present.unsqueeze(-1)  # [B, S, E]
+        sums = torch.einsum("bse,sk->bke", vectors, self.assignment)  # [B, K, E]
+        counts = (present @ self.assignment).clamp_min(1.0)  # [B, K]
+        return (sums / counts.unsqueeze(-1)).flatten(1)
+
+
 def _tower(input_dim: int, tower_dim: int) -> nn.Sequential:
     """A per-head tower: ``[B, input_dim] -> [B, 1]`` logits."""
     tower = nn.Sequential(nn.Linear(input_dim, tower_dim), nn.ReLU(), nn.Linear(tower_dim, 1))
@@ -178,6 +237,8 @@ class ParallelMaskNet(nn.Module):
         mlp_dims: widths of the shared MLP (Linear + ReLU each); empty = no MLP.
         tower_dim: hidden width of each head's tower.
         normalizer: the fitted :class:`FeatureNormalizer` for the F raw features.
+        sparse: optional :class:`SparseEmbedder` whose ``[B, K * E]`` output joins the normalized
+            features, so every block reads ``F + K * E`` columns; None = dense only.
     """
 
     def __init__(
@@ -190,6 +251,7 @@ class ParallelMaskNet(nn.Module):
         mlp_dims: Sequence[int],
         tower_dim: int,
         normalizer: FeatureNormalizer,
+        sparse: SparseEmbedder | None = None,
     ) -> None:
         super().__init__()
         if normalizer.num_features != num_features:
@@ -201,8 +263,10 @@ class ParallelMaskNet(nn.Module):
         self.num_features = num_features
         self.heads: tuple[str, ...] = tuple(heads)
         self.normalizer = normalizer
+        self.sparse = sparse
+        input_dim = num_features + (sparse.output_dim if sparse is not None else 0)
         self.blocks = nn.ModuleList(
-            MaskBlock(num_features, mask_hidden_dim, block_dim) for _ in range(num_blocks)
+            MaskBlock(input_dim, mask_hidden_dim, block_dim) for _ in range(num_blocks)
         )
         layers: list[nn.Module] = []
         width = num_blocks * block_dim
@@ -217,7 +281,15 @@ class ParallelMaskNet(nn.Module):
     def from_config(
         cls, cfg: RankerConfig, num_features: int, normalizer: FeatureNormalizer
     ) -> ParallelMaskNet:
-        """Builds the ranker from the ``ranker`` section of the config."""
+        """Builds the ranker from the ``ranker`` section of the config.
+
+        It gets a :class:`SparseEmbedder` over the SPARSE_FIELDS exactly when ``cfg.uses_sparse``.
+        """
+        sparse = (
+            SparseEmbedder(cfg.sparse_buckets, cfg.sparse_dim, field_slots())
+            if cfg.uses_sparse
+            else None
+        )
         return cls(
             num_features=num_features,
             heads=cfg.heads,
@@ -227,19 +299,38 @@ class ParallelMaskNet(nn.Module):
             mlp_dims=cfg.mlp_dims,
             tower_dim=cfg.tower_dim,
             normalizer=normalizer,
+            sparse=sparse,
         )
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """``[B, F]`` raw float32 features -> ``{head: [B] logits}``."""
+    def model_input(self, x: Tensor, ids: Tensor | None = None) -> Tensor:
+        """``[B, F]`` raw features and ``[B, S]`` ids -> ``[B, F + K * E]`` block input.
+
+        Without an embedder this is the normalized ``[B, F]``. With one, ``ids=None`` means every
+        sparse value is missing (all padding), which embeds to zeros.
+        """
         z = self.normalizer(x)
+        if self.sparse is None:
+            if ids is not None:
+                raise ValueError("sparse ids given to a ranker built without a SparseEmbedder")
+            return z
+        if ids is None:
+            return torch.cat([z, z.new_zeros(len(z), self.sparse.output_dim)], dim=-1)
+        return torch.cat([z, self.sparse(ids)], dim=-1)
+
+    def forward(self, x: Tensor, ids: Tensor | None = None) -> dict[str, Tensor]:
+        """``[B, F]`` raw float32 features, ``[B, S]`` int64 ids -> ``{head: [B] logits}``.
+
+        ``ids=None`` is all padding for a model with an embedder (see :meth:`model_input`).
+        """
+        z = self.model_input(x, ids)
         blocks = torch.cat([block(z) for block in self.blocks], dim=-1)  # [B, num_blocks * D]
         shared = self.mlp(blocks)  # [B, M]
         return {head: tower(shared).squeeze(-1) for head, tower in self.towers.items()}
 
     @torch.no_grad()
-    def predict_proba(self, x: Tensor) -> dict[str, Tensor]:
-        """``[B, F]`` raw features -> ``{head: [B] probabilities}``, without autograd."""
-        return {head: torch.sigmoid(logits) for head, logits in self(x).items()}
+    def predict_proba(self, x: Tensor, ids: Tensor | None = None) -> dict[str, Tensor]:
+        """Like :meth:`forward`, as ``{head: [B] probabilities}`` and without autograd."""
+        return {head: torch.sigmoid(logits) for head, logits in self(x, ids).items()}
 
 
 def multitask_bce(

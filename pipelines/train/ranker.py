@@ -1,8 +1,9 @@
 """Distributed training of the multi-task ranker with Ray Train (TorchTrainer, DDP).
 
-The loop does not know the model: `train_step` / `eval_step` take any module returning
-``{head: logits}``, and :func:`train_ranker` assembles the TorchTrainer in one place. The driver turns
-the training set into arrays once (``ranker_arrays.npz``); each worker reads its shard from there.
+The loop does not know the model: `train_step` / `eval_step` call any module as ``model(*inputs)``
+and expect ``{head: logits}``, and :func:`train_ranker` assembles the TorchTrainer in one place. The
+driver turns the training set into arrays once (``ranker_arrays.npz``: ``x`` dense features, ``s``
+sparse ids when the ranker uses them, ``y`` labels, per split); each worker reads its shard from there.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pipelines.config import FeedrankConfig
+from pipelines.config import FeedrankConfig, RankerConfig
+from pipelines.features.sparse import sparse_ids
 from pipelines.features.spec import feature_matrix, log_mask
 from pipelines.features.training_set import training_set_path
-from pipelines.models.bundle import RankerBundle
+from pipelines.models.bundle import RankerBundle, sparse_meta
 from pipelines.models.masknet import FeatureNormalizer, multitask_bce
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,16 @@ def ranker_dir(cfg: FeedrankConfig) -> Path:
     return cfg.paths.models / f"ranker{suffix}"
 
 
+def model_inputs(ranker: RankerConfig) -> tuple[str, ...]:
+    """The arrays the ranker is called with, in call order: ``x`` [N, F] and, if sparse, ``s`` [N, S].
+
+    ``prepare_arrays`` stores ``<name>_<split>`` for each; the loop feeds ``model(*inputs)``.
+    """
+    return ("x", "s") if ranker.uses_sparse else ("x",)
+
+
 def prepare_arrays(cfg: FeedrankConfig) -> dict[str, int]:
-    """Training set parquet -> x/y arrays per split, in the model's feature order."""
+    """Training set parquet -> x (and s) / y arrays per split, in the model's feature order."""
     frame = pd.read_parquet(training_set_path(cfg))
     dim = cfg.encoder.embedding_dim
     label_columns = [f"label_{head}" for head in cfg.ranker.heads]
@@ -48,6 +58,8 @@ def prepare_arrays(cfg: FeedrankConfig) -> dict[str, int]:
     for split in ("train", "test"):
         part = frame[frame["split"] == split]
         out[f"x_{split}"] = feature_matrix(part, dim, cfg.ranker.feature_set)
+        if "s" in model_inputs(cfg.ranker):
+            out[f"s_{split}"] = sparse_ids(part, cfg.ranker.sparse_buckets)
         out[f"y_{split}"] = part[label_columns].to_numpy(dtype=np.float32)
     path = arrays_path(cfg)
     np.savez(path, **out)  # type: ignore[arg-type]
@@ -57,24 +69,26 @@ def prepare_arrays(cfg: FeedrankConfig) -> dict[str, int]:
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
+    inputs: tuple[torch.Tensor, ...],
     y: torch.Tensor,
     heads: tuple[str, ...],
 ) -> float:
+    """One Adam step on a batch: ``model(*inputs)`` (e.g. ``(x [B, F], ids [B, S])``), y [B, H]."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    loss, _ = multitask_bce(model(x), y, heads)
+    loss, _ = multitask_bce(model(*inputs), y, heads)
     loss.backward()
     optimizer.step()
     return float(loss.detach())
 
 
 def eval_step(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, heads: tuple[str, ...]
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, heads: tuple[str, ...]
 ) -> dict[str, float]:
+    """Losses of ``model(*inputs)`` against y [B, H], total and per head, without autograd."""
     model.eval()
     with torch.no_grad():
-        loss, per_head = multitask_bce(model(x), y, heads)
+        loss, per_head = multitask_bce(model(*inputs), y, heads)
     return {"loss": float(loss), **{f"loss_{h}": v for h, v in per_head.items()}}
 
 
@@ -91,11 +105,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
     arrays = np.load(config["arrays_path"])
-    x_all, y_all = arrays["x_train"], arrays["y_train"]
+    inputs_all = [arrays[f"{name}_train"] for name in config["inputs"]]
+    y_all = arrays["y_train"]
     # The last 5% of training rows (by time) check for overfitting; they are not trained on.
-    cut = int(len(x_all) * 0.95)
-    x_train, y_train = x_all[rank:cut:world], y_all[rank:cut:world]
-    x_val = torch.from_numpy(x_all[cut:]).to(device)
+    cut = int(len(y_all) * 0.95)
+    inputs_train = [values[rank:cut:world] for values in inputs_all]
+    y_train = y_all[rank:cut:world]
+    inputs_val = tuple(torch.from_numpy(values[cut:]).to(device) for values in inputs_all)
     y_val = torch.from_numpy(y_all[cut:]).to(device)
 
     normalizer = FeatureNormalizer(
@@ -112,20 +128,20 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     generator = np.random.default_rng(cfg.world.seed + rank)
     for epoch in range(cfg.ranker.epochs):
         started, losses = time.perf_counter(), []
-        order = generator.permutation(len(x_train))
+        order = generator.permutation(len(y_train))
         for step, lo in enumerate(range(0, len(order), batch)):
             index = order[lo : lo + batch]
-            xb = torch.from_numpy(x_train[index]).to(device)
+            inputs = tuple(torch.from_numpy(values[index]).to(device) for values in inputs_train)
             yb = torch.from_numpy(y_train[index]).to(device)
-            losses.append(train_step(model, optimizer, xb, yb, heads))
+            losses.append(train_step(model, optimizer, inputs, yb, heads))
             if rank == 0 and step % 100 == 0:
                 log.info("ranker: epoch %d step %d loss %.4f", epoch, step, losses[-1])
         metrics = {
             "epoch": epoch,
             "train_loss": float(np.mean(losses)),
             "epoch_seconds": time.perf_counter() - started,
-            "rows_per_second": len(x_train) / (time.perf_counter() - started),
-            **{f"val_{k}": v for k, v in eval_step(model, x_val, y_val, heads).items()},
+            "rows_per_second": len(y_train) / (time.perf_counter() - started),
+            **{f"val_{k}": v for k, v in eval_step(model, inputs_val, y_val, heads).items()},
         }
         last = epoch == cfg.ranker.epochs - 1
         if rank == 0 and last:
@@ -152,6 +168,7 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
     loop_config = {
         "cfg": cfg.model_dump(mode="json", by_alias=True),
         "arrays_path": str(arrays_path(cfg)),
+        "inputs": list(model_inputs(cfg.ranker)),
         "norm_mean": normalizer.mean.tolist(),
         "norm_std": normalizer.std.tolist(),
         "norm_log_mask": mask.tolist(),
@@ -184,6 +201,7 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
         "heads": list(cfg.ranker.heads),
         "embedding_dim": cfg.encoder.embedding_dim,
         "ranker": cfg.ranker.model_dump(mode="json"),
+        "sparse_fields": sparse_meta() if cfg.ranker.uses_sparse else [],
         "trained_rows": sizes["train_rows"],
     }
     bundle_dir = RankerBundle(model, meta).save(ranker_dir(cfg))

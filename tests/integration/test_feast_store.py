@@ -60,6 +60,33 @@ def test_historical_join_is_point_in_time(tmp_path: Path, monkeypatch: pytest.Mo
     assert joined["va_engagements"].iloc[2] == 1 and joined["va_impressions"].iloc[2] == 5
 
 
+def test_one_feature_service_per_ranker_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEEDRANK_HOME", str(tmp_path))
+    from pipelines.config import RankerConfig
+    from pipelines.features.store import apply_repo, feature_service_name, feature_store
+
+    cfg = FeedrankConfig()
+    apply_repo(cfg)
+    services = {s.name: s for s in feature_store(cfg).list_feature_services()}
+    views = {
+        name: {p.name for p in service.feature_view_projections}
+        for name, service in services.items()
+    }
+    skeleton = cfg.model_copy(update={"ranker": RankerConfig(feature_set="skeleton")})
+    assert (
+        feature_service_name(cfg) == "ranker_v2" and feature_service_name(skeleton) == "ranker_v1"
+    )
+    assert views["ranker_v1"] < views["ranker_v2"]
+    assert views["ranker_v2"] - views["ranker_v1"] == {"author_content", "request_affinity"}
+    for service in services.values():
+        for projection in service.feature_view_projections:
+            assert all(f.description for f in projection.features) or projection.name.startswith(
+                "request_"
+            ), projection.name
+
+
 def test_online_store_serves_the_latest_values(trained_cfg: FeedrankConfig) -> None:
     from pipelines.features.batch import feature_table_path
     from pipelines.features.online import OnlineFeatures
@@ -107,6 +134,8 @@ def test_pushed_counts_are_served_without_a_batch_rerun(trained_cfg: FeedrankCon
         "tweet_id": int(tweet["tweet_id"]),
         "event_timestamp": pd.Timestamp.now(tz="UTC"),
         **fresh,
+        "tweet_recent_engagers": [1, 2, 3],
+        "tweet_recent_favers": [2],
     }
     assert push_tweet_engagement(trained_cfg, pd.DataFrame([row])) == 1
     after = _hydrate_one(trained_cfg, int(tweet["tweet_id"]), int(tweet["author_id"]))
@@ -114,6 +143,9 @@ def test_pushed_counts_are_served_without_a_batch_rerun(trained_cfg: FeedrankCon
         assert after[name].iloc[0] == fresh[name] != before[name].iloc[0]
     # the request-time view decays the pushed total from its push time on (this request is earlier: 1x)
     assert after["tweet_engagements_decayed"].iloc[0] == pytest.approx(500.0)
+    assert list(after["tweet_recent_engagers"].iloc[0]) == [1, 2, 3]
+    with pytest.raises(ValueError, match="tweet_recent_favers"):
+        push_tweet_engagement(trained_cfg, pd.DataFrame([row]).assign(tweet_recent_favers=7))
     with pytest.raises(ValueError, match="tweet_favs_window"):
         push_tweet_engagement(trained_cfg, pd.DataFrame([row]).drop(columns="tweet_favs_window"))
 
@@ -146,3 +178,42 @@ def test_request_time_values_are_the_same_offline_and_online(trained_cfg: Feedra
     # known at impression time (that difference is the point-in-time join doing its job).
     for column in ("in_network", "same_language", "tweet_age_hours", "hour_of_day", "day_of_week"):
         assert online[column].to_numpy() == pytest.approx(offline[column].to_numpy()), column
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float | type(None)) or isinstance(b, float | type(None)):
+        return pd.isna(a) and pd.isna(b)  # type: ignore[arg-type]
+    return list(a) == pytest.approx(list(b))  # type: ignore[call-overload]
+
+
+def test_affinity_values_are_the_same_offline_and_online(trained_cfg: FeedrankConfig) -> None:
+    """`request_affinity` gives a training row and a serving request the same values wherever
+    both read the same stored inputs (online holds each view's newest row, offline the row known
+    at impression time, so rows whose inputs changed since are skipped)."""
+    from pipelines.features.online import OnlineFeatures
+    from pipelines.features.spec import AFFINITY_FEATURES
+    from pipelines.features.training_set import training_set_path
+
+    inputs = {
+        "va_hashtag_similarity": ("viewer_hashtag_vector", "author_hashtag_vector"),
+        "vt_hashtag_similarity": ("viewer_hashtag_vector", "tweet_hashtag_vector"),
+        "va_content_similarity": ("viewer_embedding", "author_content_embedding"),
+        "tweet_network_engagements_3d": ("tweet_recent_engagers", "viewer_followees"),
+    }
+    offline = pd.read_parquet(training_set_path(trained_cfg))
+    late = offline[offline["served_at"] >= offline["served_at"].max() - pd.Timedelta(hours=6)]
+    compared = 0
+    for row in late.sample(min(len(late), 30), random_state=2).itertuples():
+        candidate = {"tweet_id": [row.tweet_id], "author_id": [row.author_id]}
+        online = OnlineFeatures(trained_cfg).hydrate(
+            int(row.viewer_id),
+            pd.DataFrame({**candidate, "in_network": [row.in_network > 0]}),
+            row.served_at,
+        )
+        assert set(AFFINITY_FEATURES) <= set(online.columns)
+        for output, sources in inputs.items():
+            if all(_same(online[c].iloc[0], getattr(row, c)) for c in sources):
+                expected = getattr(row, output)
+                assert online[output].iloc[0] == pytest.approx(expected, nan_ok=True), output
+                compared += 1
+    assert compared >= 10

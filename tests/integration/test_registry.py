@@ -47,6 +47,11 @@ def test_register_gate_and_load(trained_cfg: FeedrankConfig, tmp_path: Path) -> 
     local = RankerBundle.load(ranker_dir(cfg))
     x = np.random.default_rng(0).normal(size=(4, local.model.normalizer.num_features))
     x = x.astype(np.float32)
-    loaded, direct = champion.predict_matrix(x), local.predict_matrix(x)
+    ids = None
+    if local.model.sparse is not None:  # the champion embeds sparse ids too: score with some
+        buckets = local.model.sparse.table.num_embeddings
+        ids = np.random.default_rng(1).integers(0, buckets, size=(4, local.model.sparse.num_slots))
+    assert champion.uses_sparse == local.uses_sparse
+    loaded, direct = champion.predict_matrix(x, ids), local.predict_matrix(x, ids)
     for head in cfg.ranker.heads:
         np.testing.assert_allclose(loaded[head], direct[head], rtol=1e-6)

@@ -44,7 +44,7 @@ def _impressions(rows: list[dict]) -> pd.DataFrame:
 
 def test_tweet_engagement_never_counts_a_later_engagement() -> None:
     impressions = _impressions([{"tweet_id": 10, "served_at": at(0.5)}])
-    events = pd.DataFrame({"tweet_id": [10], "action": ["fav"], "at": [at(2.25)]})
+    events = pd.DataFrame({"viewer_id": [3], "tweet_id": [10], "action": ["fav"], "at": [at(2.25)]})
     table = tweet_engagement(impressions, events).sort_values("event_timestamp")
     # the fav (02:15) must not be visible in any row stamped at or before 02:15
     before = table[table["event_timestamp"] <= at(2.25)]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,19 +14,28 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from pipelines.config import RankerConfig
+from pipelines.features.sparse import field_slots, sparse_width
+from pipelines.features.spec import feature_names
+from pipelines.models.bundle import RankerBundle, sparse_meta
 from pipelines.models.masknet import (
     FeatureNormalizer,
     MaskBlock,
     ParallelMaskNet,
+    SparseEmbedder,
     multitask_bce,
 )
 
 NUM_FEATURES = 6
 HEADS = ("fav", "reply", "negative")
+# Two sparse fields: one id slot, then a three-slot list.
+SLOTS = (1, 3)
+BUCKETS, SPARSE_DIM = 50, 4
 
 
 def _tiny_model(
-    num_features: int = NUM_FEATURES, heads: tuple[str, ...] = HEADS
+    num_features: int = NUM_FEATURES,
+    heads: tuple[str, ...] = HEADS,
+    sparse: SparseEmbedder | None = None,
 ) -> ParallelMaskNet:
     return ParallelMaskNet(
         num_features=num_features,
@@ -35,7 +46,12 @@ def _tiny_model(
         mlp_dims=(16, 8),
         tower_dim=4,
         normalizer=FeatureNormalizer.identity(num_features),
+        sparse=sparse,
     )
+
+
+def _sparse_model() -> ParallelMaskNet:
+    return _tiny_model(sparse=SparseEmbedder(BUCKETS, SPARSE_DIM, SLOTS))
 
 
 def test_forward_returns_one_logit_vector_per_head() -> None:
@@ -206,3 +222,154 @@ def test_state_dict_round_trip_gives_identical_outputs() -> None:
     for head in HEADS:
         torch.testing.assert_close(before[head], after[head], rtol=0, atol=0)
     torch.testing.assert_close(restored.normalizer.log_mask, torch.as_tensor(log_mask))
+
+
+def test_sparse_embedder_means_each_field_over_its_non_padding_slots() -> None:
+    torch.manual_seed(0)
+    embedder = SparseEmbedder(BUCKETS, SPARSE_DIM, SLOTS)
+    ids = torch.tensor([[3, 5, 7, 0], [0, 0, 0, 0], [4, 9, 0, 0]])
+    out = embedder(ids)
+    assert out.shape == (3, len(SLOTS) * SPARSE_DIM) == (3, embedder.output_dim)
+    table = embedder.table.weight.detach()
+    torch.testing.assert_close(out[0, :SPARSE_DIM], table[3])
+    torch.testing.assert_close(out[0, SPARSE_DIM:], (table[5] + table[7]) / 2)
+    torch.testing.assert_close(out[2, SPARSE_DIM:], table[9])  # padding does not dilute the mean
+    assert bool((out[1] == 0).all())  # all padding: the field adds nothing
+    with pytest.raises(ValueError, match="ids must be"):
+        embedder(ids[:, :3])
+
+
+def test_forward_shapes_with_and_without_sparse_ids() -> None:
+    torch.manual_seed(0)
+    model = _sparse_model()
+    x = torch.randn(5, NUM_FEATURES)
+    ids = torch.randint(0, BUCKETS, (5, sum(SLOTS)))
+    assert model.blocks[0].hidden.in_features == NUM_FEATURES + len(SLOTS) * SPARSE_DIM
+    for out in (model(x, ids), model(x), model.predict_proba(x, ids)):
+        assert list(out) == list(HEADS)
+        assert all(values.shape == (5,) for values in out.values())
+    # A dense-only model keeps its F-wide blocks and refuses ids it cannot embed.
+    dense = _tiny_model()
+    assert dense.blocks[0].hidden.in_features == NUM_FEATURES
+    with pytest.raises(ValueError, match="SparseEmbedder"):
+        dense(x, ids)
+
+
+def test_all_padding_ids_are_the_same_as_no_ids_whatever_the_table() -> None:
+    torch.manual_seed(0)
+    model = _sparse_model()
+    x = torch.randn(4, NUM_FEATURES)
+    ids = torch.tensor([[0, 0, 0, 0], [3, 5, 0, 0], [0, 0, 0, 0], [8, 8, 9, 10]])
+    before = model(x, ids)
+    none = model(x)
+    with torch.no_grad():
+        model.sparse.table.weight[1:].normal_()  # type: ignore[union-attr]
+    after = model(x, ids)
+    padded = [0, 2]
+    for head in HEADS:
+        torch.testing.assert_close(before[head][padded], none[head][padded], rtol=0, atol=0)
+        torch.testing.assert_close(before[head][padded], after[head][padded], rtol=0, atol=0)
+        assert not torch.allclose(before[head][[1, 3]], after[head][[1, 3]])
+
+
+def test_gradients_reach_the_embedding_table_but_not_padding() -> None:
+    torch.manual_seed(0)
+    model = _sparse_model()
+    x = torch.randn(8, NUM_FEATURES)
+    ids = torch.tensor([[3, 5, 7, 0]] * 4 + [[4, 0, 0, 0]] * 4)
+    labels = (torch.rand(8, len(HEADS)) < 0.5).float()
+    loss, _ = multitask_bce(model(x, ids), labels, HEADS)
+    loss.backward()
+    grad = model.sparse.table.weight.grad  # type: ignore[union-attr]
+    assert grad is not None
+    used = grad.abs().sum(dim=1) > 0
+    assert used.nonzero().flatten().tolist() == [3, 4, 5, 7]  # padding row 0 gets nothing
+
+
+def test_from_config_adds_the_embedder_for_the_full_feature_set_only() -> None:
+    normalizer = FeatureNormalizer.identity(NUM_FEATURES)
+    full = ParallelMaskNet.from_config(
+        RankerConfig(sparse_buckets=64, sparse_dim=3), NUM_FEATURES, normalizer
+    )
+    assert full.sparse is not None
+    assert full.sparse.table.num_embeddings == 64 and full.sparse.num_slots == sparse_width()
+    assert full.sparse.field_slots == field_slots()
+    assert full.blocks[0].hidden.in_features == NUM_FEATURES + 3 * len(field_slots())
+    for off in (RankerConfig(feature_set="skeleton"), RankerConfig(sparse_buckets=0)):
+        assert ParallelMaskNet.from_config(off, NUM_FEATURES, normalizer).sparse is None
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_learns_a_signal_carried_only_by_sparse_ids() -> None:
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n, authors = 2000, 40
+    author = rng.integers(1, authors + 1, size=n)
+    liked = rng.random(authors + 1) < 0.5  # each author is liked or not, whatever the dense x
+    labels = torch.from_numpy(liked[author].astype(np.float32)).unsqueeze(1)
+    x = torch.randn(n, NUM_FEATURES)
+    ids = torch.from_numpy(np.stack([author, *np.zeros((3, n), dtype=np.int64)], axis=1))
+    model = _tiny_model(heads=("fav",), sparse=SparseEmbedder(authors + 1, SPARSE_DIM, SLOTS))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        rows = torch.from_numpy(rng.integers(0, 1500, size=128))
+        loss, _ = multitask_bce(model(x[rows], ids[rows]), labels[rows], ("fav",))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    probs = model.predict_proba(x[1500:], ids[1500:])["fav"].numpy()
+    assert roc_auc_score(labels[1500:, 0].numpy(), probs) > 0.95
+
+
+def _bundle_meta(ranker: RankerConfig, embedding_dim: int) -> dict[str, object]:
+    return {
+        "heads": list(ranker.heads),
+        "embedding_dim": embedding_dim,
+        "ranker": ranker.model_dump(mode="json"),
+        "sparse_fields": sparse_meta() if ranker.uses_sparse else [],
+    }
+
+
+def test_bundle_round_trip_scores_with_sparse_ids(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ranker = RankerConfig(
+        heads=("fav", "reply"),
+        num_blocks=1,
+        mask_hidden_dim=4,
+        block_dim=4,
+        mlp_dims=(4,),
+        tower_dim=2,
+        sparse_buckets=64,
+        sparse_dim=2,
+    )
+    num_features = len(feature_names(2, ranker.feature_set))
+    model = RankerBundle.build(ranker, 2, FeatureNormalizer.identity(num_features))
+    RankerBundle(model, _bundle_meta(ranker, 2)).save(tmp_path / "ranker")
+    loaded = RankerBundle.load(tmp_path / "ranker")
+    assert loaded.uses_sparse
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, num_features)).astype(np.float32)
+    ids = rng.integers(0, 64, size=(10, sparse_width()))
+    with_ids = loaded.predict_matrix(x, ids, batch_size=4)
+    expected = model.eval().predict_proba(torch.from_numpy(x), torch.from_numpy(ids))
+    for head in ranker.heads:
+        np.testing.assert_allclose(with_ids[head], expected[head].numpy(), rtol=1e-6)
+    assert not np.allclose(loaded.predict_matrix(x)["fav"], with_ids["fav"])
+
+    meta = json.loads((tmp_path / "ranker" / "meta.json").read_text())
+    (tmp_path / "ranker" / "meta.json").write_text(json.dumps({**meta, "sparse_fields": []}))
+    with pytest.raises(ValueError, match="sparse fields"):
+        RankerBundle.load(tmp_path / "ranker")
+
+
+def test_bundles_saved_before_sparse_inputs_load_as_dense(tmp_path: Path) -> None:
+    ranker = RankerConfig(heads=("fav",), num_blocks=1, sparse_buckets=0)
+    num_features = len(feature_names(2, ranker.feature_set))
+    model = RankerBundle.build(ranker, 2, FeatureNormalizer.identity(num_features))
+    meta = _bundle_meta(ranker, 2)
+    old_ranker = {k: v for k, v in ranker.model_dump(mode="json").items() if "sparse" not in k}
+    RankerBundle(model, {**meta, "ranker": old_ranker}).save(tmp_path / "old")
+    loaded = RankerBundle.load(tmp_path / "old")
+    assert not loaded.uses_sparse
+    x = np.zeros((3, num_features), dtype=np.float32)
+    assert loaded.predict_matrix(x)["fav"].shape == (3,)

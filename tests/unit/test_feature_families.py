@@ -1,0 +1,209 @@
+"""The full feature design on hand-made rows: hashtag TF-IDF profiles, network counts, topic
+rates, viewer-author shares, and that none of them sees a value from its future."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.config import FeedrankConfig, WorldConfig
+from pipelines.features.batch import (
+    hashtag_idf,
+    hashtag_profiles,
+    hashtag_vectors,
+    recent_actors,
+    tweet_engagement,
+    unit_rows,
+    viewer_author,
+)
+from pipelines.features.embeddings import author_content_table
+from pipelines.features.sparse import text_ngram_ids
+from pipelines.features.spec import (
+    AFFINITY_FEATURES,
+    HASHTAG_DIM,
+    affinity_values,
+    hashtag_bucket,
+    network_counts,
+    topic_rate,
+)
+
+T0 = pd.Timestamp("2026-03-02 00:00", tz="UTC")
+
+
+def at(hours: float) -> pd.Timestamp:
+    return T0 + pd.Timedelta(hours=hours)
+
+
+def test_recent_actors_keep_the_window_newest_first_and_distinct() -> None:
+    # tweet 1: user 5 at hour 0, user 6 at hour 3, user 5 again at hour 4; tweet 2: user 9 at 1.
+    lists = recent_actors(
+        row_keys=np.array([1, 1, 1, 2, 3]),
+        row_boundaries=np.array([1, 5, 8, 2, 9]),
+        event_keys=np.array([1, 1, 1, 2]),
+        event_hours=np.array([0, 3, 4, 1]),
+        actors=np.array([5, 6, 5, 9]),
+        window_hours=4,
+    )
+    assert lists[0].tolist() == [5]  # boundary 1: hour 0 only
+    assert lists[1].tolist() == [5, 6]  # hours [1, 4]: 6 at 3, 5 at 4 (newest first)
+    assert lists[2].tolist() == [5]  # hours [4, 7]: only the second 5
+    assert lists[3].tolist() == [9]
+    assert lists[4].tolist() == []  # a tweet nobody engaged with
+
+
+def test_network_engagers_are_never_from_the_future() -> None:
+    impressions = pd.DataFrame({"tweet_id": [10, 10], "served_at": [at(0.5), at(0.6)]})
+    events = pd.DataFrame(
+        {
+            "viewer_id": [7, 8],
+            "tweet_id": [10, 10],
+            "action": ["fav", "reply"],
+            "at": [at(2.2), at(3.5)],
+        }
+    )
+    table = tweet_engagement(impressions, events).sort_values("event_timestamp")
+    assert table["tweet_recent_engagers"].map(len).max() == 2
+    for row in table.itertuples():
+        # the last 3 days of hours before the row's boundary, nothing at or after it
+        since = row.event_timestamp - pd.Timedelta(hours=72)
+        known = events[(events["at"] < row.event_timestamp) & (events["at"] >= since)]
+        assert sorted(row.tweet_recent_engagers) == sorted(known["viewer_id"])
+        assert list(row.tweet_recent_favers) == list(
+            known.loc[known["action"] == "fav", "viewer_id"]
+        )
+
+
+def test_network_counts_count_followees_among_engagers() -> None:
+    inputs = pd.DataFrame(
+        {
+            "viewer_id": [1, 1, 2, 3],
+            "viewer_followees": [[5, 6, 7], [5, 6, 7], np.array([9]), None],
+            "tweet_recent_engagers": [np.array([5, 8, 7]), [], [9, 5], [5]],
+        }
+    )
+    counts = network_counts(inputs, "tweet_recent_engagers")
+    assert counts[:3].tolist() == [2.0, 0.0, 1.0]
+    assert np.isnan(counts[3])  # the viewer's network is unknown
+
+
+def test_hashtag_tfidf_weights_rare_tags_and_profiles_follow_engagements() -> None:
+    tags = [["ai"], ["ai"], ["ai", "rust"]]
+    idf = hashtag_idf(tags)
+    assert idf["rust"] > idf["ai"]
+    vectors = hashtag_vectors(tags, idf)
+    assert vectors.shape == (3, HASHTAG_DIM)
+    assert vectors[2, hashtag_bucket("rust")] == pytest.approx(idf["rust"])
+    cfg = FeedrankConfig(world=WorldConfig(days=7, n_users=50))
+    users = pd.DataFrame({"user_id": [1, 2]})
+    tweets = pd.DataFrame(
+        {
+            "tweet_id": [10, 11, 12],
+            "author_id": [2, 2, 2],
+            "created_at": [at(-30), at(-20), at(30)],  # the third is posted on day 2
+            "hashtags": tags,
+        }
+    )
+    events = pd.DataFrame({"viewer_id": [1], "tweet_id": [12], "at": [at(31)]})
+    authors, viewers = hashtag_profiles(cfg, users, tweets, events, vectors)
+    author = authors[authors["author_id"] == 2].set_index("event_timestamp")
+    viewer = viewers[viewers["viewer_id"] == 1].set_index("event_timestamp")
+    # the author's rust tweet is known from the end of day 2 only; so is the viewer's engagement
+    assert author.loc[at(24), "author_tweets_total"] == 2
+    assert author.loc[at(24), "author_hashtag_vector"][hashtag_bucket("rust")] == 0
+    assert author.loc[at(48), "author_tweets_total"] == 3
+    assert not np.any(viewer.loc[at(24), "viewer_hashtag_vector"])
+    assert list(viewer.loc[at(24), "viewer_recent_hashtags"]) == []
+    assert list(viewer.loc[at(48), "viewer_recent_hashtags"]) == ["ai", "rust"]
+    assert np.linalg.norm(viewer.loc[at(48), "viewer_hashtag_vector"]) == pytest.approx(1.0)
+
+
+def test_viewer_author_shares_count_distinct_tweets() -> None:
+    impressions = pd.DataFrame(
+        {
+            "viewer_id": [1, 1, 1],
+            "tweet_id": [10, 10, 11],  # tweet 10 shown twice
+            "served_at": [at(1), at(2), at(3)],
+        }
+    )
+    tweets = pd.DataFrame({"tweet_id": [10, 11], "author_id": [5, 5]})
+    events = pd.DataFrame(
+        {
+            "viewer_id": [1, 1],
+            "tweet_id": [10, 10],  # two actions on one tweet
+            "author_id": [5, 5],
+            "action": ["fav", "retweet"],
+            "at": [at(2.5), at(2.6)],
+        }
+    )
+    row = viewer_author(impressions, events, tweets).iloc[-1]
+    assert row["va_impressions"] == 3 and row["va_engagements"] == 2
+    assert row["va_engaged_tweets"] == 1
+    assert row["va_engaged_share"] == pytest.approx(0.5)  # 1 of the 2 distinct tweets seen
+
+
+def test_topic_rate_picks_the_tweets_topic() -> None:
+    inputs = pd.DataFrame(
+        {
+            "author_topic_rates": [np.array([0.1, 0.2, 0.3]), np.array([0.5, 0.6, 0.7]), None],
+            "tweet_topic": [2, np.nan, 0],
+        }
+    )
+    rates = topic_rate(inputs)
+    assert rates[0] == pytest.approx(0.3)
+    assert np.isnan(rates[1]) and np.isnan(rates[2])
+
+
+def test_author_topic_rates_only_count_the_past() -> None:
+    cfg = FeedrankConfig(world=WorldConfig(days=7, n_users=50))
+    tweets = pd.DataFrame(
+        {"tweet_id": [10, 11], "author_id": [5, 5], "created_at": [at(-5), at(-4)]}
+    )
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    topics = np.array([0, 1])
+    impressions = pd.DataFrame({"tweet_id": [10] * 10 + [11] * 10, "served_at": [at(30)] * 20})
+    events = pd.DataFrame({"tweet_id": [10] * 5, "at": [at(30.5)] * 5})
+    table = author_content_table(cfg, tweets, vectors, topics, impressions, events)
+    day1, day2 = (table[table["event_timestamp"] == at(h)].iloc[0] for h in (24, 48))
+    assert day1["author_topic_rates"][0] == pytest.approx(day1["author_topic_rates"][1])
+    assert day2["author_topic_rates"][0] > day2["author_topic_rates"][1]
+    assert np.linalg.norm(day1["author_content_embedding"]) == pytest.approx(1.0)
+
+
+def test_affinity_values_by_hand() -> None:
+    viewer = unit_rows(np.eye(HASHTAG_DIM, dtype=np.float32)[[0]])[0]
+    inputs = pd.DataFrame(
+        {
+            "viewer_id": [1, 1],
+            "viewer_hashtag_vector": [viewer, viewer],
+            "author_hashtag_vector": [viewer, np.zeros(HASHTAG_DIM, dtype=np.float32)],
+            "tweet_hashtag_vector": [viewer * 0.5, None],
+            "viewer_embedding": [np.array([1.0, 0.0]), np.array([1.0, 0.0])],
+            "author_content_embedding": [np.array([0.6, 0.8]), np.array([0.0, 1.0])],
+            "author_topic_rates": [np.array([0.2, 0.4]), np.array([0.2, 0.4])],
+            "tweet_topic": [1, 0],
+            "tweet_recent_engagers": [[3, 4], None],
+            "tweet_recent_favers": [[4], []],
+            "viewer_followees": [[4], [4]],
+            "va_engaged_tweets": [2.0, np.nan],
+            "author_tweets_total": [8.0, 3.0],
+        }
+    )
+    out = affinity_values(inputs)
+    assert list(out.columns) == list(AFFINITY_FEATURES)
+    first, second = out.iloc[0], out.iloc[1]
+    assert first["va_hashtag_similarity"] == pytest.approx(1.0)
+    assert first["vt_hashtag_similarity"] == pytest.approx(0.5)
+    assert np.isnan(second["vt_hashtag_similarity"])
+    assert first["va_content_similarity"] == pytest.approx(0.6)
+    assert first["author_topic_engagement_rate"] == pytest.approx(0.4)
+    assert first["tweet_network_engagements_3d"] == 1.0 and first["tweet_network_favs_3d"] == 1.0
+    assert second["tweet_network_engagements_3d"] == 0.0
+    assert first["va_engaged_tweets_norm"] == pytest.approx(0.25)
+    assert second["va_engaged_tweets_norm"] == 0.0  # never engaged: none of the author's tweets
+
+
+def test_text_ngram_ids_are_stable_and_nonzero() -> None:
+    first, second = text_ngram_ids(["Rust is fast", "rust IS fast"])
+    assert first.tolist() == second.tolist()  # lower-cased
+    assert len(first) == 5 and (first > 0).all()  # 3 unigrams + 2 bigrams
