@@ -215,9 +215,18 @@ class RankerConfig(StrictModel):
     )
     test_days: int = Field(2, ge=1, description="Last days held out for evaluation.")
     sparse_buckets: int = Field(
-        2**15, ge=0, description="Rows of the sparse-id embedding table; 0 = no sparse inputs."
+        2**17, ge=0, description="Rows of the sparse-id embedding table; 0 = no sparse inputs."
     )
     sparse_dim: int = Field(8, ge=1, description="Embedding width of each sparse field.")
+    sparse_min_count: int = Field(
+        5, ge=1, description="Training rows an id needs to be embedded; rarer ids embed as missing."
+    )
+    sparse_field_dropout: float = Field(
+        0.5,
+        ge=0.0,
+        lt=1.0,
+        description="Training-time chance that one sparse field of a row is dropped (as missing).",
+    )
 
     @model_validator(mode="after")
     def _sparse_table_has_room(self) -> RankerConfig:

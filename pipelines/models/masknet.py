@@ -181,9 +181,18 @@ class SparseEmbedder(nn.Module):
     """
 
     assignment: Tensor
+    known: Tensor
 
-    def __init__(self, buckets: int, dim: int, field_slots: Sequence[int]) -> None:
+    def __init__(
+        self, buckets: int, dim: int, field_slots: Sequence[int], field_dropout: float = 0.0
+    ) -> None:
         super().__init__()
+        if not 0.0 <= field_dropout < 1.0:
+            raise ValueError(f"field_dropout must be in [0, 1); got {field_dropout}")
+        # Ids are memorizable (a viewer, an author): dropping whole fields while training makes
+        # the model lean on them only as far as they generalize, and keeps it able to rank rows
+        # whose ids it never saw (new tweets, new users).
+        self.field_dropout = field_dropout
         if buckets < 2 or not field_slots or min(field_slots) < 1:
             raise ValueError(
                 f"need buckets >= 2 and fields of >= 1 slot; got {buckets}, {list(field_slots)}"
@@ -195,6 +204,15 @@ class SparseEmbedder(nn.Module):
         fields = torch.repeat_interleave(torch.arange(len(field_slots)), torch.tensor(field_slots))
         assignment = nn.functional.one_hot(fields, len(field_slots)).to(torch.float32)
         self.register_buffer("assignment", assignment, persistent=False)
+        # [buckets] ids the training data saw often enough to learn (see `restrict_to`); the rest
+        # embed as missing rather than as an untrained (or another id's) vector.
+        self.register_buffer("known", torch.ones(buckets, dtype=torch.bool))
+
+    def restrict_to(self, known: Tensor) -> None:
+        """Embed only the ids flagged in `known` ([buckets] bool); others count as padding."""
+        if known.shape != self.known.shape:
+            raise ValueError(f"known must be [{len(self.known)}]; got {tuple(known.shape)}")
+        self.known.copy_(known.to(torch.bool))
 
     @property
     def num_slots(self) -> int:
@@ -210,7 +228,12 @@ class SparseEmbedder(nn.Module):
         """``[B, S]`` int64 ids (0 = padding) -> ``[B, K * E]`` per-field mean embeddings."""
         if ids.dim() != 2 or ids.shape[1] != self.num_slots:
             raise ValueError(f"ids must be [B, {self.num_slots}]; got {tuple(ids.shape)}")
+        ids = torch.where(self.known[ids], ids, torch.zeros_like(ids))
         present = (ids != 0).to(self.table.weight.dtype)  # [B, S]
+        if self.training and self.field_dropout > 0:
+            kept = torch.rand(len(ids), len(self.field_slots), device=ids.device)
+            kept = (kept >= self.field_dropout).to(present.dtype)  # [B, K]
+            present = present * (kept @ self.assignment.T)  # each slot takes its field's draw
         # padding_idx keeps row 0 at zero; the mask keeps it out even if a loaded table is not.
         vectors = self.table(ids) * present.unsqueeze(-1)  # [B, S, E]
         sums = torch.einsum("bse,sk->bke", vectors, self.assignment)  # [B, K, E]
@@ -286,7 +309,9 @@ class ParallelMaskNet(nn.Module):
         It gets a :class:`SparseEmbedder` over the SPARSE_FIELDS exactly when ``cfg.uses_sparse``.
         """
         sparse = (
-            SparseEmbedder(cfg.sparse_buckets, cfg.sparse_dim, field_slots())
+            SparseEmbedder(
+                cfg.sparse_buckets, cfg.sparse_dim, field_slots(), cfg.sparse_field_dropout
+            )
             if cfg.uses_sparse
             else None
         )

@@ -61,9 +61,23 @@ def prepare_arrays(cfg: FeedrankConfig) -> dict[str, int]:
         if "s" in model_inputs(cfg.ranker):
             out[f"s_{split}"] = sparse_ids(part, cfg.ranker.sparse_buckets)
         out[f"y_{split}"] = part[label_columns].to_numpy(dtype=np.float32)
+    if "s" in model_inputs(cfg.ranker):
+        out["sparse_known"] = known_ids(out["s_train"], cfg.ranker)
     path = arrays_path(cfg)
     np.savez(path, **out)  # type: ignore[arg-type]
     return {"train_rows": len(out["x_train"]), "test_rows": len(out["x_test"])}
+
+
+def known_ids(ids: np.ndarray, ranker: RankerConfig) -> np.ndarray:
+    """[buckets] bool: ids occurring in at least `sparse_min_count` training rows (never 0).
+
+    An id seen once cannot be learned, and a new tweet's id would otherwise land on whatever its
+    bucket learned for another id; the model embeds only these (`SparseEmbedder.restrict_to`).
+    """
+    counts = np.bincount(ids.ravel(), minlength=ranker.sparse_buckets)
+    known = counts >= ranker.sparse_min_count
+    known[0] = False
+    return known
 
 
 def train_step(
@@ -120,9 +134,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         torch.tensor(config["norm_log_mask"]),
     )
     torch.manual_seed(cfg.world.seed)  # same initial weights on every worker
-    model: nn.Module = ray.train.torch.prepare_model(
-        RankerBundle.build(cfg.ranker, cfg.encoder.embedding_dim, normalizer)
-    )
+    ranker = RankerBundle.build(cfg.ranker, cfg.encoder.embedding_dim, normalizer)
+    if ranker.sparse is not None:
+        ranker.sparse.restrict_to(torch.from_numpy(arrays["sparse_known"]))
+    model: nn.Module = ray.train.torch.prepare_model(ranker)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.ranker.lr)
     batch = cfg.ranker.batch_size
     generator = np.random.default_rng(cfg.world.seed + rank)

@@ -100,10 +100,18 @@ def _author_stats(cfg: FeedrankConfig, rows: list[tuple[int, int, int]]) -> pd.D
 
     frame = pd.DataFrame(rows, columns=["author_id", "day", "author_follower_count"])
     frame["event_timestamp"] = DAY + pd.to_timedelta(frame.pop("day"), unit="D")
-    constants = {ValueType.INT64: 3, ValueType.INT32: 3, ValueType.STRING: "en"}
+    constants: dict[ValueType, object] = {
+        ValueType.INT64: 3,
+        ValueType.INT32: 3,
+        ValueType.STRING: "en",
+        ValueType.FLOAT_LIST: [0.6, 0.8],
+        ValueType.INT64_LIST: [4, 5],
+        ValueType.STRING_LIST: ["ai"],
+    }
     for feature in feature_store(cfg).get_feature_view("author_stats").features:
         if feature.name not in frame:
-            frame[feature.name] = constants.get(feature.dtype.to_value_type(), 0.25)
+            value = constants.get(feature.dtype.to_value_type(), 0.25)
+            frame[feature.name] = [value] * len(frame) if isinstance(value, list) else value
     return frame
 
 

@@ -373,3 +373,31 @@ def test_bundles_saved_before_sparse_inputs_load_as_dense(tmp_path: Path) -> Non
     assert not loaded.uses_sparse
     x = np.zeros((3, num_features), dtype=np.float32)
     assert loaded.predict_matrix(x)["fav"].shape == (3,)
+
+
+def test_ids_outside_the_training_vocabulary_embed_as_missing() -> None:
+    from pipelines.train.ranker import known_ids
+
+    ranker = RankerConfig(sparse_buckets=BUCKETS, sparse_min_count=2)
+    train = np.array([[3, 7, 0, 0], [3, 9, 0, 0], [5, 7, 7, 0]])
+    known = known_ids(train, ranker)
+    assert np.flatnonzero(known).tolist() == [3, 7]  # 5 and 9 seen once; 0 is padding
+    embedder = SparseEmbedder(BUCKETS, SPARSE_DIM, SLOTS)
+    embedder.restrict_to(torch.from_numpy(known))
+    embedder.eval()
+    rare = embedder(torch.tensor([[5, 9, 0, 0]]))
+    assert torch.equal(rare, torch.zeros_like(rare))
+    mixed = embedder(torch.tensor([[3, 7, 9, 0]]))  # 9 drops out of the list field's mean
+    assert torch.allclose(mixed, embedder(torch.tensor([[3, 7, 0, 0]])))
+
+
+def test_field_dropout_only_acts_while_training() -> None:
+    torch.manual_seed(0)
+    embedder = SparseEmbedder(BUCKETS, SPARSE_DIM, SLOTS, field_dropout=0.5)
+    ids = torch.randint(1, BUCKETS, (2000, sum(SLOTS)))
+    embedder.train()
+    dropped = (embedder(ids).abs().sum(dim=1) == 0).float().mean().item()
+    assert dropped == pytest.approx(0.25, abs=0.05)  # both fields dropped: 0.5 * 0.5
+    embedder.eval()
+    assert torch.equal(embedder(ids), embedder(ids))
+    assert (embedder(ids).abs().sum(dim=1) > 0).all()
