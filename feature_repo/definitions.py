@@ -164,7 +164,7 @@ author_stats = FeatureView(
         Field(
             name="author_engagement_rate",
             dtype=Float64,
-            description="Engagements / impressions on the author's tweets (28 days, smoothed).",
+            description="Engagements / impressions on the author's tweets (3 months, smoothed).",
         ),
         Field(name="author_tweets_window", dtype=Int64, description="Tweets posted in 7 days."),
         Field(
@@ -194,7 +194,7 @@ viewer_stats = FeatureView(
         Field(
             name="viewer_engagement_rate",
             dtype=Float64,
-            description="Engagements / impressions of the viewer (28 days, smoothed).",
+            description="Engagements / impressions of the viewer (3 months, smoothed).",
         ),
         Field(name="viewer_language", dtype=String, description="The viewer's language code."),
         Field(name="viewer_country", dtype=String, description="The viewer's country code."),

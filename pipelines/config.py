@@ -149,7 +149,7 @@ class ValidateConfig(StrictModel):
 
 class FeaturesConfig(StrictModel):
     engagement_window_days: int = Field(
-        28, ge=1, description="Window of author engagement rates (days)."
+        90, ge=1, description="Window of author and viewer engagement rates (days; 3 months)."
     )
     viewer_history_size: int = Field(
         20, ge=1, description="Engaged tweets averaged into a viewer's text profile."

@@ -181,9 +181,11 @@ def test_request_time_values_are_the_same_offline_and_online(trained_cfg: Feedra
 
 
 def _same(a: object, b: object) -> bool:
-    if isinstance(a, float | type(None)) or isinstance(b, float | type(None)):
-        return pd.isna(a) and pd.isna(b)  # type: ignore[arg-type]
-    return list(a) == pytest.approx(list(b))  # type: ignore[call-overload]
+    """Equal values (vectors by element, lists and arrays alike), a missing one equal only to
+    another missing one."""
+    from pipelines.features.online_fast import feature_frame_differences
+
+    return not feature_frame_differences(pd.DataFrame({"v": [a]}), pd.DataFrame({"v": [b]}))
 
 
 def test_affinity_values_are_the_same_offline_and_online(trained_cfg: FeedrankConfig) -> None:
