@@ -44,6 +44,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "skeleton": {"feature_set": "skeleton"},
     "full_dense": {"feature_set": "full", "sparse_buckets": 0},
     "full": {"feature_set": "full"},
+    # full_dense without the text: no embeddings and nothing derived from them (issue 4)
+    "no_text": {"feature_set": "no_text"},
 }
 
 
@@ -60,6 +62,7 @@ def main(config: str = typer.Option("default", "--config", "-c")) -> None:
     lift = {head: results["full"][head] - results["skeleton"][head] for head in heads}
     dense_lift = {head: results["full_dense"][head] - results["skeleton"][head] for head in heads}
     sparse_lift = {head: results["full"][head] - results["full_dense"][head] for head in heads}
+    text_lift = {head: results["full_dense"][head] - results["no_text"][head] for head in heads}
 
     import mlflow
 
@@ -73,6 +76,7 @@ def main(config: str = typer.Option("default", "--config", "-c")) -> None:
         mlflow.log_metrics({f"rce_lift_{h}": v for h, v in lift.items()})
         mlflow.log_metrics({f"rce_lift_dense_{h}": v for h, v in dense_lift.items()})
         mlflow.log_metrics({f"rce_lift_sparse_{h}": v for h, v in sparse_lift.items()})
+        mlflow.log_metrics({f"rce_lift_text_{h}": v for h, v in text_lift.items()})
     figures = {
         "benchmark": "feature_value",
         "config": base.name,
@@ -80,6 +84,7 @@ def main(config: str = typer.Option("default", "--config", "-c")) -> None:
         "rce_lift": lift,
         "rce_lift_dense": dense_lift,
         "rce_lift_sparse": sparse_lift,
+        "rce_lift_text": text_lift,
     }
     print(json.dumps(figures, default=float))
 

@@ -62,6 +62,18 @@ def feed_training() -> None:
         return steps.embed(_config())
 
     @task
+    def build_index() -> dict:
+        from pipelines import steps
+
+        return steps.build_index(_config())
+
+    @task
+    def evaluate_retrieval() -> dict:
+        from pipelines import steps
+
+        return steps.evaluate_retrieval(_config())
+
+    @task
     def apply_features() -> dict:
         from pipelines import steps
 
@@ -104,11 +116,15 @@ def feed_training() -> None:
         return steps.promote(_config())
 
     applied = apply_features()
-    (build_world() >> validate() >> compute_features() >> train_encoder() >> embed() >> applied)
+    encoded = build_world() >> validate() >> compute_features() >> train_encoder() >> embed()
+    # The ranker trains only once the encoder, its embeddings and their index are built.
+    indexed = encoded >> build_index()
+    indexed >> applied
+    retrieval = indexed >> evaluate_retrieval()
     registered = applied >> build_training_set() >> train_ranker() >> evaluate() >> register()
     online = applied >> materialize()
     # The champion only moves once the online store holds the features it will be served with.
-    [registered, online] >> promote()
+    [registered, online, retrieval] >> promote()
 
 
 feed_training()

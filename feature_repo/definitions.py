@@ -297,11 +297,18 @@ viewer_author_graph = FeatureView(
     description="Follow-graph overlap of a viewer and an author (pairs seen in impressions).",
 )
 
+# A tweet posted between two daily runs is embedded and pushed here (pipelines/retrieval.py).
+tweet_embedding_push = PushSource(
+    name="tweet_embedding_push",
+    batch_source=_source("tweet_embedding"),
+    description="Embeddings of newly posted tweets, pushed without waiting for the daily run.",
+)
+
 tweet_embedding = FeatureView(
     name="tweet_embedding",
     entities=[tweet],
     ttl=TTL,
-    source=_source("tweet_embedding"),
+    source=tweet_embedding_push,
     schema=[
         Field(
             name="tweet_embedding",

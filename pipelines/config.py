@@ -194,8 +194,9 @@ class EncoderConfig(StrictModel):
 
 class RankerConfig(StrictModel):
     heads: tuple[str, ...] = Field(ALL_HEADS, description="Heads of the multi-task ranker.")
-    feature_set: Literal["full", "skeleton"] = Field(
-        "full", description="Dense features the ranker reads: the full set or issue 2's skeleton."
+    feature_set: Literal["full", "skeleton", "no_text"] = Field(
+        "full",
+        description="Features the ranker reads: full, issue 2's skeleton, or full without text.",
     )
     num_blocks: int = Field(3, ge=1, description="Parallel MaskNet blocks.")
     mask_hidden_dim: int = Field(
@@ -265,6 +266,15 @@ class PromoteConfig(StrictModel):
     ndcg_k: int = Field(10, ge=1, description="Cut-off of the blended ranking metric.")
 
 
+class RetrievalConfig(StrictModel):
+    index_kind: Literal["flat", "hnsw"] = Field(
+        "flat", description="FAISS index of tweet embeddings: flat (exact) or hnsw (approximate)."
+    )
+    embedding_candidates: int = Field(
+        200, ge=0, description="Out-of-network candidates per feed request from the ANN index."
+    )
+
+
 class TrackingConfig(StrictModel):
     experiment: str = Field("feedrank", description="MLflow experiment name.")
     ranker_model_name: str = Field("feedrank-ranker", description="Registered ranker model name.")
@@ -303,6 +313,7 @@ class FeedrankConfig(StrictModel):
     ranker: RankerConfig = Field(default_factory=RankerConfig)
     blend: BlendConfig = Field(default_factory=BlendConfig)
     promote: PromoteConfig = Field(default_factory=PromoteConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
 

@@ -26,6 +26,8 @@ STEP_ORDER = (
     "compute_features",
     "train_encoder",
     "embed",
+    "build_index",
+    "evaluate_retrieval",
     "apply_features",
     "materialize",
     "build_training_set",
@@ -129,6 +131,7 @@ def embed(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
     from pipelines.features.batch import engagement_events, write_feature_table
     from pipelines.features.embeddings import (
         author_content_table,
+        topic_centroids_path,
         topic_clusters,
         tweet_embedding_table,
         viewer_embedding_table,
@@ -143,7 +146,10 @@ def embed(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
     vectors = embed_texts(cfg, encoder_dir(cfg), tweets["text"].tolist())
     # Topic centroids from the tweets posted before the held-out days.
     fit_rows = (pd.to_datetime(tweets["created_at"], utc=True) < split_boundary(cfg)).to_numpy()
-    topics = topic_clusters(vectors, fit_rows, cfg.features.topic_clusters, cfg.world.seed)
+    topics, centroids = topic_clusters(
+        vectors, fit_rows, cfg.features.topic_clusters, cfg.world.seed
+    )
+    np.save(topic_centroids_path(cfg), centroids)  # fresh tweets get their topic from these
     write_feature_table(cfg, "tweet_embedding", tweet_embedding_table(tweets, vectors, topics))
     embedder = TextEmbedder.load(encoder_dir(cfg))
     impressions = read_table(cfg.paths.raw, "impressions")
@@ -159,6 +165,28 @@ def embed(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
     )
     write_feature_table(cfg, "viewer_embedding", viewers)
     return _timed("embed", started, {"tweets": len(tweets), "viewer_rows": len(viewers)})
+
+
+def build_index(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """FAISS index of the tweet embeddings for out-of-network retrieval (versioned with the
+    encoder that built them)."""
+    from pipelines.retrieval import build_index as build
+
+    started, cfg = time.perf_counter(), _cfg(config)
+    return _timed("build_index", started, build(cfg))
+
+
+def evaluate_retrieval(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """Recall and NDCG@k of out-of-network retrieval on the held-out days: the fine-tuned encoder
+    vs the untuned MiniLM, TF-IDF and popularity; report and plot logged to MLflow."""
+    from pipelines.evaluate.retrieval import evaluate_retrieval as run
+    from pipelines.evaluate.retrieval import log_retrieval
+
+    started, cfg = time.perf_counter(), _cfg(config)
+    metrics = run(cfg)
+    log_retrieval(cfg, metrics, cfg.paths.reports / "retrieval")
+    recalls = {k: v for k, v in metrics.items() if "recall_at" in k or k == "viewers"}
+    return _timed("evaluate_retrieval", started, recalls)
 
 
 def apply_features(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
@@ -216,6 +244,7 @@ def register(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
     """Log the run to MLflow and register the ranker as `challenger`."""
     from pipelines.evaluate.offline import evaluation_dir
     from pipelines.registry import log_and_register, write_json
+    from pipelines.retrieval import index_dir
     from pipelines.train.ranker import ranker_dir
 
     started, cfg = time.perf_counter(), _cfg(config)
@@ -234,7 +263,8 @@ def register(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
         evaluation_dir(cfg),
         metrics,
         history,
-        extra_artifacts={"validation": validation},
+        # The index belongs to the encoder version that built it: both are artifacts of this run.
+        extra_artifacts={"validation": validation, "tweet_index": index_dir(cfg)},
         series={"encoder_loss": [float(p["loss"]) for p in encoder.get("loss_curve", [])]},
     )
     write_json(cfg.paths.models / "registration.json", result)

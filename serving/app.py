@@ -22,6 +22,7 @@ from ray.serve.handle import DeploymentHandle
 from pipelines.config import FeedrankConfig, load_config
 from serving.api import make_api
 from serving.engine import ArmModel, FeedEngine
+from serving.retrieval import EmbeddingRetriever
 from serving.schemas import (
     Arm,
     ConversationRequest,
@@ -123,7 +124,10 @@ class FeedService:
             # An alias move between build and start can make both arms the same model.
             if candidate.version != arms["champion"].version:
                 arms["challenger"] = candidate
-        self.engine = FeedEngine(cfg, WorldIndex.load(cfg), OnlineFeatures(cfg), arms)
+        retriever = EmbeddingRetriever.load(cfg)
+        self.engine = FeedEngine(
+            cfg, WorldIndex.load(cfg), OnlineFeatures(cfg), arms, retriever=retriever
+        )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Called by Serve after __init__: the routes close over this replica's engine."""

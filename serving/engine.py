@@ -50,6 +50,12 @@ class FeatureHydrator(Protocol):
     ) -> pd.DataFrame: ...
 
 
+class Retriever(Protocol):
+    """What the engine needs of `serving.retrieval.EmbeddingRetriever`."""
+
+    def retrieve(self, viewer_id: int, seen: np.ndarray) -> pd.DataFrame: ...
+
+
 class NotFoundError(LookupError):
     """An id in the request names nothing in the world (HTTP 404)."""
 
@@ -92,7 +98,9 @@ class FeedEngine:
         index: WorldIndex,
         features: FeatureHydrator,
         arms: Mapping[Arm, ArmModel],
+        retriever: Retriever | None = None,
     ) -> None:
+        """retriever: the out-of-network embedding source (None: trending only)."""
         if "champion" not in arms:
             raise ValueError("a champion ranker is required")
         weights = cfg.blend.weights
@@ -106,6 +114,7 @@ class FeedEngine:
         self.index = index
         self.features = features
         self.arms = dict(arms)
+        self.retriever = retriever
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedrank-engine")
 
     @property
@@ -138,7 +147,12 @@ class FeedEngine:
         return features
 
     def _feed_inputs(self, user_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-        candidates = self.index.candidates(user_id)
+        retrieved = (
+            self.retriever.retrieve(user_id, self.index.seen(user_id))
+            if self.retriever is not None
+            else None
+        )
+        candidates = self.index.candidates(user_id, retrieved)
         if candidates.empty:
             return candidates, candidates
         return candidates, self._hydrate(user_id, candidates)

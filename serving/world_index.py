@@ -250,7 +250,7 @@ class WorldIndex:
 
     # ------------------------------------------------------------------------ candidate sources
 
-    def candidates(self, user_id: int) -> pd.DataFrame:
+    def candidates(self, user_id: int, retrieved: pd.DataFrame | None = None) -> pd.DataFrame:
         """Feed candidates of a user: [N rows] tweet_id, author_id, in_network, source.
 
         In-network: root tweets of followees created within the lookback before :attr:`now`, not
@@ -258,6 +258,11 @@ class WorldIndex:
         last 48 h (engagement = impressions with a fav, reply, retweet or quote), not by the user
         or a followee and not yet served, at most ``out_of_network`` of them. Out-of-network keeps
         its quota and in-network fills the rest of ``max_candidates``. No duplicates.
+
+        retrieved: out-of-network tweets from embedding retrieval (tweet_id, author_id, best
+        first); the root tweets among them posted by then and not by the user or a followee, nor
+        served to the user, come first in the out-of-network quota (source
+        ``out_of_network_embedding``); trending fills the rest.
         """
         followees = self.followees(user_id)
         seen = self.seen(user_id)
@@ -268,11 +273,14 @@ class WorldIndex:
         in_ids, in_authors = self._recent_ids[keep], self._recent_authors[keep]
 
         excluded_authors = np.append(followees, np.int64(user_id))
-        keep = ~np.isin(self._trending_authors, excluded_authors)
-        keep &= ~np.isin(self._trending_ids, seen)
         n_out = min(limits.out_of_network, limits.max_candidates)
-        out_ids = self._trending_ids[keep][:n_out]
-        out_authors = self._trending_authors[keep][:n_out]
+        ann_ids, ann_authors = self._retrieved(retrieved, excluded_authors, seen, n_out)
+        keep = ~np.isin(self._trending_authors, excluded_authors)
+        keep &= ~np.isin(self._trending_ids, seen) & ~np.isin(self._trending_ids, ann_ids)
+        trend_ids = self._trending_ids[keep][: n_out - len(ann_ids)]
+        trend_authors = self._trending_authors[keep][: n_out - len(ann_ids)]
+        out_ids = np.concatenate([ann_ids, trend_ids])
+        out_authors = np.concatenate([ann_authors, trend_authors])
 
         n_in = max(limits.max_candidates - len(out_ids), 0)
         in_ids, in_authors = in_ids[:n_in], in_authors[:n_in]
@@ -281,11 +289,35 @@ class WorldIndex:
                 "tweet_id": np.concatenate([in_ids, out_ids]).astype(np.int64),
                 "author_id": np.concatenate([in_authors, out_authors]).astype(np.int64),
                 "in_network": np.repeat([True, False], [len(in_ids), len(out_ids)]),
-                "source": np.repeat(["in_network", "out_of_network"], [len(in_ids), len(out_ids)]),
+                "source": np.repeat(
+                    ["in_network", "out_of_network_embedding", "out_of_network"],
+                    [len(in_ids), len(ann_ids), len(trend_ids)],
+                ),
             },
             columns=list(CANDIDATE_COLUMNS),
         )
         return frame.drop_duplicates("tweet_id", ignore_index=True)
+
+    def _retrieved(
+        self,
+        retrieved: pd.DataFrame | None,
+        excluded_authors: np.ndarray,
+        seen: np.ndarray,
+        limit: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(tweet ids, authors) of the retrieved tweets eligible as out-of-network candidates."""
+        empty = np.zeros(0, dtype=np.int64)
+        if retrieved is None or retrieved.empty or limit == 0:
+            return empty, empty
+        ids = retrieved["tweet_id"].to_numpy(np.int64)
+        rows = self._tweet_rows.get_indexer(ids)
+        known = rows >= 0
+        eligible = np.zeros(len(ids), dtype=bool)
+        posted = (self._tweets["created_at"] <= self.now).to_numpy()
+        eligible[known] = self._is_root[rows[known]] & posted[rows[known]]
+        authors = self._tweets["author_id"].to_numpy(np.int64)[np.maximum(rows, 0)]
+        eligible &= ~np.isin(authors, excluded_authors) & ~np.isin(ids, seen)
+        return ids[eligible][:limit], authors[eligible][:limit]
 
     def replies(self, root_tweet_id: int) -> pd.DataFrame:
         """Every tweet of the conversation except its root, oldest first: [N rows] REPLY_COLUMNS.

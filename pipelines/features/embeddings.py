@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,15 +36,32 @@ def tweet_embedding_table(
     return table
 
 
-def topic_clusters(vectors: np.ndarray, fit_rows: np.ndarray, k: int, seed: int) -> np.ndarray:
+def topic_clusters(
+    vectors: np.ndarray, fit_rows: np.ndarray, k: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Topic id of every tweet: k-means on the text embeddings of `fit_rows` (bool [N]), then the
-    nearest centroid for all [N]. The world's topics are latent; the encoder makes them legible."""
+    nearest centroid for all [N]. Returns (topics [N] int64, centroids [K, D] float32). The world's
+    topics are latent; the encoder makes them legible."""
     from sklearn.cluster import KMeans
 
     fit = vectors[fit_rows] if fit_rows.any() else vectors
     k = max(1, min(k, len(fit)))
     model = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(fit.astype(np.float64))
-    return model.predict(vectors.astype(np.float64)).astype(np.int64)
+    topics = model.predict(vectors.astype(np.float64)).astype(np.int64)
+    return topics, model.cluster_centers_.astype(np.float32)
+
+
+def topic_centroids_path(cfg: FeedrankConfig) -> Path:
+    """Where the embed step keeps the topic centroids [K, D] (float32 .npy)."""
+    return cfg.paths.models / "topic_centroids.npy"
+
+
+def nearest_topic(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """[N, D] vectors, [K, D] centroids -> [N] index of the nearest centroid (squared L2)."""
+    distances = (
+        (vectors**2).sum(axis=1, keepdims=True) - 2 * vectors @ centroids.T + (centroids**2).sum(1)
+    )
+    return distances.argmin(axis=1).astype(np.int64)
 
 
 TOPIC_RATE_PRIOR = 20.0  # pseudo-impressions pulling an author's topic rate to the topic's rate

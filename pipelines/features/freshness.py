@@ -44,6 +44,40 @@ def push_tweet_engagement(cfg: FeedrankConfig, counts: pd.DataFrame) -> int:
     return len(frame)
 
 
+TWEET_EMBEDDING_PUSH = "tweet_embedding_push"
+
+
+def push_tweet_embeddings(cfg: FeedrankConfig, tweets: pd.DataFrame, vectors: np.ndarray) -> int:
+    """Write new tweets' text embeddings (and topic) straight to the online store.
+
+    tweets: tweet_id, created_at (the event time); vectors [N, D] from the current encoder, row
+    aligned. The topic is the nearest of the centroids the last embed step saved. Returns the
+    number of rows pushed.
+    """
+    from pipelines.features.embeddings import nearest_topic, topic_centroids_path
+
+    if len(tweets) != len(vectors):
+        raise ValueError(f"{len(tweets)} tweets but {len(vectors)} embeddings")
+    if tweets.empty:
+        return 0
+    centroids_path = topic_centroids_path(cfg)
+    if not centroids_path.exists():
+        raise FileNotFoundError(f"no topic centroids at {centroids_path}: run the embed step first")
+    matrix = np.asarray(vectors, dtype=np.float32)
+    frame = pd.DataFrame(
+        {
+            "tweet_id": tweets["tweet_id"].astype("int64").to_numpy(),
+            "event_timestamp": pd.to_datetime(tweets["created_at"], utc=True).to_numpy(),
+            "tweet_embedding": list(matrix),
+            "tweet_topic": nearest_topic(matrix, np.load(centroids_path)),
+        }
+    )
+    from feast.data_source import PushMode
+
+    feature_store(cfg).push(TWEET_EMBEDDING_PUSH, frame, to=PushMode.ONLINE)
+    return len(frame)
+
+
 def _ids(value: object, column: str) -> list[int]:
     if not isinstance(value, list | tuple | np.ndarray):
         raise ValueError(f"engagement push column {column} must hold lists of user ids")

@@ -101,6 +101,13 @@ SKELETON_DENSE_FEATURES: tuple[str, ...] = (
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "full": DENSE_FEATURES,
     "skeleton": SKELETON_DENSE_FEATURES,
+    # The full design without anything read from the text (the encoder's value, issue 4).
+    "no_text": tuple(
+        f
+        for f in DENSE_FEATURES
+        if f
+        not in ("viewer_tweet_similarity", "va_content_similarity", "author_topic_engagement_rate")
+    ),
 }
 
 
@@ -126,6 +133,14 @@ LOG_FEATURES: frozenset[str] = frozenset(
     + ("tweet_network_engagements_3d", "tweet_network_favs_3d")
 )
 EMBEDDING_FEATURES: tuple[str, ...] = ("tweet_embedding", "viewer_embedding")
+TEXT_FREE_SETS = frozenset({"no_text"})
+
+
+def embedding_features(feature_set: str = "full") -> tuple[str, ...]:
+    """The vector columns a feature set feeds the model (none for a text-free set)."""
+    return () if feature_set in TEXT_FREE_SETS else EMBEDDING_FEATURES
+
+
 # Hashed buckets of the hashtag TF-IDF vectors (viewer, author and tweet profiles).
 HASHTAG_DIM = 32
 
@@ -138,7 +153,7 @@ def hashtag_bucket(tag: str) -> int:
 def feature_names(embedding_dim: int, feature_set: str = "full") -> list[str]:
     """Column names of the model input matrix, in order."""
     names = list(dense_features(feature_set))
-    for column in EMBEDDING_FEATURES:
+    for column in embedding_features(feature_set):
         names += [f"{column}_{i}" for i in range(embedding_dim)]
     return names
 
@@ -183,11 +198,12 @@ def feature_matrix(
     them natively).
     """
     columns = dense_features(feature_set)
-    missing = [c for c in (*columns, *EMBEDDING_FEATURES) if c not in frame.columns]
+    vectors = embedding_features(feature_set)
+    missing = [c for c in (*columns, *vectors) if c not in frame.columns]
     if missing:
         raise KeyError(f"feature frame lacks columns {missing}")
     dense = frame[list(columns)].astype("float64").to_numpy(dtype=np.float32, na_value=np.nan)
-    parts = [dense] + [stack_embeddings(frame[c], embedding_dim) for c in EMBEDDING_FEATURES]
+    parts = [dense] + [stack_embeddings(frame[c], embedding_dim) for c in vectors]
     return np.concatenate(parts, axis=1)
 
 

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 FEATURE_STORE_YAML = FEATURE_REPO / "feature_store.yaml"
 # One Feast FeatureService per ranker feature set (feature_repo/definitions.py).
-FEATURE_SERVICES = {"skeleton": "ranker_v1", "full": "ranker_v2"}
+FEATURE_SERVICES = {"skeleton": "ranker_v1", "full": "ranker_v2", "no_text": "ranker_v2"}
 
 
 def feature_service_name(cfg: FeedrankConfig) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -219,3 +220,39 @@ def test_affinity_values_are_the_same_offline_and_online(trained_cfg: FeedrankCo
                 assert online[output].iloc[0] == pytest.approx(expected, nan_ok=True), output
                 compared += 1
     assert compared >= 10
+
+
+def test_a_new_tweet_is_embedded_indexed_and_served_before_the_next_run(
+    trained_cfg: FeedrankConfig,
+) -> None:
+    """The fresh path: a tweet posted after the daily run gets its embedding (online store) and
+    a place in the retrieval index at once."""
+    from pipelines.features.online import OnlineFeatures
+    from pipelines.models.text_encoder import TextEmbedder
+    from pipelines.retrieval import TweetIndex, embed_fresh_tweets, index_dir
+    from pipelines.steps import encoder_dir
+
+    index = TweetIndex.load(index_dir(trained_cfg))
+    before = len(index)
+    text = "Fresh sourdough starter tips: feed it twice a day and keep it warm #baking"
+    tweet = pd.DataFrame(
+        {
+            "tweet_id": [10**9 + 7],
+            "author_id": [2],
+            "text": [text],
+            "created_at": [pd.Timestamp.now(tz="UTC")],
+        }
+    )
+    assert embed_fresh_tweets(trained_cfg, tweet, index) == 1
+    assert len(index) == before + 1
+    vector = TextEmbedder.load(encoder_dir(trained_cfg)).embed([text])
+    assert index.search(vector, k=1).row(0)[0].tolist() == [10**9 + 7]
+    online = OnlineFeatures(trained_cfg).hydrate(
+        1,
+        pd.DataFrame({"tweet_id": [10**9 + 7], "author_id": [2], "in_network": [False]}),
+        pd.Timestamp.now(tz="UTC"),
+    )
+    assert np.asarray(online["tweet_embedding"].iloc[0]) == pytest.approx(vector[0], abs=1e-5)
+    assert online["tweet_topic"].iloc[0] >= 0
+    with pytest.raises(ValueError, match="text"):
+        embed_fresh_tweets(trained_cfg, tweet.drop(columns="text"), index)

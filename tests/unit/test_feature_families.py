@@ -207,3 +207,14 @@ def test_text_ngram_ids_are_stable_and_nonzero() -> None:
     first, second = text_ngram_ids(["Rust is fast", "rust IS fast"])
     assert first.tolist() == second.tolist()  # lower-cased
     assert len(first) == 5 and (first > 0).all()  # 3 unigrams + 2 bigrams
+
+
+def test_the_no_text_set_reads_nothing_derived_from_the_text() -> None:
+    from pipelines.features.spec import DENSE_FEATURES, feature_matrix, feature_names
+
+    names = feature_names(4, "no_text")
+    assert not any(n.startswith(("tweet_embedding", "viewer_embedding")) for n in names)
+    assert "viewer_tweet_similarity" not in names and "va_content_similarity" not in names
+    assert len(feature_names(4, "full")) == len(DENSE_FEATURES) + 2 * 4
+    frame = pd.DataFrame({name: [1.0] for name in DENSE_FEATURES})
+    assert feature_matrix(frame, 4, "no_text").shape == (1, len(names))  # no embedding columns

@@ -1,0 +1,99 @@
+"""The tweet index and the out-of-network embedding source, on hand-made vectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.retrieval import TweetIndex
+from serving.retrieval import EmbeddingRetriever
+from serving.world_index import WorldIndex
+from tests.unit.test_serving_app import ROOT, make_cfg, tiny_world
+
+
+def _unit(*vector: float) -> np.ndarray:
+    array = np.asarray(vector, dtype=np.float32)
+    return array / np.linalg.norm(array)
+
+
+# Tweets 10..14 by authors 1..5; angles chosen so that the order to QUERY is 11, 10, 12, 13, 14.
+VECTORS = np.stack(
+    [_unit(1, 0.5, 0), _unit(1, 0.1, 0), _unit(0.5, 1, 0), _unit(0, 1, 0.2), _unit(-1, 0, 1)]
+)
+IDS = np.array([10, 11, 12, 13, 14])
+AUTHORS = np.array([1, 2, 3, 4, 5])
+QUERY = _unit(1, 0, 0)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_the_index_returns_the_exact_nearest_neighbours(kind: str) -> None:
+    index = TweetIndex.build(IDS, VECTORS, AUTHORS, kind)  # type: ignore[arg-type]
+    found = index.search(QUERY[None, :], k=3)
+    ids, scores = found.row(0)
+    assert ids.tolist() == [11, 10, 12]
+    expected = VECTORS[[1, 0, 2]] @ QUERY
+    assert scores == pytest.approx(expected, abs=1e-6)
+    brute = IDS[np.argsort(-(VECTORS @ QUERY))].tolist()
+    assert index.search(QUERY[None, :], k=5).row(0)[0].tolist() == brute
+
+
+def test_retrieval_never_returns_seen_or_own_tweets_and_still_fills_k() -> None:
+    index = TweetIndex.build(IDS, VECTORS, AUTHORS)
+    found = index.search(QUERY[None, :], k=3, exclude=[{11}], exclude_authors=[1])
+    # 11 was seen, 10 is the viewer's own (author 1): the next three are 12, 13, 14
+    assert found.row(0)[0].tolist() == [12, 13, 14]
+    short = index.search(QUERY[None, :], k=5, exclude=[{11, 12}], exclude_authors=[1])
+    assert short.row(0)[0].tolist() == [13, 14]  # only two tweets are left
+    assert short.tweet_ids[0, 2:].tolist() == [-1, -1, -1]
+
+
+def test_a_fresh_tweet_is_retrievable_once_added_and_the_index_round_trips(
+    tmp_path: Path,
+) -> None:
+    index = TweetIndex.build(IDS, VECTORS, AUTHORS)
+    index.add(np.array([99]), QUERY[None, :], np.array([7]))
+    assert index.search(QUERY[None, :], k=1).row(0)[0].tolist() == [99]
+    index.add(np.array([99]), _unit(0, 0, 1)[None, :], np.array([7]))  # re-embedded: replaced
+    assert len(index) == 6 and index.search(QUERY[None, :], k=1).row(0)[0].tolist() == [11]
+    loaded = TweetIndex.load(index.save(tmp_path / "index"))
+    assert len(loaded) == 6 and loaded.authors[99] == 7
+    assert loaded.search(QUERY[None, :], k=2).row(0)[0].tolist() == [11, 10]
+    with pytest.raises(ValueError, match="vectors must be"):
+        index.add(np.array([1, 2]), VECTORS[:1], np.array([1, 2]))
+    with pytest.raises(FileNotFoundError, match="build-index"):
+        TweetIndex.load(tmp_path / "missing")
+
+
+def test_embedding_retriever_excludes_what_the_viewer_saw_or_wrote() -> None:
+    index = TweetIndex.build(IDS, VECTORS, AUTHORS)
+    vectors = {1: QUERY}
+    retriever = EmbeddingRetriever(index, vectors.get, k=2)
+    got = retriever.retrieve(1, seen=np.array([11]))
+    assert got["tweet_id"].tolist() == [12, 13] and got["author_id"].tolist() == [3, 4]
+    assert retriever.retrieve(2, seen=np.array([], dtype=np.int64)).empty  # no embedding
+
+
+def test_retrieved_tweets_join_the_out_of_network_quota_first() -> None:
+    index = WorldIndex.from_frames(make_cfg(), **tiny_world())
+    retrieved = pd.DataFrame(
+        {
+            # 106 eligible; 101 by a followee; 102 seen; 105 the user's own; 202 a reply;
+            # 999 unknown to the world
+            "tweet_id": [101, 102, 105, 202, 999, 106],
+            "author_id": [2, 3, 1, 2, 9, 5],
+        }
+    )
+    candidates = index.candidates(1, retrieved)
+    assert candidates["tweet_id"].tolist() == [101, 106, 104]
+    assert candidates["source"].tolist() == [
+        "in_network",
+        "out_of_network_embedding",
+        "out_of_network",
+    ]
+    assert candidates["in_network"].tolist() == [True, False, False]
+    capped = WorldIndex.from_frames(make_cfg(out_of_network_candidates=1), **tiny_world())
+    assert capped.candidates(1, retrieved)["tweet_id"].tolist() == [101, 106]
+    assert ROOT not in candidates["tweet_id"].tolist()  # an older root nobody retrieved
