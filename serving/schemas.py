@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Arm = Literal["champion", "challenger"]
-Source = Literal["in_network", "out_of_network"]
+Source = Literal["in_network", "out_of_network", "out_of_network_embedding"]
 SectionName = Literal["main", "low_quality"]
 
 

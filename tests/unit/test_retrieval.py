@@ -97,3 +97,39 @@ def test_retrieved_tweets_join_the_out_of_network_quota_first() -> None:
     capped = WorldIndex.from_frames(make_cfg(out_of_network_candidates=1), **tiny_world())
     assert capped.candidates(1, retrieved)["tweet_id"].tolist() == [101, 106]
     assert ROOT not in candidates["tweet_id"].tolist()  # an older root nobody retrieved
+
+
+class FixedRetriever:
+    """Retrieves the same tweets for everyone; records what it was asked to exclude."""
+
+    def __init__(self, tweets: pd.DataFrame) -> None:
+        self.tweets = tweets
+        self.seen: list[list[int]] = []
+
+    def retrieve(self, viewer_id: int, seen: np.ndarray) -> pd.DataFrame:
+        self.seen.append(seen.tolist())
+        return self.tweets
+
+
+def test_the_feed_serves_retrieved_tweets_with_their_source() -> None:
+    import asyncio
+
+    from serving.engine import FeedEngine
+    from serving.schemas import FeedRequest
+    from tests.unit.test_serving_app import FakeFeatures, fake_arm
+
+    retriever = FixedRetriever(pd.DataFrame({"tweet_id": [106], "author_id": [5]}))
+    engine = FeedEngine(
+        make_cfg(),
+        WorldIndex.from_frames(make_cfg(), **tiny_world()),
+        FakeFeatures(),
+        {"champion": fake_arm("v1")},
+        retriever=retriever,
+    )
+    try:
+        response = asyncio.run(engine.feed(FeedRequest(user_id=1)))
+    finally:
+        engine.close()
+    sources = {item.tweet_id: item.source for item in response.items}
+    assert sources == {101: "in_network", 106: "out_of_network_embedding", 104: "out_of_network"}
+    assert retriever.seen == [[102]]  # what user 1 was already served
