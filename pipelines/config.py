@@ -212,7 +212,9 @@ class RankerConfig(StrictModel):
     use_gpu: bool = Field(False, description="Train on GPUs (one per worker).")
     lgbm_rounds: int = Field(150, ge=1, description="Boosting rounds of the LightGBM baseline.")
     lgbm_max_rows: int = Field(
-        150_000, ge=1000, description="Training rows of the LightGBM baseline (seeded subsample)."
+        150_000,
+        ge=1000,
+        description="Training rows of the LightGBM and logreg baselines (seeded subsample).",
     )
     test_days: int = Field(2, ge=1, description="Last days held out for evaluation.")
     sparse_buckets: int = Field(
@@ -264,6 +266,15 @@ class PromoteConfig(StrictModel):
         0.0, description="Blended NDCG@10 the challenger must beat the baseline by to be champion."
     )
     ndcg_k: int = Field(10, ge=1, description="Cut-off of the blended ranking metric.")
+    max_rce_drop: float = Field(
+        1.0, ge=0, description="Most RCE points any head may lose against the champion."
+    )
+    bootstrap_samples: int = Field(
+        1000, ge=100, description="Resamples of feed requests for the NDCG gain's interval."
+    )
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1.0, description="Coverage of the bootstrap interval of the NDCG gain."
+    )
 
 
 class RetrievalConfig(StrictModel):

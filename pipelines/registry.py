@@ -11,13 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
 from pipelines.models.bundle import RankerBundle
+
+if TYPE_CHECKING:
+    from pipelines.evaluate.gate import ChampionComparison
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +152,29 @@ def gate_decision(metrics: dict[str, float], min_gain: float) -> dict[str, Any]:
 
 
 def promote(
-    cfg: FeedrankConfig, run_id: str, version: str, metrics: dict[str, float]
+    cfg: FeedrankConfig,
+    run_id: str,
+    version: str,
+    metrics: dict[str, float],
+    comparison: ChampionComparison | None = None,
 ) -> dict[str, Any]:
-    """Apply the gate to a registered challenger; move `champion` if it passes. Logs the decision."""
+    """Apply the gate to a registered challenger; move `champion` if it passes. Logs the decision.
+
+    With a `comparison` against the serving champion (pipelines.evaluate.gate) that decides: a
+    bootstrap interval of the NDCG gain above the margin and no head's RCE dropping too far.
+    Without one (no champion yet) the challenger must beat the LightGBM baseline.
+    """
     import mlflow
 
     client = configure_mlflow(cfg)
-    decision = gate_decision(metrics, cfg.promote.min_ndcg_gain)
+    if comparison is None:
+        decision = gate_decision(metrics, cfg.promote.min_ndcg_gain)
+    else:
+        decision = {
+            "promote": comparison.promote,
+            "reason": "; ".join(comparison.reasons),
+            **{k: v for k, v in asdict(comparison).items() if k not in ("promote", "reasons")},
+        }
     previous = alias_version(cfg, CHAMPION)
     decision.update({"version": version, "previous_champion": previous})
     if decision["promote"]:

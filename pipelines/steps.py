@@ -236,7 +236,7 @@ def evaluate(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
 
     started, cfg = time.perf_counter(), _cfg(config)
     metrics = run(cfg)["metrics"]
-    keys = ("ranker_ndcg", "lgbm_ndcg", "oracle_ndcg")
+    keys = ("ranker_ndcg", "lgbm_ndcg", "logreg_ndcg", "oracle_ndcg")
     return _timed("evaluate", started, {k: metrics[k] for k in keys if k in metrics})
 
 
@@ -272,14 +272,17 @@ def register(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
 
 
 def promote(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
-    """Gate the challenger; it becomes `champion` only if it beats the baseline."""
+    """Gate the challenger against the serving champion (bootstrap NDCG gain, RCE per head), or
+    against LightGBM while there is no champion; it becomes `champion` only if it passes."""
+    from pipelines.evaluate.gate import compare_with_champion
     from pipelines.evaluate.offline import evaluation_dir
     from pipelines.registry import promote as decide
 
     started, cfg = time.perf_counter(), _cfg(config)
     registration = json.loads((cfg.paths.models / "registration.json").read_text())
     metrics = json.loads((evaluation_dir(cfg) / "metrics.json").read_text())
-    decision = decide(cfg, registration["run_id"], registration["version"], metrics)
+    comparison = compare_with_champion(cfg, evaluation_dir(cfg))
+    decision = decide(cfg, registration["run_id"], registration["version"], metrics, comparison)
     return _timed("promote", started, decision)
 
 

@@ -1,8 +1,11 @@
-"""Offline evaluation on held-out later days: ranker vs LightGBM vs the oracle, per head and blended.
+"""Offline evaluation on held-out later days: ranker vs the LightGBM and logistic-regression
+baselines vs the oracle, per head, blended, and per segment of viewers, authors and network.
 
 The oracle scores each impression with the world's true probabilities (the `truth` table, which only
 evaluation reads): its RCE is the ceiling any model can reach on this data. The blended ranking
 metric is the mean per-request NDCG@k of the feed score against the blend of what actually happened.
+Segments (:func:`segment_masks`) show where a model's average gain comes from: a ranker can beat
+the baselines overall and still lose on new viewers or out-of-network tweets.
 """
 
 from __future__ import annotations
@@ -22,10 +25,17 @@ from pipelines.features.training_set import training_set_path
 from pipelines.models.bundle import RankerBundle
 from pipelines.ranking import blend_scores
 from pipelines.schema import read_table
-from pipelines.train.baselines import fit_lightgbm, predict_lightgbm
+from pipelines.train.baselines import fit_lightgbm, fit_logreg, predict_lightgbm, predict_logreg
 from pipelines.train.ranker import arrays_path, model_inputs, ranker_dir
 
 log = logging.getLogger(__name__)
+
+NEW_VIEWER_MAX_TRAIN_ROWS = 20  # a viewer with at most this many training impressions is "new"
+LONG_HISTORY_QUANTILE = 0.75  # top quartile of training impressions per viewer
+LARGE_AUTHOR_QUANTILE = 0.9  # top decile of author_follower_count over the held-out impressions
+MIN_SEGMENT_ROWS = 50  # fewer rows than this give no segment metric (too noisy to read)
+SEGMENT_METRICS = ("rce", "roc_auc")
+SEGMENT_COLUMNS = ["viewer_id", "author_follower_count", "in_network"]
 
 
 def evaluation_dir(cfg: FeedrankConfig) -> Path:
@@ -58,13 +68,87 @@ def blended_ndcg(
     return mean_ndcg_at_k(requests, gains, scores, cfg.promote.ndcg_k)
 
 
+def segment_masks(test_frame: pd.DataFrame, train_frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Boolean ``[N]`` masks over the held-out rows, one per segment.
+
+    Args:
+        test_frame: ``[N]`` held-out impressions with ``viewer_id``, ``author_follower_count``
+            (the feature at impression time) and ``in_network`` (1.0 / 0.0 feature).
+        train_frame: the training-split impressions, with ``viewer_id``.
+
+    Segments (a row can be in several; a missing feature puts it in neither side):
+
+    - ``new_viewers``: the viewer has at most ``NEW_VIEWER_MAX_TRAIN_ROWS`` training rows (0 too).
+    - ``long_history_viewers``: the viewer's training rows are at least the 75th percentile of
+      training rows per viewer (over viewers with any).
+    - ``small_authors``: follower count below the median of the held-out impressions.
+    - ``large_authors``: follower count at or above their 90th percentile.
+    - ``in_network`` / ``out_of_network``: the viewer follows the author (1) / does not (0).
+    """
+    per_viewer = train_frame["viewer_id"].value_counts()
+    history = test_frame["viewer_id"].map(per_viewer).fillna(0).to_numpy(dtype=np.float64)
+    long_history = (
+        np.quantile(per_viewer.to_numpy(), LONG_HISTORY_QUANTILE) if len(per_viewer) else np.inf
+    )
+    followers = test_frame["author_follower_count"].to_numpy(dtype=np.float64)
+    known = np.isfinite(followers)
+    median, top_decile = (
+        np.quantile(followers[known], [0.5, LARGE_AUTHOR_QUANTILE]) if known.any() else (0, 0)
+    )
+    network = test_frame["in_network"].to_numpy(dtype=np.float64)
+    return {
+        "new_viewers": history <= NEW_VIEWER_MAX_TRAIN_ROWS,
+        "long_history_viewers": (history > 0) & (history >= long_history),
+        "small_authors": known & (followers < median),
+        "large_authors": known & (followers >= top_decile),
+        "in_network": network == 1.0,
+        "out_of_network": network == 0.0,
+    }
+
+
+def segment_metrics(
+    heads: list[str],
+    labels: np.ndarray,
+    predictions: dict[str, dict[str, np.ndarray]],
+    masks: dict[str, np.ndarray],
+) -> dict[str, dict[str, Any]]:
+    """RCE and ROC-AUC of every model per head on each segment.
+
+    Args:
+        labels: ``[N, H]`` held-out labels, columns in ``heads`` order.
+        predictions: model -> head -> ``[N]`` probability.
+        masks: segment -> ``[N]`` bool (:func:`segment_masks`).
+
+    Returns ``{segment: {"rows": n, "models": {model: {head: {"rce": .., "roc_auc": ..}}}}}``.
+    A head is left out of a segment with fewer than ``MIN_SEGMENT_ROWS`` rows or a single class
+    there, so no NaN metric is ever emitted.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for segment, mask in masks.items():
+        rows = int(mask.sum())
+        usable = []
+        if rows >= MIN_SEGMENT_ROWS:
+            positives = labels[mask] > 0.5
+            usable = [(i, h) for i, h in enumerate(heads) if 0 < positives[:, i].sum() < rows]
+        models: dict[str, dict[str, dict[str, float]]] = {}
+        for model, per_head in predictions.items():
+            models[model] = {}
+            for i, head in usable:
+                values = head_metrics(labels[mask, i], per_head[head][mask])
+                finite = {m: values[m] for m in SEGMENT_METRICS if np.isfinite(values[m])}
+                if finite:
+                    models[model][head] = finite
+        out[segment] = {"rows": rows, "models": models}
+    return out
+
+
 def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
     """Score the held-out days with every model, write metrics.json and the report with plots."""
     arrays = np.load(arrays_path(cfg))
     x_train, y_train = arrays["x_train"], arrays["y_train"]
     x_test, y_test = arrays["x_test"], arrays["y_test"]
     frame = pd.read_parquet(
-        training_set_path(cfg), columns=["impression_id", "request_id", "split"]
+        training_set_path(cfg), columns=["impression_id", "request_id", "split", *SEGMENT_COLUMNS]
     )
     test = frame[frame["split"] == "test"]
     if len(test) != len(x_test):
@@ -78,6 +162,8 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
     predictions["ranker"] = RankerBundle.load(ranker_dir(cfg)).predict_matrix(*ranker_inputs)
     log.info("evaluate: fitting the LightGBM baseline on %d rows", len(x_train))
     predictions["lgbm"] = predict_lightgbm(fit_lightgbm(cfg, x_train, y_train), x_test)
+    log.info("evaluate: fitting the logistic-regression baseline")
+    predictions["logreg"] = predict_logreg(fit_logreg(cfg, x_train, y_train), x_test)
     oracle = oracle_predictions(cfg, test["impression_id"].to_numpy())
     if oracle is not None:
         predictions["oracle"] = oracle
@@ -93,6 +179,8 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
         results["curves"][model] = {
             head: (y_test[:, i], per_head[head]) for i, head in enumerate(heads)
         }
+    masks = segment_masks(test, frame[frame["split"] == "train"])
+    results["segments"] = segment_metrics(heads, y_test, predictions, masks)
 
     out = evaluation_dir(cfg)
     written = write_report(results, out)
@@ -109,7 +197,9 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
 
 
 def flatten_metrics(results: dict[str, Any]) -> dict[str, float]:
-    """MLflow metric names: `<model>_<metric>_<head>` and `<model>_ndcg`."""
+    """MLflow metric names: `<model>_<metric>_<head>`, `<model>_ndcg`, and per segment
+    `<model>_<metric>_<head>_<segment>` (e.g. `ranker_rce_fav_new_viewers`) with
+    `segment_rows_<segment>`."""
     flat: dict[str, float] = {}
     for model, per_head in results["models"].items():
         for head, values in per_head.items():
@@ -117,4 +207,10 @@ def flatten_metrics(results: dict[str, Any]) -> dict[str, float]:
                 flat[f"{model}_{metric}_{head}"] = float(value)
     for model, value in results["ndcg"].items():
         flat[f"{model}_ndcg"] = float(value)
+    for segment, summary in results.get("segments", {}).items():
+        flat[f"segment_rows_{segment}"] = float(summary["rows"])
+        for model, per_head in summary["models"].items():
+            for head, values in per_head.items():
+                for metric, value in values.items():
+                    flat[f"{model}_{metric}_{head}_{segment}"] = float(value)
     return flat

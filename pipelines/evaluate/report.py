@@ -7,7 +7,11 @@
         "models": {"ranker": {"fav": {"roc_auc": 0.71, "rce": 8.2, ...}, ...}, "lgbm": ...},
         "ndcg": {"ranker": 0.42, "lgbm": 0.40, "oracle": 0.47},           # optional
         "curves": {"ranker": {"fav": (y_true [N], p [N]), ...}, ...},      # optional
+        "segments": {"new_viewers": {"rows": 812,                           # optional
+                                     "models": {"ranker": {"fav": {"rce": 6.1, ...}}}}},
     }
+
+A head missing from a segment's models was skipped (too few rows or one class there).
 
 Plots are drawn on standalone ``Figure`` objects rendered by Agg: no pyplot global state, no
 display, safe in Airflow workers and threads.
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 CALIBRATION_BINS = 10
+SEGMENT_HEADS = ("fav", "reply", "retweet")  # the heads the segment table shows, when present
 Curves = Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]
 
 
@@ -77,10 +82,42 @@ def render_markdown(results: Mapping[str, Any], images: Sequence[str] = ()) -> s
         rows = [[model, _format(value)] for model, value in ndcg.items()]
         table = _markdown_table(["model", "ndcg"], rows)
         lines += ["## NDCG of the blended feed score", "", *table, ""]
+    segments: Mapping[str, Mapping[str, Any]] = results.get("segments") or {}
+    if segments:
+        lines += _segment_tables(segments, heads)
     if images:
         links = [f"![{Path(name).stem}]({name})" for name in images]
         lines += ["## Plots", "", *links, ""]
     return "\n".join(lines)
+
+
+def _segment_tables(segments: Mapping[str, Mapping[str, Any]], heads: Sequence[str]) -> list[str]:
+    """One table per key head: rows segments, columns the row count and each model's RCE."""
+    shown = [head for head in SEGMENT_HEADS if head in heads] or list(heads[:3])
+    model_names: dict[str, None] = {}
+    for summary in segments.values():
+        model_names.update(dict.fromkeys(summary["models"]))
+    lines = [
+        "## RCE by segment",
+        "",
+        'Held-out rows per segment; "skipped" marks a head with too few rows or a single '
+        "class in the segment.",
+        "",
+    ]
+    for head in shown:
+        rows = []
+        for segment, summary in segments.items():
+            per_model = summary["models"]
+            cells = [
+                _format(per_model[m][head]["rce"])
+                if "rce" in per_model.get(m, {}).get(head, {})
+                else "skipped"
+                for m in model_names
+            ]
+            rows.append([segment, str(summary["rows"]), *cells])
+        header = ["segment", "rows", *(f"{m} RCE" for m in model_names)]
+        lines += [f"### {head}", "", *_markdown_table(header, rows), ""]
+    return lines
 
 
 def _new_figure(width: float, height: float) -> Figure:

@@ -1,15 +1,46 @@
-"""Tabular baselines every evaluation compares against: gradient-boosted trees (LightGBM)."""
+"""Tabular baselines every evaluation compares against: gradient-boosted trees (LightGBM) and
+a per-head logistic regression on standardized features.
+
+Both read the ranker's dense matrix ``x`` [N, F] (raw values, NaN where missing) and fit on a
+seeded subsample of at most ``cfg.ranker.lgbm_max_rows`` training rows, so the two baselines see
+the same rows and stay to a minute or two on 2 cores.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipelines.config import FeedrankConfig
+from pipelines.features.spec import log_mask
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
 
 log = logging.getLogger(__name__)
+
+LOGREG_MAX_ITER = 200
+STD_FLOOR = 1e-6  # as the ranker's FeatureNormalizer: a constant column stays 0, not inf
+
+
+def training_subsample(
+    cfg: FeedrankConfig, x_train: np.ndarray, y_train: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``cfg.ranker.lgbm_max_rows`` rows of ``x`` [N, F] and ``y`` [N, H], seeded by
+    ``cfg.world.seed`` and kept in their original order; all rows when there are fewer."""
+    if len(x_train) <= cfg.ranker.lgbm_max_rows:
+        return x_train, y_train
+    keep = np.sort(
+        np.random.default_rng(cfg.world.seed).choice(
+            len(x_train), cfg.ranker.lgbm_max_rows, replace=False
+        )
+    )
+    return x_train[keep], y_train[keep]
 
 
 def fit_lightgbm(
@@ -32,12 +63,7 @@ def fit_lightgbm(
         "seed": cfg.world.seed,
         "verbose": -1,
     }
-    if len(x_train) > cfg.ranker.lgbm_max_rows:
-        # A seeded subsample keeps the baseline to a minute or two on 2 cores.
-        keep = np.random.default_rng(cfg.world.seed).choice(
-            len(x_train), cfg.ranker.lgbm_max_rows, replace=False
-        )
-        x_train, y_train = x_train[np.sort(keep)], y_train[np.sort(keep)]
+    x_train, y_train = training_subsample(cfg, x_train, y_train)
     boosters: dict[str, object] = {}
     for column, head in enumerate(cfg.ranker.heads):
         started = time.perf_counter()
@@ -49,3 +75,109 @@ def fit_lightgbm(
 
 def predict_lightgbm(boosters: dict[str, object], x: np.ndarray) -> dict[str, np.ndarray]:
     return {head: np.asarray(b.predict(x)) for head, b in boosters.items()}  # type: ignore[attr-defined]
+
+
+@dataclass
+class Standardizer:
+    """The ranker's input transform in numpy: ``sign(x) * log1p(|x|)`` on the ``log_mask``
+    columns, then ``(x - mean) / max(std, 1e-6)``; NaN and ±inf become 0 (the training mean).
+
+    ``mean``, ``std`` and ``log_mask`` are ``[F]``, statistics of the training rows.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    log_mask: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray, mask: np.ndarray) -> Standardizer:
+        """Statistics of ``x`` [N, F] ignoring missing values; a column with none is mean 0, std 1."""
+        values = cls._log(np.asarray(x, dtype=np.float64), mask)
+        observed = np.isfinite(values)
+        counts = observed.sum(axis=0)
+        safe_counts = np.maximum(counts, 1)
+        mean = np.where(observed, values, 0.0).sum(axis=0) / safe_counts
+        var = (np.where(observed, values - mean, 0.0) ** 2).sum(axis=0) / safe_counts
+        mean = np.where(counts > 0, mean, 0.0)
+        std = np.where(counts > 0, np.maximum(np.sqrt(var), STD_FLOOR), 1.0)
+        return cls(mean=mean, std=std, log_mask=np.asarray(mask, dtype=bool))
+
+    @staticmethod
+    def _log(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        values = np.where(np.isfinite(values), values, np.nan)
+        values[:, mask] = np.sign(values[:, mask]) * np.log1p(np.abs(values[:, mask]))
+        return values
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """``x`` [N, F] raw -> [N, F] float32 standardized, missing values imputed by the mean."""
+        if x.ndim != 2 or x.shape[1] != self.mean.shape[0]:
+            raise ValueError(f"expected [N, {self.mean.shape[0]}] features, got {x.shape}")
+        values = (self._log(np.asarray(x, dtype=np.float64), self.log_mask) - self.mean) / self.std
+        return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+@dataclass
+class LogregBaseline:
+    """One logistic regression per head on standardized features. A head whose training labels
+    were a single class holds its training rate (a float) instead of a model."""
+
+    standardizer: Standardizer
+    heads: dict[str, LogisticRegression | float] = field(default_factory=dict)
+
+
+def _column_mask(cfg: FeedrankConfig, num_features: int) -> np.ndarray:
+    """The ranker's log-transform mask, or none where the matrix is not the spec's (tests)."""
+    mask = log_mask(cfg.encoder.embedding_dim, cfg.ranker.feature_set)
+    if mask.shape != (num_features,):
+        log.warning("logreg: %d features but the spec has %d; no log1p", num_features, len(mask))
+        return np.zeros(num_features, dtype=bool)
+    return mask
+
+
+def fit_logreg(cfg: FeedrankConfig, x_train: np.ndarray, y_train: np.ndarray) -> LogregBaseline:
+    """Per-head ``LogisticRegression`` (lbfgs, C=1) on the ranker's dense features.
+
+    Args:
+        x_train: ``[N, F]`` raw dense features (the ranker's ``x_train``), NaN where missing.
+        y_train: ``[N, H]`` 0/1 labels, columns in ``cfg.ranker.heads`` order.
+
+    The same columns as the ranker are signed-log1p'd, then every column is standardized with
+    training statistics (NaN -> the training mean). Fits on the seeded subsample of at most
+    ``cfg.ranker.lgbm_max_rows`` rows that LightGBM uses.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    x_train, y_train = training_subsample(cfg, x_train, y_train)
+    standardizer = Standardizer.fit(x_train, _column_mask(cfg, x_train.shape[1]))
+    features = standardizer.transform(x_train)
+    baseline = LogregBaseline(standardizer=standardizer)
+    for column, head in enumerate(cfg.ranker.heads):
+        labels = (y_train[:, column] > 0.5).astype(np.int64)
+        rate = float(labels.mean()) if labels.size else 0.0
+        if labels.min(initial=0) == labels.max(initial=0):
+            log.warning("logreg: head %s has one class in training; predicting %.4f", head, rate)
+            baseline.heads[head] = rate
+            continue
+        started = time.perf_counter()
+        model = LogisticRegression(C=1.0, solver="lbfgs", max_iter=LOGREG_MAX_ITER)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            model.fit(features, labels)
+        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+            log.warning("logreg: head %s stopped at %d iterations", head, LOGREG_MAX_ITER)
+        baseline.heads[head] = model
+        log.info("logreg: head %s fitted in %.1f s", head, time.perf_counter() - started)
+    return baseline
+
+
+def predict_logreg(baseline: LogregBaseline, x: np.ndarray) -> dict[str, np.ndarray]:
+    """``x`` [N, F] raw features -> {head: [N] probability}."""
+    features = baseline.standardizer.transform(x)
+    out: dict[str, np.ndarray] = {}
+    for head, model in baseline.heads.items():
+        if isinstance(model, float):
+            out[head] = np.full(len(features), model, dtype=np.float64)
+        else:
+            out[head] = np.asarray(model.predict_proba(features)[:, 1], dtype=np.float64)
+    return out

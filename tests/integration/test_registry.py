@@ -55,3 +55,34 @@ def test_register_gate_and_load(trained_cfg: FeedrankConfig, tmp_path: Path) -> 
     loaded, direct = champion.predict_matrix(x, ids), local.predict_matrix(x, ids)
     for head in cfg.ranker.heads:
         np.testing.assert_allclose(loaded[head], direct[head], rtol=1e-6)
+
+
+def test_a_challenger_no_better_than_the_champion_stays_challenger(
+    trained_cfg: FeedrankConfig, tmp_path: Path
+) -> None:
+    """The champion gate on the real held-out days: the same ranker registered again shows no
+    NDCG gain (its interval is [0, 0]), so the champion does not move; the reasons say why."""
+    from pipelines.evaluate.gate import COMPARISON_FILE, compare_with_champion
+
+    tracking = trained_cfg.tracking.model_copy(
+        update={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "gate-test"}
+    )
+    gate = trained_cfg.promote.model_copy(update={"min_ndcg_gain": 0.0})
+    cfg = trained_cfg.model_copy(update={"tracking": tracking, "promote": gate})
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.md").write_text("# test report\n")
+    assert compare_with_champion(cfg, tmp_path / "gate") is None  # no champion yet
+    metrics = {"ranker_ndcg": 0.70, "lgbm_ndcg": 0.60}
+    first = log_and_register(cfg, ranker_dir(cfg), None, report, metrics, history=[])
+    assert promote(cfg, first["run_id"], first["version"], metrics)["promote"]
+
+    second = log_and_register(cfg, ranker_dir(cfg), None, report, metrics, history=[])
+    comparison = compare_with_champion(cfg, tmp_path / "gate")
+    assert comparison is not None and comparison.requests > 10
+    assert comparison.ndcg_gain == 0.0 and not comparison.promote
+    assert all(abs(drop) < 1e-9 for drop in comparison.rce_drop.values())
+    assert (tmp_path / "gate" / COMPARISON_FILE).exists()
+    decision = promote(cfg, second["run_id"], second["version"], metrics, comparison)
+    assert not decision["promote"] and "bootstrap interval" in decision["reason"]
+    assert alias_version(cfg, "champion") == first["version"]

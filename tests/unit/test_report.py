@@ -63,3 +63,36 @@ def test_write_report_without_curves_and_with_nan(tmp_path: Path) -> None:
     written = write_report(results, tmp_path)
     assert [path.name for path in written] == ["report.md", "rce_per_head.png"]
     assert "| fav | —" in (tmp_path / "report.md").read_text()
+
+
+def test_report_with_an_extra_model_and_segment_tables(tmp_path: Path) -> None:
+    results = _synthetic_results()
+    results["models"]["logreg"] = results["models"]["lgbm"]
+    results["curves"]["logreg"] = results["curves"]["lgbm"]
+    results["segments"] = {
+        "new_viewers": {
+            "rows": 812,
+            "models": {
+                "ranker": {"fav": {"rce": 6.5, "roc_auc": 0.7}, "reply": {"rce": 1.25}},
+                "logreg": {"fav": {"rce": 2.0, "roc_auc": 0.6}},
+            },
+        },
+        "large_authors": {"rows": 12, "models": {"ranker": {}, "logreg": {}}},
+    }
+    written = write_report(results, tmp_path)
+    assert {path.name for path in written} == {
+        "report.md",
+        "rce_per_head.png",
+        "pr_curves.png",
+        "calibration.png",
+    }
+
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| head | ranker | lgbm | oracle | logreg |" in markdown
+    assert "## RCE by segment" in markdown
+    # One table per key head present in the results (fav, reply; this run has no retweet head).
+    assert "### fav" in markdown and "### reply" in markdown and "### retweet" not in markdown
+    assert "| segment | rows | ranker RCE | logreg RCE |" in markdown
+    assert "| new_viewers | 812 | 6.5000 | 2.0000 |" in markdown
+    assert "| new_viewers | 812 | 1.2500 | skipped |" in markdown
+    assert "| large_authors | 12 | skipped | skipped |" in markdown
