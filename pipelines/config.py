@@ -198,7 +198,11 @@ class RankerConfig(StrictModel):
         "full",
         description="Features the ranker reads: full, issue 2's skeleton, or full without text.",
     )
-    num_blocks: int = Field(3, ge=1, description="Parallel MaskNet blocks.")
+    architecture: Literal["parallel", "serial", "mlp"] = Field(
+        "parallel",
+        description="parallel MaskNet (reference), serial MaskNet, or a shared-bottom MLP.",
+    )
+    num_blocks: int = Field(3, ge=1, description="MaskNet blocks (parallel or in series).")
     mask_hidden_dim: int = Field(
         128, ge=1, description="Hidden width of each instance-guided mask."
     )

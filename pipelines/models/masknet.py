@@ -32,6 +32,7 @@ from pipelines.config import RankerConfig
 from pipelines.features.sparse import field_slots
 
 STD_FLOOR = 1e-6
+ARCHITECTURES = ("parallel", "serial", "mlp")
 
 
 def _signed_log1p(x: Tensor) -> Tensor:
@@ -138,16 +139,26 @@ class MaskBlock(nn.Module):
     block's own input, so every row gets its own feature-wise gating; the block output is
     ``ReLU(LayerNorm(Linear(x * mask(x))))``.
 
+    In a serial MaskNet the mask reads the model's input (``mask_input``) while the block gates the
+    previous block's output; then ``mask_input_dim`` differs from ``input_dim``.
+
     Args:
         input_dim: F, width of the input and of the mask.
         mask_hidden_dim: hidden width of the mask MLP (Twitter's "aggregation size").
         block_dim: D, output width of the block.
+        mask_input_dim: width of what the mask reads; None = the block's own input.
     """
 
-    def __init__(self, input_dim: int, mask_hidden_dim: int, block_dim: int) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        mask_hidden_dim: int,
+        block_dim: int,
+        mask_input_dim: int | None = None,
+    ) -> None:
         super().__init__()
         self.mask = nn.Sequential(
-            nn.Linear(input_dim, mask_hidden_dim),
+            nn.Linear(mask_input_dim or input_dim, mask_hidden_dim),
             nn.ReLU(),
             nn.Linear(mask_hidden_dim, input_dim),
         )
@@ -160,9 +171,10 @@ class MaskBlock(nn.Module):
         mask: Tensor = self.mask(x)
         return mask
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``[B, F]`` normalized features -> ``[B, D]`` block output."""
-        return torch.relu(self.layer_norm(self.hidden(x * self.instance_mask(x))))
+    def forward(self, x: Tensor, mask_input: Tensor | None = None) -> Tensor:
+        """``[B, F]`` block input (and ``[B, F0]`` mask input) -> ``[B, D]`` block output."""
+        guide = x if mask_input is None else mask_input
+        return torch.relu(self.layer_norm(self.hidden(x * self.instance_mask(guide))))
 
 
 class SparseEmbedder(nn.Module):
@@ -262,6 +274,10 @@ class ParallelMaskNet(nn.Module):
         normalizer: the fitted :class:`FeatureNormalizer` for the F raw features.
         sparse: optional :class:`SparseEmbedder` whose ``[B, K * E]`` output joins the normalized
             features, so every block reads ``F + K * E`` columns; None = dense only.
+        architecture: "parallel" (the reference: blocks side by side on the same input,
+            concatenated), "serial" (each block gates the previous block's output with a mask of
+            the model input; the last block feeds the MLP) or "mlp" (no mask blocks: a shared-bottom
+            MLP on the input).
     """
 
     def __init__(
@@ -275,8 +291,12 @@ class ParallelMaskNet(nn.Module):
         tower_dim: int,
         normalizer: FeatureNormalizer,
         sparse: SparseEmbedder | None = None,
+        architecture: str = "parallel",
     ) -> None:
         super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}; got {architecture!r}")
+        self.architecture = architecture
         if normalizer.num_features != num_features:
             raise ValueError(
                 f"normalizer covers {normalizer.num_features} features, model has {num_features}"
@@ -288,11 +308,19 @@ class ParallelMaskNet(nn.Module):
         self.normalizer = normalizer
         self.sparse = sparse
         input_dim = num_features + (sparse.output_dim if sparse is not None else 0)
-        self.blocks = nn.ModuleList(
-            MaskBlock(input_dim, mask_hidden_dim, block_dim) for _ in range(num_blocks)
-        )
+        if architecture == "parallel":
+            blocks = [MaskBlock(input_dim, mask_hidden_dim, block_dim) for _ in range(num_blocks)]
+            width = num_blocks * block_dim
+        elif architecture == "serial":
+            blocks = [
+                MaskBlock(input_dim if i == 0 else block_dim, mask_hidden_dim, block_dim, input_dim)
+                for i in range(num_blocks)
+            ]
+            width = block_dim
+        else:
+            blocks, width = [], input_dim
+        self.blocks = nn.ModuleList(blocks)
         layers: list[nn.Module] = []
-        width = num_blocks * block_dim
         for dim in mlp_dims:
             layers += [nn.Linear(width, dim), nn.ReLU()]
             width = dim
@@ -325,6 +353,7 @@ class ParallelMaskNet(nn.Module):
             tower_dim=cfg.tower_dim,
             normalizer=normalizer,
             sparse=sparse,
+            architecture=cfg.architecture,
         )
 
     def model_input(self, x: Tensor, ids: Tensor | None = None) -> Tensor:
@@ -348,8 +377,15 @@ class ParallelMaskNet(nn.Module):
         ``ids=None`` is all padding for a model with an embedder (see :meth:`model_input`).
         """
         z = self.model_input(x, ids)
-        blocks = torch.cat([block(z) for block in self.blocks], dim=-1)  # [B, num_blocks * D]
-        shared = self.mlp(blocks)  # [B, M]
+        if self.architecture == "parallel":
+            hidden = torch.cat([block(z) for block in self.blocks], dim=-1)  # [B, blocks * D]
+        elif self.architecture == "serial":
+            hidden = z
+            for block in self.blocks:
+                hidden = block(hidden, mask_input=z)  # [B, D], masks always read the input
+        else:
+            hidden = z  # [B, F + K * E]: the shared-bottom MLP reads the input itself
+        shared = self.mlp(hidden)  # [B, M]
         return {head: tower(shared).squeeze(-1) for head, tower in self.towers.items()}
 
     @torch.no_grad()

@@ -401,3 +401,45 @@ def test_field_dropout_only_acts_while_training() -> None:
     embedder.eval()
     assert torch.equal(embedder(ids), embedder(ids))
     assert (embedder(ids).abs().sum(dim=1) > 0).all()
+
+
+@pytest.mark.parametrize("architecture", ["parallel", "serial", "mlp"])
+def test_every_architecture_scores_every_head_and_learns(architecture: str) -> None:
+    torch.manual_seed(0)
+    model = ParallelMaskNet(
+        num_features=NUM_FEATURES,
+        heads=HEADS,
+        num_blocks=2,
+        mask_hidden_dim=16,
+        block_dim=8,
+        mlp_dims=(16,),
+        tower_dim=4,
+        normalizer=FeatureNormalizer.identity(NUM_FEATURES),
+        architecture=architecture,
+    )
+    x = torch.randn(512, NUM_FEATURES)
+    y = (x[:, :1] + x[:, 1:2] > 0).float().repeat(1, len(HEADS))  # every head: one linear rule
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(150):
+        optimizer.zero_grad()
+        loss, _ = multitask_bce(model(x), y, HEADS)
+        loss.backward()
+        optimizer.step()
+    out = model.predict_proba(x)
+    assert set(out) == set(HEADS) and out["fav"].shape == (512,)
+    assert roc_auc_score(y[:, 0].numpy(), out["fav"].numpy()) > 0.95
+    expected_blocks = {"parallel": 2, "serial": 2, "mlp": 0}[architecture]
+    assert len(model.blocks) == expected_blocks
+
+
+def test_serial_blocks_are_gated_by_the_model_input() -> None:
+    torch.manual_seed(0)
+    block = MaskBlock(input_dim=8, mask_hidden_dim=4, block_dim=8, mask_input_dim=NUM_FEATURES)
+    hidden = torch.randn(3, 8)
+    first, second = torch.randn(3, NUM_FEATURES), torch.randn(3, NUM_FEATURES)
+    # the same block input under two different model inputs: different gates, different outputs
+    assert not torch.allclose(block(hidden, mask_input=first), block(hidden, mask_input=second))
+    with pytest.raises(ValueError, match="architecture"):
+        _tiny_model().__class__(
+            NUM_FEATURES, HEADS, 1, 4, 4, (), 4, FeatureNormalizer.identity(NUM_FEATURES), None, "x"
+        )
