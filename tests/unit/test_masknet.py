@@ -36,6 +36,7 @@ def _tiny_model(
     num_features: int = NUM_FEATURES,
     heads: tuple[str, ...] = HEADS,
     sparse: SparseEmbedder | None = None,
+    architecture: str = "parallel",
 ) -> ParallelMaskNet:
     return ParallelMaskNet(
         num_features=num_features,
@@ -47,6 +48,7 @@ def _tiny_model(
         tower_dim=4,
         normalizer=FeatureNormalizer.identity(num_features),
         sparse=sparse,
+        architecture=architecture,
     )
 
 
@@ -406,17 +408,7 @@ def test_field_dropout_only_acts_while_training() -> None:
 @pytest.mark.parametrize("architecture", ["parallel", "serial", "mlp"])
 def test_every_architecture_scores_every_head_and_learns(architecture: str) -> None:
     torch.manual_seed(0)
-    model = ParallelMaskNet(
-        num_features=NUM_FEATURES,
-        heads=HEADS,
-        num_blocks=2,
-        mask_hidden_dim=16,
-        block_dim=8,
-        mlp_dims=(16,),
-        tower_dim=4,
-        normalizer=FeatureNormalizer.identity(NUM_FEATURES),
-        architecture=architecture,
-    )
+    model = _tiny_model(architecture=architecture)
     x = torch.randn(512, NUM_FEATURES)
     y = (x[:, :1] + x[:, 1:2] > 0).float().repeat(1, len(HEADS))  # every head: one linear rule
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
