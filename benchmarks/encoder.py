@@ -45,6 +45,7 @@ from pipelines.config import FeedrankConfig, load_config
 from pipelines.models.text_encoder import EMBEDDER_META, TextEmbedder
 from pipelines.schema import read_table
 from pipelines.steps import encoder_dir
+from pipelines.train.encoder import write_training_pairs
 
 DEFAULT_BATCH_SIZES = [32, 64, 128, 256, 512]
 MIN_EMBED_SECONDS = 2.0  # per batch size: enough work to average out a noisy shared machine
@@ -65,30 +66,6 @@ def embed_throughput(embedder: TextEmbedder, texts: list[str], batch_size: int) 
         embedder.embed(texts, batch_size=batch_size)
         passes += 1
     return passes * len(texts) / (time.perf_counter() - started)
-
-
-def write_pairs(cfg: FeedrankConfig, tweets: pd.DataFrame, path: Path) -> int:
-    """The `train_encoder` step's pairs, sized for the most workers measured; returns their count.
-
-    Engagements before the held-out days, then at most steps · batch · workers · 4 pairs (seeded),
-    as the step samples them.
-    """
-    from pipelines.features.batch import engagement_events
-    from pipelines.features.training_set import split_boundary
-    from pipelines.train.encoder import build_pairs
-
-    events = engagement_events(read_table(cfg.paths.raw, "impressions"), tweets)
-    events = events[events["at"] < split_boundary(cfg)]
-    engagements = events.rename(columns={"at": "engaged_at"})[
-        ["viewer_id", "tweet_id", "engaged_at"]
-    ]
-    enc = cfg.encoder
-    pairs = build_pairs(engagements, tweets.set_index("tweet_id")["text"], enc.history_size)
-    needed = enc.train_steps * enc.batch_size * max(TRAIN_WORKERS) * 4
-    if len(pairs) > needed:
-        pairs = pairs.sample(needed, random_state=cfg.world.seed).sort_values("engaged_at")
-    pairs[["history", "target", "target_log_q"]].to_parquet(path, index=False)
-    return len(pairs)
 
 
 def train_throughput(
@@ -170,7 +147,7 @@ def main(
         else:
             print("no fine-tuned embedder: the Ray Data path is not timed")
         pairs_path = Path(tmp) / "encoder_pairs.parquet"
-        print(f"{write_pairs(cfg, tweets, pairs_path)} training pairs")
+        print(f"{write_training_pairs(cfg, pairs_path, max(TRAIN_WORKERS))} training pairs")
         for workers in TRAIN_WORKERS:
             print(f"training {train_steps} steps with {workers} worker(s)")
             train[workers] = train_throughput(cfg, pairs_path, Path(tmp), workers)

@@ -82,35 +82,15 @@ def compute_features(config: str | FeedrankConfig | None = None) -> dict[str, An
     return _timed("compute_features", started, compute_batch_features(cfg))
 
 
-def _training_engagements(cfg: FeedrankConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Engagement events before the held-out days (nothing the evaluation scores leaks in)."""
-    from pipelines.features.batch import engagement_events
-    from pipelines.features.training_set import split_boundary
-    from pipelines.schema import read_table
-
-    tweets = read_table(cfg.paths.raw, "tweets")
-    events = engagement_events(read_table(cfg.paths.raw, "impressions"), tweets)
-    return events[events["at"] < split_boundary(cfg)], tweets
-
-
 def train_encoder(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
     """Fine-tune the two-tower text encoder on engagement pairs with Ray Train."""
-    from pipelines.train.encoder import build_pairs
     from pipelines.train.encoder import train_encoder as fit
+    from pipelines.train.encoder import write_training_pairs
     from pipelines.train.ray_runtime import ray_session
 
     started, cfg = time.perf_counter(), _cfg(config)
-    events, tweets = _training_engagements(cfg)
-    engagements = events.rename(columns={"at": "engaged_at"})[
-        ["viewer_id", "tweet_id", "engaged_at"]
-    ]
-    pairs = build_pairs(engagements, tweets.set_index("tweet_id")["text"], cfg.encoder.history_size)
-    needed = cfg.encoder.train_steps * cfg.encoder.batch_size * cfg.encoder.num_workers * 4
-    if len(pairs) > needed:
-        pairs = pairs.sample(needed, random_state=cfg.world.seed).sort_values("engaged_at")
     pairs_path = cfg.paths.datasets / "encoder_pairs.parquet"
-    pairs_path.parent.mkdir(parents=True, exist_ok=True)
-    pairs[["history", "target", "target_log_q"]].to_parquet(pairs_path, index=False)
+    pairs = write_training_pairs(cfg, pairs_path)
     with ray_session(cfg):
         result = fit(cfg, pairs_path, encoder_dir(cfg))
     (cfg.paths.models / "text_encoder_training.json").write_text(json.dumps(result, default=float))
@@ -118,7 +98,7 @@ def train_encoder(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
         "train_encoder",
         started,
         {
-            "pairs": len(pairs),
+            "pairs": pairs,
             "loss_first": result["loss_first"],
             "loss_last": result["loss_last"],
             "steps": result["steps"],

@@ -185,6 +185,8 @@ class WorldIndex:
         tweets = self._tweets
         created = tweets["created_at"]
         in_window = (created <= self.now) & self._is_root
+        # [T] root tweets posted by `now`: the only ones a feed may serve
+        self._servable = in_window.to_numpy()
         lookback = in_window & (created >= self.now - self.limits.in_network_lookback)
         # Newest first, so the in-network source can cut at the cap without another sort.
         recent = tweets.loc[lookback, ["tweet_id", "author_id"]].iloc[::-1]
@@ -313,8 +315,7 @@ class WorldIndex:
         rows = self._tweet_rows.get_indexer(ids)
         known = rows >= 0
         eligible = np.zeros(len(ids), dtype=bool)
-        posted = (self._tweets["created_at"] <= self.now).to_numpy()
-        eligible[known] = self._is_root[rows[known]] & posted[rows[known]]
+        eligible[known] = self._servable[rows[known]]
         authors = self._tweets["author_id"].to_numpy(np.int64)[np.maximum(rows, 0)]
         eligible &= ~np.isin(authors, excluded_authors) & ~np.isin(ids, seen)
         return ids[eligible][:limit], authors[eligible][:limit]

@@ -20,26 +20,12 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig, PromoteConfig
-from pipelines.evaluate.metrics import _group_dcg, rce
+from pipelines.evaluate.metrics import ndcg_per_group, rce
 from pipelines.ranking import blend_scores
 
 log = logging.getLogger(__name__)
 
 COMPARISON_FILE = "champion_comparison.json"
-
-
-def ndcg_per_request(
-    requests: np.ndarray, gains: np.ndarray, scores: np.ndarray, k: int
-) -> np.ndarray:
-    """NDCG@k of every request [R] (in order of first appearance); NaN where no row has a gain."""
-    codes, _ = pd.factorize(np.asarray(requests).ravel())
-    gain = np.asarray(gains, dtype=np.float64)
-    dcg = _group_dcg(codes, gain, np.asarray(scores, dtype=np.float64), k)
-    ideal = _group_dcg(codes, gain, gain, k)
-    out = np.full(len(ideal), np.nan)
-    valid = ideal > 0
-    out[valid] = dcg[valid] / ideal[valid]
-    return out
 
 
 def bootstrap_interval(
@@ -83,8 +69,8 @@ def compare_predictions(
     """The gate on two rankers' predictions ({head: [N]}) of the same rows, with realized labels
     ({head: [N] 0/1}) and feed requests [N]."""
     gains = np.maximum(0.0, blend_scores(labels, weights))
-    ours = ndcg_per_request(requests, gains, blend_scores(challenger, weights), gate.ndcg_k)
-    theirs = ndcg_per_request(requests, gains, blend_scores(champion, weights), gate.ndcg_k)
+    ours = ndcg_per_group(requests, gains, blend_scores(challenger, weights), gate.ndcg_k)
+    theirs = ndcg_per_group(requests, gains, blend_scores(champion, weights), gate.ndcg_k)
     valid = ~np.isnan(ours)
     diff = ours[valid] - theirs[valid]
     if not len(diff):

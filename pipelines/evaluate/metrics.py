@@ -134,29 +134,39 @@ def _group_dcg(codes: np.ndarray, values: np.ndarray, sort_key: np.ndarray, k: i
     return np.bincount(sorted_codes, weights=values[order] * discount, minlength=codes.max() + 1)
 
 
-def mean_ndcg_at_k(group_ids: ArrayLike, gains: ArrayLike, scores: ArrayLike, k: int) -> float:
-    """Mean NDCG@k over groups (e.g. feed requests), skipping groups whose ideal DCG is 0.
+def ndcg_per_group(group_ids: ArrayLike, gains: ArrayLike, scores: ArrayLike, k: int) -> np.ndarray:
+    """NDCG@k of every group (e.g. feed request), ``[G]`` in order of first appearance; NaN for a
+    group whose ideal DCG is 0.
 
     Args:
         group_ids: ``[N]`` group of each row (any hashable dtype).
         gains: ``[N]`` relevance of each row.
         scores: ``[N]`` model score of each row; higher ranks first, ties keep input order.
         k: cut-off rank.
-
-    Returns nan when no group has a positive gain. Equals the mean of :func:`ndcg_at_k` per group.
     """
     gain_arr, score_arr = _pair(gains, scores)
     codes, _ = pd.factorize(np.asarray(group_ids).ravel())
     if codes.shape != gain_arr.shape:
         raise ValueError(f"group_ids has {codes.size} rows, gains {gain_arr.size}")
     if codes.size == 0:
-        return float("nan")
+        return np.empty(0)
     dcg = _group_dcg(codes, gain_arr, score_arr, k)
     ideal = _group_dcg(codes, gain_arr, gain_arr, k)
+    out = np.full(len(ideal), np.nan)
     valid = ideal > 0.0
-    if not valid.any():
-        return float("nan")
-    return float(np.mean(dcg[valid] / ideal[valid]))
+    out[valid] = dcg[valid] / ideal[valid]
+    return out
+
+
+def mean_ndcg_at_k(group_ids: ArrayLike, gains: ArrayLike, scores: ArrayLike, k: int) -> float:
+    """Mean NDCG@k over groups (e.g. feed requests), skipping groups whose ideal DCG is 0.
+
+    Returns nan when no group has a positive gain. Equals the mean of :func:`ndcg_at_k` per group
+    (arguments as :func:`ndcg_per_group`).
+    """
+    values = ndcg_per_group(group_ids, gains, scores, k)
+    valid = ~np.isnan(values)
+    return float(np.mean(values[valid])) if valid.any() else float("nan")
 
 
 def head_metrics(y: ArrayLike, p: ArrayLike) -> dict[str, float]:

@@ -40,7 +40,7 @@ SEGMENT_HEADS = ("fav", "reply", "retweet")  # the heads the segment table shows
 Curves = Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]
 
 
-def _format(value: Any) -> str:
+def format_value(value: Any) -> str:
     """A metric value for a markdown cell: 4 decimals, an em dash for missing/nan."""
     if value is None:
         return "—"
@@ -48,7 +48,7 @@ def _format(value: Any) -> str:
     return "—" if math.isnan(number) else f"{number:.4f}"
 
 
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
@@ -73,14 +73,14 @@ def render_markdown(results: Mapping[str, Any], images: Sequence[str] = ()) -> s
     lines += [f"Models: {', '.join(model_names)}. Heads: {', '.join(heads)}.", ""]
     for metric in _metric_names(models):
         rows = [
-            [head] + [_format(models[m].get(head, {}).get(metric)) for m in model_names]
+            [head] + [format_value(models[m].get(head, {}).get(metric)) for m in model_names]
             for head in heads
         ]
-        lines += [f"## {metric}", "", *_markdown_table(["head", *model_names], rows), ""]
+        lines += [f"## {metric}", "", *markdown_table(["head", *model_names], rows), ""]
     ndcg: Mapping[str, float] = results.get("ndcg") or {}
     if ndcg:
-        rows = [[model, _format(value)] for model, value in ndcg.items()]
-        table = _markdown_table(["model", "ndcg"], rows)
+        rows = [[model, format_value(value)] for model, value in ndcg.items()]
+        table = markdown_table(["model", "ndcg"], rows)
         lines += ["## NDCG of the blended feed score", "", *table, ""]
     segments: Mapping[str, Mapping[str, Any]] = results.get("segments") or {}
     if segments:
@@ -109,18 +109,18 @@ def _segment_tables(segments: Mapping[str, Mapping[str, Any]], heads: Sequence[s
         for segment, summary in segments.items():
             per_model = summary["models"]
             cells = [
-                _format(per_model[m][head]["rce"])
+                format_value(per_model[m][head]["rce"])
                 if "rce" in per_model.get(m, {}).get(head, {})
                 else "skipped"
                 for m in model_names
             ]
             rows.append([segment, str(summary["rows"]), *cells])
         header = ["segment", "rows", *(f"{m} RCE" for m in model_names)]
-        lines += [f"### {head}", "", *_markdown_table(header, rows), ""]
+        lines += [f"### {head}", "", *markdown_table(header, rows), ""]
     return lines
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     """A standalone figure; saving it to .png renders with Agg whatever the session's backend."""
     # Matplotlib writes a font cache on first import; keep it out of an unwritable or shared HOME.
     os.environ.setdefault("MPLCONFIGDIR", str(Path(tempfile.gettempdir()) / "feedrank-matplotlib"))
@@ -138,7 +138,7 @@ def _head_grid(num_heads: int, title: str) -> tuple[Figure, list[Axes]]:
     """A figure with one subplot per head, at most 4 per row; spare axes are hidden."""
     ncols = min(4, max(num_heads, 1))
     nrows = math.ceil(max(num_heads, 1) / ncols)
-    fig = _new_figure(4.0 * ncols, 3.6 * nrows)
+    fig = new_figure(4.0 * ncols, 3.6 * nrows)
     axes = list(np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel())
     for ax in axes[num_heads:]:
         ax.set_visible(False)
@@ -150,7 +150,7 @@ def plot_rce_per_head(results: Mapping[str, Any], path: Path) -> Path:
     """Grouped bar chart: RCE per head (x), one bar per model."""
     heads: list[str] = list(results["heads"])
     models: Mapping[str, Mapping[str, Mapping[str, float]]] = results["models"]
-    fig = _new_figure(max(6.0, 1.2 * len(heads) + 2.0), 4.0)
+    fig = new_figure(max(6.0, 1.2 * len(heads) + 2.0), 4.0)
     ax = fig.add_subplot()
     x = np.arange(len(heads), dtype=np.float64)
     width = 0.8 / max(len(models), 1)

@@ -41,7 +41,7 @@ import pandas as pd
 from scipy import sparse
 
 from pipelines.config import FeedrankConfig
-from pipelines.evaluate.report import _format, _markdown_table, _new_figure
+from pipelines.evaluate.report import format_value, markdown_table, new_figure
 
 log = logging.getLogger(__name__)
 
@@ -401,15 +401,15 @@ def retrieval_report(metrics: Mapping[str, float], images: Sequence[str] = ()) -
     header = ["method", *(f"recall@{k}" for k in ks), *(f"ndcg@{k}" for k in ks)]
     rows = [
         [m]
-        + [_format(metrics.get(f"{m}_recall_at_{k}")) for k in ks]
-        + [_format(metrics.get(f"{m}_ndcg_at_{k}")) for k in ks]
+        + [format_value(metrics.get(f"{m}_recall_at_{k}")) for k in ks]
+        + [format_value(metrics.get(f"{m}_ndcg_at_{k}")) for k in ks]
         for m in methods
     ]
     lines = ["# Retrieval on the held-out days", ""]
     if "viewers" in metrics:
         corpus = int(metrics.get("corpus_tweets", 0))
         lines += [f"Viewers: {int(metrics['viewers'])}. Corpus: {corpus} root tweets.", ""]
-    lines += [*_markdown_table(header, rows), ""]
+    lines += [*markdown_table(header, rows), ""]
     lines += [f"![{Path(name).stem}]({name})" for name in images]
     return "\n".join(lines)
 
@@ -417,7 +417,7 @@ def retrieval_report(metrics: Mapping[str, float], images: Sequence[str] = ()) -
 def plot_recall(metrics: Mapping[str, float], path: Path) -> Path:
     """Grouped bars: recall@k (x = k), one bar per method; saved as png at ``path``."""
     methods, ks = _metric_grid(metrics)
-    fig = _new_figure(max(5.0, 1.6 * len(ks) + 2.0), 3.6)
+    fig = new_figure(max(5.0, 1.6 * len(ks) + 2.0), 3.6)
     ax = fig.add_subplot()
     x = np.arange(len(ks), dtype=np.float64)
     width = 0.8 / max(len(methods), 1)

@@ -243,7 +243,7 @@ def request_time_values(inputs: pd.DataFrame) -> pd.DataFrame:
     out["va_social_similarity"] = _row_dot(
         inputs, "viewer_social_embedding", "author_social_embedding"
     )
-    dim = _embedding_dim(inputs)
+    dim = _vector_dim(inputs.get("tweet_embedding", pd.Series(dtype=object)))
     if dim:
         tweet = stack_embeddings(inputs["tweet_embedding"], dim)
         viewer = stack_embeddings(inputs["viewer_embedding"], dim)
@@ -411,10 +411,3 @@ def epoch_seconds(values: pd.Series) -> pd.Series:
     """Timestamps (any resolution, tz-aware or UTC-naive) -> float seconds since the epoch."""
     stamps = pd.to_datetime(values, utc=True)
     return (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-
-
-def _embedding_dim(frame: pd.DataFrame) -> int:
-    for vector in frame.get("tweet_embedding", pd.Series(dtype=object)).to_numpy():
-        if vector is not None and not (isinstance(vector, float) and np.isnan(vector)):
-            return len(vector)
-    return 0

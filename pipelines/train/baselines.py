@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from pipelines.config import FeedrankConfig
 from pipelines.features.spec import log_mask
+from pipelines.models.masknet import FeatureNormalizer
 
 if TYPE_CHECKING:
     from sklearn.linear_model import LogisticRegression
@@ -25,7 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOGREG_MAX_ITER = 200
-STD_FLOOR = 1e-6  # as the ranker's FeatureNormalizer: a constant column stays 0, not inf
 
 
 def training_subsample(
@@ -78,51 +79,21 @@ def predict_lightgbm(boosters: dict[str, object], x: np.ndarray) -> dict[str, np
 
 
 @dataclass
-class Standardizer:
-    """The ranker's input transform in numpy: ``sign(x) * log1p(|x|)`` on the ``log_mask``
-    columns, then ``(x - mean) / max(std, 1e-6)``; NaN and ±inf become 0 (the training mean).
-
-    ``mean``, ``std`` and ``log_mask`` are ``[F]``, statistics of the training rows.
-    """
-
-    mean: np.ndarray
-    std: np.ndarray
-    log_mask: np.ndarray
-
-    @classmethod
-    def fit(cls, x: np.ndarray, mask: np.ndarray) -> Standardizer:
-        """Statistics of ``x`` [N, F] ignoring missing values; a column with none is mean 0, std 1."""
-        values = cls._log(np.asarray(x, dtype=np.float64), mask)
-        observed = np.isfinite(values)
-        counts = observed.sum(axis=0)
-        safe_counts = np.maximum(counts, 1)
-        mean = np.where(observed, values, 0.0).sum(axis=0) / safe_counts
-        var = (np.where(observed, values - mean, 0.0) ** 2).sum(axis=0) / safe_counts
-        mean = np.where(counts > 0, mean, 0.0)
-        std = np.where(counts > 0, np.maximum(np.sqrt(var), STD_FLOOR), 1.0)
-        return cls(mean=mean, std=std, log_mask=np.asarray(mask, dtype=bool))
-
-    @staticmethod
-    def _log(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        values = np.where(np.isfinite(values), values, np.nan)
-        values[:, mask] = np.sign(values[:, mask]) * np.log1p(np.abs(values[:, mask]))
-        return values
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """``x`` [N, F] raw -> [N, F] float32 standardized, missing values imputed by the mean."""
-        if x.ndim != 2 or x.shape[1] != self.mean.shape[0]:
-            raise ValueError(f"expected [N, {self.mean.shape[0]}] features, got {x.shape}")
-        values = (self._log(np.asarray(x, dtype=np.float64), self.log_mask) - self.mean) / self.std
-        return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
-
-
-@dataclass
 class LogregBaseline:
     """One logistic regression per head on standardized features. A head whose training labels
     were a single class holds its training rate (a float) instead of a model."""
 
-    standardizer: Standardizer
+    standardizer: FeatureNormalizer
     heads: dict[str, LogisticRegression | float] = field(default_factory=dict)
+
+
+def standardize(normalizer: FeatureNormalizer, x: np.ndarray) -> np.ndarray:
+    """``x`` [N, F] raw -> [N, F] float32 as the ranker's own input transform gives it: signed
+    log1p on the log columns, standardized, missing and infinite values at the mean (0)."""
+    if x.ndim != 2 or x.shape[1] != normalizer.num_features:
+        raise ValueError(f"expected [N, {normalizer.num_features}] features, got {x.shape}")
+    with torch.no_grad():
+        return normalizer(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()
 
 
 def _column_mask(cfg: FeedrankConfig, num_features: int) -> np.ndarray:
@@ -149,8 +120,8 @@ def fit_logreg(cfg: FeedrankConfig, x_train: np.ndarray, y_train: np.ndarray) ->
     from sklearn.linear_model import LogisticRegression
 
     x_train, y_train = training_subsample(cfg, x_train, y_train)
-    standardizer = Standardizer.fit(x_train, _column_mask(cfg, x_train.shape[1]))
-    features = standardizer.transform(x_train)
+    standardizer = FeatureNormalizer.fit(x_train, _column_mask(cfg, x_train.shape[1]))
+    features = standardize(standardizer, x_train)
     baseline = LogregBaseline(standardizer=standardizer)
     for column, head in enumerate(cfg.ranker.heads):
         labels = (y_train[:, column] > 0.5).astype(np.int64)
@@ -173,7 +144,7 @@ def fit_logreg(cfg: FeedrankConfig, x_train: np.ndarray, y_train: np.ndarray) ->
 
 def predict_logreg(baseline: LogregBaseline, x: np.ndarray) -> dict[str, np.ndarray]:
     """``x`` [N, F] raw features -> {head: [N] probability}."""
-    features = baseline.standardizer.transform(x)
+    features = standardize(baseline.standardizer, x)
     out: dict[str, np.ndarray] = {}
     for head, model in baseline.heads.items():
         if isinstance(model, float):

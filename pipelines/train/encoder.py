@@ -105,6 +105,33 @@ def build_pairs(
     return pairs
 
 
+def write_training_pairs(cfg: FeedrankConfig, path: Path, workers: int | None = None) -> int:
+    """The fine-tuning pairs, written to `path` (parquet); returns how many.
+
+    Engagements before the held-out days only (nothing the evaluation scores leaks in), built by
+    :func:`build_pairs`, then a seeded sample of at most train_steps · batch_size · workers · 4
+    pairs (`workers`: default `encoder.num_workers`).
+    """
+    from pipelines.features.batch import engagement_events
+    from pipelines.features.training_set import split_boundary
+    from pipelines.schema import read_table
+
+    enc = cfg.encoder
+    tweets = read_table(cfg.paths.raw, "tweets")
+    events = engagement_events(read_table(cfg.paths.raw, "impressions"), tweets)
+    events = events[events["at"] < split_boundary(cfg)]
+    engagements = events.rename(columns={"at": "engaged_at"})[
+        ["viewer_id", "tweet_id", "engaged_at"]
+    ]
+    pairs = build_pairs(engagements, tweets.set_index("tweet_id")["text"], enc.history_size)
+    needed = enc.train_steps * enc.batch_size * (workers or enc.num_workers) * 4
+    if len(pairs) > needed:
+        pairs = pairs.sample(needed, random_state=cfg.world.seed).sort_values("engaged_at")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pairs[["history", "target", "target_log_q"]].to_parquet(path, index=False)
+    return len(pairs)
+
+
 def collate_pairs(
     tokenizer: Any,
     histories: Sequence[Sequence[str]],

@@ -6,17 +6,18 @@ import numpy as np
 import pytest
 
 from pipelines.config import PromoteConfig
-from pipelines.evaluate.gate import bootstrap_interval, compare_predictions, ndcg_per_request
+from pipelines.evaluate.gate import bootstrap_interval, compare_predictions
+from pipelines.evaluate.metrics import ndcg_per_group
 
 WEIGHTS = {"fav": 1.0, "reply": 10.0}
 GATE = PromoteConfig(min_ndcg_gain=0.0, max_rce_drop=1.0, bootstrap_samples=500, ndcg_k=3)
 
 
-def test_ndcg_per_request_by_hand() -> None:
+def test_ndcg_per_group_by_hand() -> None:
     requests = np.array([7, 7, 7, 9, 9, 5])
     gains = np.array([0.0, 1.0, 0.0, 1.0, 0.0, 0.0])
     scores = np.array([0.9, 0.5, 0.1, 0.2, 0.8, 0.3])
-    values = ndcg_per_request(requests, gains, scores, k=3)
+    values = ndcg_per_group(requests, gains, scores, k=3)
     # request 7: the relevant row is ranked 2nd -> 1/log2(3); request 9: 2nd as well; 5: no gain
     assert values[:2] == pytest.approx([1 / np.log2(3), 1 / np.log2(3)])
     assert np.isnan(values[2])
