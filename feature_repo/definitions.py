@@ -335,6 +335,12 @@ viewer_embedding = FeatureView(
             dtype=Array(Float32),
             description="Normalized mean embedding of the viewer's recent engaged tweets.",
         ),
+        Field(
+            name="viewer_topic_rates",
+            dtype=Array(Float32),
+            description="The viewer's engagements / impressions per topic (smoothed toward its "
+            "overall rate).",
+        ),
     ],
     description="Daily text profile of a viewer.",
 )
@@ -438,6 +444,8 @@ def request_time(inputs: pd.DataFrame) -> pd.DataFrame:
         Field(name="tweet_network_engagements_3d", dtype=Float64),
         Field(name="tweet_network_favs_3d", dtype=Float64),
         Field(name="va_engaged_tweets_norm", dtype=Float64),
+        Field(name="viewer_topic_engagement_rate", dtype=Float64),
+        Field(name="viewer_topic_lift", dtype=Float64),
     ],
     mode="pandas",
     description=(
@@ -447,7 +455,9 @@ def request_time(inputs: pd.DataFrame) -> pd.DataFrame:
         "mean tweet embedding), author_topic_engagement_rate (the author's rate on the tweet's "
         "topic), tweet_network_engagements_3d and tweet_network_favs_3d (engagements and favs "
         "in 3 days by accounts the viewer follows), va_engaged_tweets_norm (tweets of the author "
-        "the viewer engaged with / tweets the author posted)."
+        "the viewer engaged with / tweets the author posted), viewer_topic_engagement_rate (the "
+        "viewer's rate on the tweet's topic) and viewer_topic_lift (that rate over the viewer's "
+        "overall engagement rate)."
     ),
 )
 def request_affinity(inputs: pd.DataFrame) -> pd.DataFrame:

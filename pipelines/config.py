@@ -29,7 +29,12 @@ ALL_HEADS: tuple[str, ...] = (
     "negative",
     "report",
     "dwell",
+    "reply_engaged_by_author",
+    "dwell_time",
 )
+# Heads that predict a real value (squared-error loss) rather than a probability: `dwell_time` is
+# the expected log of the dwell in seconds. Every other head is binary.
+REGRESSION_HEADS: frozenset[str] = frozenset({"dwell_time"})
 
 
 class StrictModel(BaseModel):
@@ -234,12 +239,42 @@ class RankerConfig(StrictModel):
         lt=1.0,
         description="Training-time chance that one sparse field of a row is dropped (as missing).",
     )
+    negative_sample_rates: dict[str, float] = Field(
+        default_factory=lambda: {"fav": 0.5, "dwell": 0.5},
+        description="Per binary head, the share r of its negatives kept in its training loss "
+        "(1 = all); predictions are corrected back with p = q*r / (1 - q + q*r).",
+    )
+    regression_loss_weight: float = Field(
+        0.1, ge=0.0, description="Weight of each regression head's squared error in the loss."
+    )
 
     @model_validator(mode="after")
     def _sparse_table_has_room(self) -> RankerConfig:
         if self.sparse_buckets == 1:
             raise ValueError("ranker.sparse_buckets must be 0 (off) or >= 2: id 0 is padding")
         return self
+
+    @model_validator(mode="after")
+    def _sample_rates_name_binary_heads(self) -> RankerConfig:
+        binary = [h for h in ALL_HEADS if h not in REGRESSION_HEADS]
+        wrong = [h for h in self.negative_sample_rates if h not in binary]
+        if wrong:
+            raise ValueError(
+                f"ranker.negative_sample_rates names {wrong}, which are not binary heads; "
+                f"binary heads: {binary}"
+            )
+        bad = {h: r for h, r in self.negative_sample_rates.items() if not 0.0 < r <= 1.0}
+        if bad:
+            raise ValueError(f"ranker.negative_sample_rates must be in (0, 1]; got {bad}")
+        return self
+
+    @property
+    def binary_heads(self) -> tuple[str, ...]:
+        return tuple(h for h in self.heads if h not in REGRESSION_HEADS)
+
+    def sample_rate(self, head: str) -> float:
+        """The kept share of `head`'s negatives in training (1.0 when not downsampled)."""
+        return float(self.negative_sample_rates.get(head, 1.0))
 
     @property
     def uses_sparse(self) -> bool:
@@ -260,6 +295,7 @@ class BlendConfig(StrictModel):
             "profile_click": 12.0,
             "negative": -74.0,
             "report": -369.0,
+            "reply_engaged_by_author": 75.0,
         },
         description="Feed score = sum of weight * head probability (Twitter's April 2023 weights).",
     )

@@ -23,7 +23,11 @@ BINARY_ACTIONS: tuple[str, ...] = (
     "profile_click",
     "negative",
     "report",
+    "reply_engaged_by_author",
 )
+# `reply_engaged_by_author`: the viewer replied and the tweet's author engaged with that reply
+# (Twitter's most valuable action); only ever True where `reply` is.
+DERIVED_ACTIONS: dict[str, str] = {"reply_engaged_by_author": "reply"}
 DWELL_THRESHOLD_MS = 15_000  # the `dwell` head: dwelled at least this long
 SURFACES: tuple[str, ...] = ("home", "conversation")
 
@@ -79,7 +83,7 @@ IMPRESSIONS = pa.schema(
 TRUTH = pa.schema(
     [("impression_id", pa.int64())]
     + [(f"p_{name}", pa.float32()) for name in (*BINARY_ACTIONS, "dwell")]
-    + [("expected_dwell_ms", pa.float32())]
+    + [("expected_dwell_ms", pa.float32()), ("mean_log_dwell_s", pa.float32())]
 )
 
 TABLES: dict[str, pa.Schema] = {

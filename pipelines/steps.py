@@ -141,7 +141,7 @@ def embed(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
         return embedder.embed_viewers(profiles[:, None, :])
 
     viewers = viewer_embedding_table(
-        cfg, events, tweets["tweet_id"].to_numpy(), vectors, viewer_tower
+        cfg, events, tweets["tweet_id"].to_numpy(), vectors, viewer_tower, topics, impressions
     )
     write_feature_table(cfg, "viewer_embedding", viewers)
     return _timed("embed", started, {"tweets": len(tweets), "viewer_rows": len(viewers)})

@@ -5,7 +5,8 @@ Both rankers score the same held-out impressions. The gain is the mean over feed
 per-request NDCG@k difference (challenger − champion); requests are resampled with replacement
 (`promote.bootstrap_samples` times) for a percentile interval at `promote.confidence`. The
 challenger passes only if the interval's lower end is above `promote.min_ndcg_gain` and no head's
-RCE is more than `promote.max_rce_drop` points below the champion's.
+RCE (100·R² for a regression head) is more than `promote.max_rce_drop` points below the
+champion's.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.config import FeedrankConfig, PromoteConfig
-from pipelines.evaluate.metrics import ndcg_per_group, rce
+from pipelines.config import REGRESSION_HEADS, FeedrankConfig, PromoteConfig
+from pipelines.evaluate.metrics import ndcg_per_group, relative_score
 from pipelines.ranking import blend_scores
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ def compare_predictions(
         f"{gate.min_ndcg_gain:+.4f}: {'yes' if low > gate.min_ndcg_gain else 'no'}"
     ]
     drops = {
-        head: rce(labels[head], champion[head]) - rce(labels[head], challenger[head])
+        head: relative_score(labels[head], champion[head], head in REGRESSION_HEADS)
+        - relative_score(labels[head], challenger[head], head in REGRESSION_HEADS)
         for head in labels
         if head in champion and head in challenger
     }

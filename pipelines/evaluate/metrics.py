@@ -183,3 +183,35 @@ def head_metrics(y: ArrayLike, p: ArrayLike) -> dict[str, float]:
         "ece": expected_calibration_error(y_arr, p_arr),
         "positive_rate": float(y_arr.mean()) if y_arr.size else float("nan"),
     }
+
+
+def regression_metrics(y: ArrayLike, p: ArrayLike) -> dict[str, float]:
+    """Metrics of a regression head (e.g. `dwell_time`, log seconds).
+
+    Keys: r2 (``1 - MSE / Var(y)``, 0 = no better than predicting the mean, nan for constant y),
+    rmse, mae, mean_label.
+    """
+    y_arr, p_arr = _pair(y, p)
+    if y_arr.size == 0:
+        return {
+            "r2": float("nan"),
+            "rmse": float("nan"),
+            "mae": float("nan"),
+            "mean_label": float("nan"),
+        }
+    mse = float(np.mean((y_arr - p_arr) ** 2))
+    variance = float(np.var(y_arr))
+    return {
+        "r2": 1.0 - mse / variance if variance > 0.0 else float("nan"),
+        "rmse": float(np.sqrt(mse)),
+        "mae": float(np.mean(np.abs(y_arr - p_arr))),
+        "mean_label": float(y_arr.mean()),
+    }
+
+
+def relative_score(y: ArrayLike, p: ArrayLike, regression: bool = False) -> float:
+    """The per-head "better than a constant" score the gate bounds: RCE (%) for a binary head,
+    ``100 * R²`` for a regression head (its squared-error analogue)."""
+    if regression:
+        return 100.0 * regression_metrics(y, p)["r2"]
+    return rce(y, p)

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.config import FeedrankConfig
-from pipelines.evaluate.metrics import head_metrics, mean_ndcg_at_k
+from pipelines.config import REGRESSION_HEADS, FeedrankConfig
+from pipelines.evaluate.metrics import head_metrics, mean_ndcg_at_k, regression_metrics
 from pipelines.evaluate.report import write_report
 from pipelines.features.training_set import training_set_path
 from pipelines.models.bundle import RankerBundle
@@ -36,6 +36,7 @@ LARGE_AUTHOR_QUANTILE = 0.9  # top decile of author_follower_count over the held
 MIN_SEGMENT_ROWS = 50  # fewer rows than this give no segment metric (too noisy to read)
 SEGMENT_METRICS = ("rce", "roc_auc")
 SEGMENT_COLUMNS = ["viewer_id", "author_follower_count", "in_network"]
+ORACLE_COLUMNS = {"dwell_time": "mean_log_dwell_s"}  # truth column per head, if not p_<head>
 
 
 def evaluation_dir(cfg: FeedrankConfig) -> Path:
@@ -45,14 +46,16 @@ def evaluation_dir(cfg: FeedrankConfig) -> Path:
 def oracle_predictions(
     cfg: FeedrankConfig, impression_ids: np.ndarray
 ) -> dict[str, np.ndarray] | None:
-    """True probabilities per head for the given impressions; None when the data has no truth."""
+    """True probabilities per head for the given impressions (for `dwell_time` the true mean log
+    dwell in seconds); None when the data has no truth."""
     truth = read_table(cfg.paths.truth, "truth")
     if truth.empty:
         return None
     aligned = truth.set_index("impression_id").reindex(impression_ids)
     if aligned.isna().any().any():
         raise ValueError("truth is missing for some held-out impressions")
-    return {head: aligned[f"p_{head}"].to_numpy(dtype=np.float64) for head in cfg.ranker.heads}
+    columns = {head: ORACLE_COLUMNS.get(head, f"p_{head}") for head in cfg.ranker.heads}
+    return {head: aligned[column].to_numpy(dtype=np.float64) for head, column in columns.items()}
 
 
 def blended_ndcg(
@@ -121,7 +124,7 @@ def segment_metrics(
 
     Returns ``{segment: {"rows": n, "models": {model: {head: {"rce": .., "roc_auc": ..}}}}}``.
     A head is left out of a segment with fewer than ``MIN_SEGMENT_ROWS`` rows or a single class
-    there, so no NaN metric is ever emitted.
+    there, so no NaN metric is ever emitted; regression heads are not segmented.
     """
     out: dict[str, dict[str, Any]] = {}
     for segment, mask in masks.items():
@@ -129,7 +132,11 @@ def segment_metrics(
         usable = []
         if rows >= MIN_SEGMENT_ROWS:
             positives = labels[mask] > 0.5
-            usable = [(i, h) for i, h in enumerate(heads) if 0 < positives[:, i].sum() < rows]
+            usable = [
+                (i, h)
+                for i, h in enumerate(heads)
+                if h not in REGRESSION_HEADS and 0 < positives[:, i].sum() < rows
+            ]
         models: dict[str, dict[str, dict[str, float]]] = {}
         for model, per_head in predictions.items():
             models[model] = {}
@@ -173,11 +180,16 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
     results: dict[str, Any] = {"heads": heads, "models": {}, "ndcg": {}, "curves": {}}
     for model, per_head in predictions.items():
         results["models"][model] = {
-            head: head_metrics(y_test[:, i], per_head[head]) for i, head in enumerate(heads)
+            head: (regression_metrics if head in REGRESSION_HEADS else head_metrics)(
+                y_test[:, i], per_head[head]
+            )
+            for i, head in enumerate(heads)
         }
         results["ndcg"][model] = blended_ndcg(cfg, requests, y_test, per_head)
         results["curves"][model] = {
-            head: (y_test[:, i], per_head[head]) for i, head in enumerate(heads)
+            head: (y_test[:, i], per_head[head])
+            for i, head in enumerate(heads)
+            if head not in REGRESSION_HEADS
         }
     masks = segment_masks(test, frame[frame["split"] == "train"])
     results["segments"] = segment_metrics(heads, y_test, predictions, masks)
@@ -188,10 +200,12 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     log.info("evaluate: blended NDCG@%d %s", cfg.promote.ndcg_k, results["ndcg"])
     for head in heads:
+        metric = "r2" if head in REGRESSION_HEADS else "rce"
         log.info(
-            "evaluate: RCE %-13s %s",
+            "evaluate: %s %-23s %s",
+            metric.upper(),
             head,
-            "  ".join(f"{m}={results['models'][m][head]['rce']:.2f}" for m in predictions),
+            "  ".join(f"{m}={results['models'][m][head][metric]:.3f}" for m in predictions),
         )
     return {"metrics": metrics, "report_files": [str(p) for p in written]}
 

@@ -148,8 +148,12 @@ def _head_grid(num_heads: int, title: str) -> tuple[Figure, list[Axes]]:
 
 def plot_rce_per_head(results: Mapping[str, Any], path: Path) -> Path:
     """Grouped bar chart: RCE per head (x), one bar per model."""
-    heads: list[str] = list(results["heads"])
     models: Mapping[str, Mapping[str, Mapping[str, float]]] = results["models"]
+    heads = [  # heads with an RCE: the regression heads report R² instead
+        head
+        for head in results["heads"]
+        if any("rce" in per_head.get(head, {}) for per_head in models.values())
+    ]
     fig = new_figure(max(6.0, 1.2 * len(heads) + 2.0), 4.0)
     ax = fig.add_subplot()
     x = np.arange(len(heads), dtype=np.float64)
@@ -216,7 +220,7 @@ def write_report(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     plots = [plot_rce_per_head(results, out_dir / "rce_per_head.png")]
     curves: Curves = results.get("curves") or {}
     if curves:
-        heads = list(results["heads"])
+        heads = [h for h in results["heads"] if any(h in c for c in curves.values())]
         plots.append(plot_pr_curves(heads, curves, out_dir / "pr_curves.png"))
         plots.append(plot_calibration(heads, curves, out_dir / "calibration.png"))
     markdown = out_dir / "report.md"

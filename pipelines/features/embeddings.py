@@ -134,14 +134,21 @@ def viewer_embedding_table(
     tweet_ids: np.ndarray,
     vectors: np.ndarray,
     viewer_tower: Callable[[np.ndarray], np.ndarray] | None = None,
+    topics: np.ndarray | None = None,
+    impressions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Daily viewer profiles from engagement events (viewer_id, tweet_id, at) sorted by `at`.
 
     viewer_tower maps the normalized mean of engaged-tweet embeddings [V, D] to the viewer vector
-    [V, D] (the two-tower model's viewer side); None keeps the normalized mean.
+    [V, D] (the two-tower model's viewer side); None keeps the normalized mean. With the topic
+    of every tweet (`topics` [T], aligned with `tweet_ids`) and the impressions, each row also
+    gets viewer_topic_rates [K] (:func:`viewer_topic_rates`).
     """
     history = cfg.features.viewer_history_size
     row_of = pd.Series(np.arange(len(tweet_ids)), index=tweet_ids)
+    rates = None
+    if topics is not None and impressions is not None:
+        rates = ViewerTopicCounts(tweet_ids, topics, impressions, events)
     rows = []
     start = pd.Timestamp(cfg.world.start_date, tz="UTC")
     for day in range(cfg.world.days):
@@ -158,13 +165,67 @@ def viewer_embedding_table(
         profiles = (sums / np.maximum(norms, 1e-9)).astype(np.float32)
         if viewer_tower is not None and len(profiles):
             profiles = viewer_tower(profiles).astype(np.float32)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "viewer_id": viewers.astype("int64"),
-                    "event_timestamp": cutoff,
-                    "viewer_embedding": list(profiles),
-                }
-            )
+        day_rows = pd.DataFrame(
+            {
+                "viewer_id": viewers.astype("int64"),
+                "event_timestamp": cutoff,
+                "viewer_embedding": list(profiles),
+            }
         )
+        if rates is not None:
+            day_rows["viewer_topic_rates"] = list(rates.before(cutoff.timestamp(), viewers))
+        rows.append(day_rows)
     return pd.concat(rows, ignore_index=True)
+
+
+VIEWER_TOPIC_PRIOR = 5.0  # pseudo-impressions pulling a viewer's topic rate to its overall rate
+
+
+class ViewerTopicCounts:
+    """Impressions and engagements of every viewer per tweet topic, queryable as of a moment.
+
+    ``before(cutoff, viewers)`` gives ``[V, K]`` float32 rates: engagements / impressions of the
+    viewer on each topic before `cutoff`, smoothed toward the viewer's own overall rate (itself
+    smoothed toward the global rate) with VIEWER_TOPIC_PRIOR pseudo-impressions. It estimates
+    how much more than usual the viewer engages with a topic: its latent interest.
+    """
+
+    def __init__(
+        self,
+        tweet_ids: np.ndarray,
+        topics: np.ndarray,
+        impressions: pd.DataFrame,
+        events: pd.DataFrame,
+    ) -> None:
+        self.k = int(topics.max()) + 1 if len(topics) else 1
+        topic_of = pd.Series(topics, index=tweet_ids)
+
+        def keyed(frame: pd.DataFrame, at: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            topic = topic_of.reindex(frame["tweet_id"].to_numpy()).to_numpy()
+            known = ~np.isnan(topic)
+            return (
+                frame["viewer_id"].to_numpy()[known].astype(np.int64),
+                topic[known].astype(np.int64),
+                epoch_seconds(frame[at]).to_numpy()[known],
+            )
+
+        self.views = keyed(impressions, "served_at")
+        self.engaged = keyed(events, "at")
+
+    def _counts(
+        self, table: tuple[np.ndarray, np.ndarray, np.ndarray], cutoff: float, viewers: np.ndarray
+    ) -> np.ndarray:
+        viewer, topic, at = table
+        row = pd.Series(np.arange(len(viewers)), index=viewers).reindex(viewer).to_numpy()
+        keep = (at < cutoff) & ~np.isnan(row)
+        keys = row[keep].astype(np.int64) * self.k + topic[keep]
+        counts = np.bincount(keys, minlength=len(viewers) * self.k)
+        return counts.reshape(len(viewers), self.k).astype(np.float64)
+
+    def before(self, cutoff: float, viewers: np.ndarray) -> np.ndarray:
+        views = self._counts(self.views, cutoff, viewers)
+        engaged = self._counts(self.engaged, cutoff, viewers)
+        overall = (engaged.sum() + 1.0) / (views.sum() + 10.0)
+        viewer_rate = (engaged.sum(axis=1) + 10.0 * overall) / (views.sum(axis=1) + 10.0)
+        rates = (engaged + VIEWER_TOPIC_PRIOR * viewer_rate[:, None]) / (views + VIEWER_TOPIC_PRIOR)
+        return rates.astype(np.float32)

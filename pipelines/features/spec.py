@@ -59,6 +59,8 @@ AFFINITY_FEATURES: tuple[str, ...] = (
     "tweet_network_engagements_3d",
     "tweet_network_favs_3d",
     "va_engaged_tweets_norm",
+    "viewer_topic_engagement_rate",
+    "viewer_topic_lift",
 )
 AUTHOR_FEATURES: tuple[str, ...] = (
     "author_follower_count",
@@ -106,7 +108,13 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
         f
         for f in DENSE_FEATURES
         if f
-        not in ("viewer_tweet_similarity", "va_content_similarity", "author_topic_engagement_rate")
+        not in (
+            "viewer_tweet_similarity",
+            "va_content_similarity",
+            "author_topic_engagement_rate",
+            "viewer_topic_engagement_rate",
+            "viewer_topic_lift",
+        )
     ),
 }
 
@@ -130,7 +138,7 @@ LOG_FEATURES: frozenset[str] = frozenset(
     + ("author_tweets_window", "viewer_following_count", "va_impressions", "va_engagements")
     + ("author_follower_ratio", "author_pagerank", "va_common_followees")
     + ("author_tweets_total", "va_engaged_tweets")
-    + ("tweet_network_engagements_3d", "tweet_network_favs_3d")
+    + ("tweet_network_engagements_3d", "tweet_network_favs_3d", "viewer_topic_lift")
 )
 EMBEDDING_FEATURES: tuple[str, ...] = ("tweet_embedding", "viewer_embedding")
 TEXT_FREE_SETS = frozenset({"no_text"})
@@ -362,16 +370,17 @@ def network_counts(inputs: pd.DataFrame, actors: str) -> np.ndarray:
     return out
 
 
-def topic_rate(inputs: pd.DataFrame) -> np.ndarray:
-    """[N] the author's engagement rate on the tweet's topic: author_topic_rates[tweet_topic]."""
+def topic_rate(inputs: pd.DataFrame, column: str = "author_topic_rates") -> np.ndarray:
+    """[N] a per-topic rate vector picked at the tweet's topic: ``inputs[column][tweet_topic]``
+    (the author's or the viewer's engagement rate on the tweet's topic); NaN where unknown."""
     out = np.full(len(inputs), np.nan)
-    if "author_topic_rates" not in inputs.columns or "tweet_topic" not in inputs.columns:
+    if column not in inputs.columns or "tweet_topic" not in inputs.columns:
         return out
     topics = pd.to_numeric(inputs["tweet_topic"], errors="coerce").to_numpy(dtype=np.float64)
-    k = _vector_dim(inputs["author_topic_rates"])
+    k = _vector_dim(inputs[column])
     if not k:
         return out
-    rates, known = stack_vectors(inputs["author_topic_rates"], k)
+    rates, known = stack_vectors(inputs[column], k)
     known &= np.isfinite(topics) & (topics >= 0) & (topics < k)
     rows = np.flatnonzero(known)
     out[rows] = rates[rows, topics[rows].astype(np.int64)]
@@ -382,8 +391,9 @@ def affinity_values(inputs: pd.DataFrame) -> pd.DataFrame:
     """The AFFINITY_FEATURES from joined rows: the body of Feast's `request_affinity` view.
 
     Needs the hashtag vectors of viewer, author and tweet, the viewer and author content
-    embeddings, author_topic_rates and tweet_topic, the tweet's recent engager and faver lists,
-    the viewer's followees (and viewer_id), va_engaged_tweets and author_tweets_total. Missing
+    embeddings, author_topic_rates, viewer_topic_rates and tweet_topic, the tweet's recent
+    engager and faver lists, the viewer's followees (and viewer_id), va_engaged_tweets,
+    author_tweets_total and viewer_engagement_rate. Missing
     inputs give NaN (the model maps them to defaults). Same index as `inputs`.
     """
     out: dict[str, np.ndarray] = {}
@@ -404,6 +414,13 @@ def affinity_values(inputs: pd.DataFrame) -> pd.DataFrame:
     # A pair the viewer never saw has engaged with none of the author's tweets.
     norm = np.nan_to_num(engaged, nan=0.0) / np.maximum(posted, 1.0)
     out["va_engaged_tweets_norm"] = np.where(np.isnan(posted), np.nan, norm)
+    viewer_topic = topic_rate(inputs, "viewer_topic_rates")
+    out["viewer_topic_engagement_rate"] = viewer_topic
+    viewer_rate = pd.to_numeric(
+        inputs.get("viewer_engagement_rate", pd.Series(np.nan, index=inputs.index)),
+        errors="coerce",
+    ).to_numpy(dtype=np.float64)
+    out["viewer_topic_lift"] = viewer_topic / np.maximum(viewer_rate, 1e-3)
     return pd.DataFrame({name: out[name] for name in AFFINITY_FEATURES}, index=inputs.index)
 
 

@@ -28,11 +28,19 @@ def split_boundary(cfg: FeedrankConfig) -> pd.Timestamp:
     return start + timedelta(days=cfg.world.days - cfg.ranker.test_days)
 
 
+def dwell_time_label(dwell_ms: pd.Series | np.ndarray) -> np.ndarray:
+    """The `dwell_time` regression target: log of the dwell in seconds, ``log((ms + 1) / 1000)``."""
+    return np.log((np.asarray(dwell_ms, dtype=np.float64) + 1.0) / 1000.0).astype(np.float32)
+
+
 def labels_of(impressions: pd.DataFrame, heads: tuple[str, ...]) -> pd.DataFrame:
-    """One 0/1 column per head; `dwell` is dwelled at least DWELL_THRESHOLD_MS."""
+    """One column per head: 0/1 for binary heads (`dwell` is dwelled at least
+    DWELL_THRESHOLD_MS), the log-seconds dwell for `dwell_time`."""
     out = pd.DataFrame(index=impressions.index)
     for head in heads:
-        if head == "dwell":
+        if head == "dwell_time":
+            out[f"label_{head}"] = dwell_time_label(impressions["dwell_ms"])
+        elif head == "dwell":
             out[f"label_{head}"] = (impressions["dwell_ms"] >= DWELL_THRESHOLD_MS).astype("int8")
         elif head in BINARY_ACTIONS:
             out[f"label_{head}"] = impressions[head].astype("int8")

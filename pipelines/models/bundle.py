@@ -112,5 +112,6 @@ class RankerBundle:
 
 
 def _with_sparse_default(ranker: dict[str, Any]) -> dict[str, Any]:
-    # Bundles saved before sparse inputs existed have no `sparse_buckets`: they are dense-only.
-    return {"sparse_buckets": 0, **ranker}
+    # Bundles saved before sparse inputs existed have no `sparse_buckets`: they are dense-only;
+    # those saved before negative downsampling trained on every negative: nothing to correct.
+    return {"sparse_buckets": 0, "negative_sample_rates": {}, **ranker}

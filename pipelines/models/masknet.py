@@ -11,24 +11,25 @@ embedding width ``E``, and ``H`` heads::
     z ──MaskBlock_1──> [B, D]  ┐
     z ──MaskBlock_2──> [B, D]  ├─ concat ─> [B, num_blocks * D] ──MLP──> [B, M]
     z ──MaskBlock_k──> [B, D]  ┘
-    [B, M] ──tower_h──> logit_h [B]    for every head h
+    [B, M] ──tower_h──> logit_h [B]    for every head h (the value itself for a regression head)
 
 The sparse branch is optional: without a :class:`SparseEmbedder` the blocks read the ``F``
 normalized dense features alone.
 
-The module is a pure forward pass: ``forward`` returns ``{head: logits}``; the loss
-(:func:`multitask_bce`), negative-downsampling correction and calibration wrap it elsewhere.
+``forward`` returns ``{head: logits}`` and is what the loss (:func:`multitask_loss`) reads;
+``predict_proba`` turns them into calibrated probabilities, undoing the per-head negative
+downsampling of training (:func:`downsampling_weights`, :func:`correct_downsampled`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pipelines.config import RankerConfig
+from pipelines.config import REGRESSION_HEADS, RankerConfig
 from pipelines.features.sparse import field_slots
 
 STD_FLOOR = 1e-6
@@ -292,6 +293,8 @@ class ParallelMaskNet(nn.Module):
         normalizer: FeatureNormalizer,
         sparse: SparseEmbedder | None = None,
         architecture: str = "parallel",
+        regression_heads: Sequence[str] = (),
+        sample_rates: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         if architecture not in ARCHITECTURES:
@@ -305,6 +308,12 @@ class ParallelMaskNet(nn.Module):
             raise ValueError(f"heads must be non-empty and unique; got {list(heads)}")
         self.num_features = num_features
         self.heads: tuple[str, ...] = tuple(heads)
+        self.regression_heads = frozenset(h for h in regression_heads if h in self.heads)
+        rates = dict(sample_rates or {})
+        stray = sorted(set(rates) - (set(self.heads) - self.regression_heads))
+        if stray:
+            raise ValueError(f"sample_rates name heads that are not binary heads: {stray}")
+        self.sample_rates: dict[str, float] = {h: float(r) for h, r in rates.items() if r != 1.0}
         self.normalizer = normalizer
         self.sparse = sparse
         input_dim = num_features + (sparse.output_dim if sparse is not None else 0)
@@ -354,6 +363,8 @@ class ParallelMaskNet(nn.Module):
             normalizer=normalizer,
             sparse=sparse,
             architecture=cfg.architecture,
+            regression_heads=[h for h in cfg.heads if h in REGRESSION_HEADS],
+            sample_rates={h: cfg.sample_rate(h) for h in cfg.binary_heads},
         )
 
     def model_input(self, x: Tensor, ids: Tensor | None = None) -> Tensor:
@@ -390,8 +401,95 @@ class ParallelMaskNet(nn.Module):
 
     @torch.no_grad()
     def predict_proba(self, x: Tensor, ids: Tensor | None = None) -> dict[str, Tensor]:
-        """Like :meth:`forward`, as ``{head: [B] probabilities}`` and without autograd."""
-        return {head: torch.sigmoid(logits) for head, logits in self(x, ids).items()}
+        """Like :meth:`forward`, without autograd, as ``{head: [B] predictions}``: calibrated
+        probabilities for binary heads (a head trained on downsampled negatives is corrected with
+        :func:`correct_downsampled`), the predicted value itself for a regression head."""
+        out: dict[str, Tensor] = {}
+        for head, value in self(x, ids).items():
+            if head in self.regression_heads:
+                out[head] = value
+                continue
+            p = torch.sigmoid(value)
+            rate = self.sample_rates.get(head)
+            out[head] = p if rate is None else correct_downsampled(p, rate)
+        return out
+
+
+def correct_downsampled(q: Tensor, rate: float) -> Tensor:
+    """The probability ``p = q*r / (1 - q + q*r)`` from a prediction ``q`` of a model trained with
+    only a share ``r`` of the negatives (its odds are ``1/r`` times too high)."""
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"a negative sampling rate must be in (0, 1]; got {rate}")
+    return q * rate / (1.0 - q + q * rate)
+
+
+def downsampling_weights(
+    labels: np.ndarray, heads: Sequence[str], rates: Mapping[str, float], seed: int
+) -> np.ndarray:
+    """``[N, H]`` 0/1 loss weights that keep every positive and a seeded share ``rates[head]`` of
+    each head's negatives (heads without a rate keep all rows).
+
+    One uniform draw per row serves every head, so a row dropped for a frequent head is dropped
+    for all heads with the same or a lower rate (the cheaper rows go together).
+    """
+    draw = np.random.default_rng(seed).random(len(labels))
+    weights = np.ones(labels.shape, dtype=np.float32)
+    for column, head in enumerate(heads):
+        rate = rates.get(head, 1.0)
+        if rate < 1.0:
+            keep = (labels[:, column] > 0.5) | (draw < rate)
+            weights[:, column] = keep.astype(np.float32)
+    return weights
+
+
+def multitask_loss(
+    outputs: Mapping[str, Tensor],
+    labels: Tensor,
+    heads: Sequence[str],
+    weights: Tensor | None = None,
+    regression_heads: Collection[str] = (),
+    regression_weight: float = 1.0,
+) -> tuple[Tensor, dict[str, float]]:
+    """Mean over heads of each head's loss: binary cross-entropy with logits for binary heads,
+    ``regression_weight`` times the squared error for the heads in ``regression_heads``.
+
+    Args:
+        outputs: ``{head: [B] logits or values}`` as returned by :meth:`ParallelMaskNet.forward`.
+        labels: ``[B, H]`` targets (0/1 for binary heads), column ``i`` belonging to ``heads[i]``.
+        heads: the H heads, in the column order of ``labels``.
+        weights: optional non-negative weights, ``[B]`` per row or ``[B, H]`` per row and head
+            (e.g. :func:`downsampling_weights`); each head's loss is then the weighted mean
+            ``sum(w * loss) / sum(w)``.
+
+    Returns:
+        ``(loss, per_head)``: the scalar loss to backpropagate, and ``{head: loss value}`` to
+        log.
+    """
+    if labels.dim() != 2 or labels.shape[1] != len(heads):
+        raise ValueError(f"labels must be [B, {len(heads)}]; got {tuple(labels.shape)}")
+    missing = [head for head in heads if head not in outputs]
+    if missing:
+        raise KeyError(f"no logits for heads {missing}")
+    if weights is not None and weights.shape not in ((len(labels),), tuple(labels.shape)):
+        raise ValueError(f"weights must be [B] or [B, H]; got {tuple(weights.shape)}")
+    per_head_losses: list[Tensor] = []
+    per_head: dict[str, float] = {}
+    for column, head in enumerate(heads):
+        target = labels[:, column].to(outputs[head].dtype)
+        if head in regression_heads:
+            losses = regression_weight * (outputs[head] - target) ** 2
+        else:
+            losses = nn.functional.binary_cross_entropy_with_logits(
+                outputs[head], target, reduction="none"
+            )
+        if weights is None:
+            head_loss = losses.mean()
+        else:
+            w = (weights if weights.dim() == 1 else weights[:, column]).to(losses.dtype)
+            head_loss = (losses * w).sum() / w.sum().clamp_min(1e-12)
+        per_head_losses.append(head_loss)
+        per_head[head] = float(head_loss.detach())
+    return torch.stack(per_head_losses).mean(), per_head
 
 
 def multitask_bce(
@@ -400,36 +498,5 @@ def multitask_bce(
     heads: Sequence[str],
     weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Mean over heads of the binary cross-entropy with logits.
-
-    Args:
-        logits: ``{head: [B] logits}`` as returned by :meth:`ParallelMaskNet.forward`.
-        labels: ``[B, H]`` labels in [0, 1], column ``i`` belonging to ``heads[i]``.
-        heads: the H heads, in the column order of ``labels``.
-        weights: optional ``[B]`` non-negative row weights; each head's loss is then the
-            weighted mean ``sum(w * bce) / sum(w)``.
-
-    Returns:
-        ``(loss, per_head)``: the scalar loss to backpropagate, and ``{head: loss value}`` to
-        log.
-    """
-    if labels.dim() != 2 or labels.shape[1] != len(heads):
-        raise ValueError(f"labels must be [B, {len(heads)}]; got {tuple(labels.shape)}")
-    missing = [head for head in heads if head not in logits]
-    if missing:
-        raise KeyError(f"no logits for heads {missing}")
-    per_head_losses: list[Tensor] = []
-    per_head: dict[str, float] = {}
-    for column, head in enumerate(heads):
-        target = labels[:, column].to(logits[head].dtype)
-        losses = nn.functional.binary_cross_entropy_with_logits(
-            logits[head], target, reduction="none"
-        )
-        if weights is None:
-            head_loss = losses.mean()
-        else:
-            w = weights.to(losses.dtype)
-            head_loss = (losses * w).sum() / w.sum().clamp_min(1e-12)
-        per_head_losses.append(head_loss)
-        per_head[head] = float(head_loss.detach())
-    return torch.stack(per_head_losses).mean(), per_head
+    """:func:`multitask_loss` with every head binary."""
+    return multitask_loss(logits, labels, heads, weights)

@@ -1,5 +1,6 @@
 """Tabular baselines every evaluation compares against: gradient-boosted trees (LightGBM) and
-a per-head logistic regression on standardized features.
+a per-head logistic regression on standardized features (a ridge linear regression for a
+regression head such as `dwell_time`, so "logreg" is the linear baseline of every head).
 
 Both read the ranker's dense matrix ``x`` [N, F] (raw values, NaN where missing) and fit on a
 seeded subsample of at most ``cfg.ranker.lgbm_max_rows`` training rows, so the two baselines see
@@ -22,7 +23,7 @@ from pipelines.features.spec import log_mask
 from pipelines.models.masknet import FeatureNormalizer
 
 if TYPE_CHECKING:
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, Ridge
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def training_subsample(
 def fit_lightgbm(
     cfg: FeedrankConfig, x_train: np.ndarray, y_train: np.ndarray
 ) -> dict[str, object]:
-    """One binary LightGBM classifier per head on the ranker's own features; head -> booster."""
+    """One LightGBM model per head on the ranker's own features (binary log loss, squared error
+    for a regression head); head -> booster."""
     import lightgbm as lgb
 
     params = {
@@ -69,7 +71,10 @@ def fit_lightgbm(
     for column, head in enumerate(cfg.ranker.heads):
         started = time.perf_counter()
         data = lgb.Dataset(x_train, label=y_train[:, column], free_raw_data=True)
-        boosters[head] = lgb.train(params, data, num_boost_round=cfg.ranker.lgbm_rounds)
+        objective = "binary" if head in cfg.ranker.binary_heads else "regression"
+        boosters[head] = lgb.train(
+            {**params, "objective": objective}, data, num_boost_round=cfg.ranker.lgbm_rounds
+        )
         log.info("lightgbm: head %s fitted in %.1f s", head, time.perf_counter() - started)
     return boosters
 
@@ -84,7 +89,7 @@ class LogregBaseline:
     were a single class holds its training rate (a float) instead of a model."""
 
     standardizer: FeatureNormalizer
-    heads: dict[str, LogisticRegression | float] = field(default_factory=dict)
+    heads: dict[str, LogisticRegression | Ridge | float] = field(default_factory=dict)
 
 
 def standardize(normalizer: FeatureNormalizer, x: np.ndarray) -> np.ndarray:
@@ -117,13 +122,16 @@ def fit_logreg(cfg: FeedrankConfig, x_train: np.ndarray, y_train: np.ndarray) ->
     ``cfg.ranker.lgbm_max_rows`` rows that LightGBM uses.
     """
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, Ridge
 
     x_train, y_train = training_subsample(cfg, x_train, y_train)
     standardizer = FeatureNormalizer.fit(x_train, _column_mask(cfg, x_train.shape[1]))
     features = standardize(standardizer, x_train)
     baseline = LogregBaseline(standardizer=standardizer)
     for column, head in enumerate(cfg.ranker.heads):
+        if head not in cfg.ranker.binary_heads:
+            baseline.heads[head] = Ridge(alpha=1.0).fit(features, y_train[:, column])
+            continue
         labels = (y_train[:, column] > 0.5).astype(np.int64)
         rate = float(labels.mean()) if labels.size else 0.0
         if labels.min(initial=0) == labels.max(initial=0):
@@ -143,12 +151,16 @@ def fit_logreg(cfg: FeedrankConfig, x_train: np.ndarray, y_train: np.ndarray) ->
 
 
 def predict_logreg(baseline: LogregBaseline, x: np.ndarray) -> dict[str, np.ndarray]:
-    """``x`` [N, F] raw features -> {head: [N] probability}."""
+    """``x`` [N, F] raw features -> {head: [N] probability, or value for a regression head}."""
+    from sklearn.linear_model import Ridge
+
     features = standardize(baseline.standardizer, x)
     out: dict[str, np.ndarray] = {}
     for head, model in baseline.heads.items():
         if isinstance(model, float):
             out[head] = np.full(len(features), model, dtype=np.float64)
+        elif isinstance(model, Ridge):
+            out[head] = np.asarray(model.predict(features), dtype=np.float64)
         else:
             out[head] = np.asarray(model.predict_proba(features)[:, 1], dtype=np.float64)
     return out

@@ -26,7 +26,7 @@ from pipelines.features.sparse import sparse_ids
 from pipelines.features.spec import feature_matrix, log_mask
 from pipelines.features.training_set import training_set_path
 from pipelines.models.bundle import RankerBundle, sparse_meta
-from pipelines.models.masknet import FeatureNormalizer, multitask_bce
+from pipelines.models.masknet import FeatureNormalizer, downsampling_weights, multitask_loss
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,12 @@ def prepare_arrays(cfg: FeedrankConfig) -> dict[str, int]:
         if "s" in model_inputs(cfg.ranker):
             out[f"s_{split}"] = sparse_ids(part, cfg.ranker.sparse_buckets)
         out[f"y_{split}"] = part[label_columns].to_numpy(dtype=np.float32)
+    out["w_train"] = downsampling_weights(
+        out["y_train"],
+        cfg.ranker.heads,
+        {h: cfg.ranker.sample_rate(h) for h in cfg.ranker.binary_heads},
+        cfg.world.seed,
+    )
     if "s" in model_inputs(cfg.ranker):
         out["sparse_known"] = known_ids(out["s_train"], cfg.ranker)
     path = arrays_path(cfg)
@@ -85,24 +91,44 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     inputs: tuple[torch.Tensor, ...],
     y: torch.Tensor,
-    heads: tuple[str, ...],
+    ranker: RankerConfig,
+    weights: torch.Tensor | None = None,
 ) -> float:
-    """One Adam step on a batch: ``model(*inputs)`` (e.g. ``(x [B, F], ids [B, S])``), y [B, H]."""
+    """One Adam step on a batch: ``model(*inputs)`` (e.g. ``(x [B, F], ids [B, S])``), y [B, H],
+    per-head loss weights [B, H] (the negative downsampling) or None."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    loss, _ = multitask_bce(model(*inputs), y, heads)
+    loss, _ = ranker_loss(model(*inputs), y, ranker, weights)
     loss.backward()
     optimizer.step()
     return float(loss.detach())
 
 
+def ranker_loss(
+    outputs: dict[str, torch.Tensor],
+    y: torch.Tensor,
+    ranker: RankerConfig,
+    weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The multi-task loss of the configured heads (binary and regression)."""
+    return multitask_loss(
+        outputs,
+        y,
+        ranker.heads,
+        weights,
+        regression_heads=set(ranker.heads) - set(ranker.binary_heads),
+        regression_weight=ranker.regression_loss_weight,
+    )
+
+
 def eval_step(
-    model: nn.Module, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, heads: tuple[str, ...]
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, ranker: RankerConfig
 ) -> dict[str, float]:
-    """Losses of ``model(*inputs)`` against y [B, H], total and per head, without autograd."""
+    """Losses of ``model(*inputs)`` against y [B, H] (all rows, no downsampling), total and per
+    head, without autograd."""
     model.eval()
     with torch.no_grad():
-        loss, per_head = multitask_bce(model(*inputs), y, heads)
+        loss, per_head = ranker_loss(model(*inputs), y, ranker)
     return {"loss": float(loss), **{f"loss_{h}": v for h, v in per_head.items()}}
 
 
@@ -112,7 +138,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
 
     cfg = FeedrankConfig.model_validate(config["cfg"])
-    heads = tuple(cfg.ranker.heads)
     if not cfg.ranker.use_gpu:
         torch.set_num_threads(max(1, config["threads_per_worker"]))
     context = ray.train.get_context()
@@ -125,6 +150,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     cut = int(len(y_all) * 0.95)
     inputs_train = [values[rank:cut:world] for values in inputs_all]
     y_train = y_all[rank:cut:world]
+    w_train = arrays["w_train"][rank:cut:world]
     inputs_val = tuple(torch.from_numpy(values[cut:]).to(device) for values in inputs_all)
     y_val = torch.from_numpy(y_all[cut:]).to(device)
 
@@ -148,7 +174,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             index = order[lo : lo + batch]
             inputs = tuple(torch.from_numpy(values[index]).to(device) for values in inputs_train)
             yb = torch.from_numpy(y_train[index]).to(device)
-            losses.append(train_step(model, optimizer, inputs, yb, heads))
+            wb = torch.from_numpy(w_train[index]).to(device)
+            losses.append(train_step(model, optimizer, inputs, yb, cfg.ranker, wb))
             if rank == 0 and step % 100 == 0:
                 log.info("ranker: epoch %d step %d loss %.4f", epoch, step, losses[-1])
         metrics = {
@@ -156,7 +183,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "train_loss": float(np.mean(losses)),
             "epoch_seconds": time.perf_counter() - started,
             "rows_per_second": len(y_train) / (time.perf_counter() - started),
-            **{f"val_{k}": v for k, v in eval_step(model, inputs_val, y_val, heads).items()},
+            **{f"val_{k}": v for k, v in eval_step(model, inputs_val, y_val, cfg.ranker).items()},
         }
         last = epoch == cfg.ranker.epochs - 1
         if rank == 0 and last:

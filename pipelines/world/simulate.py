@@ -25,6 +25,7 @@ from scipy.stats import norm
 from pipelines.config import FeedrankConfig
 from pipelines.schema import (
     BINARY_ACTIONS,
+    DERIVED_ACTIONS,
     DWELL_THRESHOLD_MS,
     FOLLOWS,
     IMPRESSIONS,
@@ -87,6 +88,8 @@ BASE_LOGIT = {
     "negative": -5.8,
     "report": -8.8,
 }
+# Logit that an author engages with a viewer's reply (given the reply), before the terms below.
+AUTHOR_ENGAGES_REPLY_LOGIT = -1.6
 ENGAGEMENTS = ("fav", "reply", "retweet", "quote")
 
 
@@ -453,6 +456,15 @@ class World:
             + 3.2 * toxicity
             - 0.5 * language,
             "report": BASE_LOGIT["report"] - 0.3 * affinity - 0.5 * follows + 4.5 * toxicity,
+            # Conditional on a reply: authors answer people they follow, the people they talk to,
+            # and answer less the more followers they have; toxic replies get ignored.
+            "reply_engaged_by_author": AUTHOR_ENGAGES_REPLY_LOGIT
+            + 1.4 * adjacency[author, viewer].astype(float)
+            + 0.6 * past
+            + 0.5 * np.log(pop.activity[author])
+            - 0.35 * popularity
+            - 1.5 * toxicity
+            + language,
         }
         mean_log_dwell = (
             np.log(3500.0)
@@ -494,12 +506,21 @@ class World:
             }
         )
         truth = pd.DataFrame({"impression_id": ids + 1})
+        happened_at: dict[str, np.ndarray] = {}
         for action in BINARY_ACTIONS:
             p = expit(logits[action])
-            happened = rng.random(m) < p
             delay = rng.exponential(45.0, size=m) + 1.0
+            at = served + delay
+            parent = DERIVED_ACTIONS.get(action)
+            if parent is not None:  # happens only after its parent action, and only if it did
+                p = p * truth[f"p_{parent}"].to_numpy(dtype=np.float64)
+                happened = impressions[parent].to_numpy() & (rng.random(m) < expit(logits[action]))
+                at = happened_at[parent] + rng.exponential(1800.0, size=m) + 1.0
+            else:
+                happened = rng.random(m) < p
+            happened_at[action] = at
             impressions[action] = happened
-            impressions[f"{action}_at"] = self._timestamps(served + delay).where(happened, pd.NaT)
+            impressions[f"{action}_at"] = self._timestamps(at).where(happened, pd.NaT)
             truth[f"p_{action}"] = p.astype(np.float32)
         sigma = 0.9
         dwell = np.exp(mean_log_dwell + sigma * rng.standard_normal(m))
@@ -510,6 +531,7 @@ class World:
             np.float32
         )
         truth["expected_dwell_ms"] = np.exp(mean_log_dwell + sigma**2 / 2).astype(np.float32)
+        truth["mean_log_dwell_s"] = (mean_log_dwell - np.log(1000.0)).astype(np.float32)
         self._remember(impressions, viewer, tweet)
         return impressions, truth
 

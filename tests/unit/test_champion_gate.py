@@ -61,3 +61,17 @@ def test_a_head_losing_too_much_rce_blocks_promotion() -> None:
     result = compare_predictions(requests, labels, distorted, truth, WEIGHTS, lenient)
     assert result.rce_drop["reply"] > 1.0 and not result.promote
     assert any("RCE of reply drops" in r for r in result.reasons)
+
+
+def test_a_worse_regression_head_is_bounded_by_its_r2() -> None:
+    requests, labels, truth, _ = _world()
+    rng = np.random.default_rng(5)
+    mean_log_dwell = rng.normal(1.0, 0.5, requests.size)
+    labels = {**labels, "dwell_time": mean_log_dwell + rng.normal(0, 0.5, requests.size)}
+    champion = {**truth, "dwell_time": mean_log_dwell}
+    challenger = {**truth, "dwell_time": np.full(requests.size, mean_log_dwell.mean())}
+    lenient = GATE.model_copy(update={"min_ndcg_gain": -1.0})
+    result = compare_predictions(requests, labels, challenger, champion, WEIGHTS, lenient)
+    # the champion explains about half the variance (R² ~ 0.5), the constant none: ~50 points
+    assert result.rce_drop["dwell_time"] == pytest.approx(50.0, abs=8.0)
+    assert not result.promote and any("dwell_time drops" in r for r in result.reasons)

@@ -150,9 +150,13 @@ def test_logreg_learns_a_separable_head_and_survives_nan_and_one_class() -> None
     predicted = predict_logreg(baseline, x_test)
 
     assert set(predicted) == set(cfg.ranker.heads)
-    for p in predicted.values():
+    for head, p in predicted.items():
         assert p.shape == (len(x_test),)
-        assert np.all(np.isfinite(p)) and np.all((p >= 0) & (p <= 1))
+        assert np.all(np.isfinite(p))
+        if head in cfg.ranker.binary_heads:  # probabilities; dwell_time is a ridge regression
+            assert np.all((p >= 0) & (p <= 1))
+    dwell_time = y_test[:, ALL_HEADS.index("dwell_time")]
+    assert abs(predicted["dwell_time"].mean() - dwell_time.mean()) < 0.05
     fav = y_test[:, ALL_HEADS.index("fav")]
     assert roc_auc(fav, predicted["fav"]) > 0.9
     assert rce(fav, predicted["fav"]) > 20.0  # far better than the base-rate constant

@@ -187,6 +187,8 @@ def test_affinity_values_by_hand() -> None:
             "viewer_followees": [[4], [4]],
             "va_engaged_tweets": [2.0, np.nan],
             "author_tweets_total": [8.0, 3.0],
+            "viewer_topic_rates": [np.array([0.05, 0.3]), None],
+            "viewer_engagement_rate": [0.1, 0.1],
         }
     )
     out = affinity_values(inputs)
@@ -201,6 +203,31 @@ def test_affinity_values_by_hand() -> None:
     assert second["tweet_network_engagements_3d"] == 0.0
     assert first["va_engaged_tweets_norm"] == pytest.approx(0.25)
     assert second["va_engaged_tweets_norm"] == 0.0  # never engaged: none of the author's tweets
+    assert first["viewer_topic_engagement_rate"] == pytest.approx(0.3)  # topic 1 of the viewer
+    assert first["viewer_topic_lift"] == pytest.approx(3.0)  # 0.3 / 0.1
+    assert np.isnan(second["viewer_topic_engagement_rate"]) and np.isnan(
+        second["viewer_topic_lift"]
+    )
+
+
+def test_viewer_topic_rates_by_hand_and_only_from_the_past() -> None:
+    from pipelines.features.embeddings import VIEWER_TOPIC_PRIOR, ViewerTopicCounts
+
+    tweet_ids, topics = np.array([10, 11, 12]), np.array([0, 1, 1])
+    # Viewer 7 saw 10 topic-0 and 10 topic-1 tweets on day 1 and engaged with 4 topic-1 ones.
+    impressions = pd.DataFrame(
+        {"viewer_id": [7] * 20, "tweet_id": [10] * 10 + [11] * 10, "served_at": [at(30)] * 20}
+    )
+    events = pd.DataFrame({"viewer_id": [7] * 4, "tweet_id": [11] * 4, "at": [at(30.5)] * 4})
+    counts = ViewerTopicCounts(tweet_ids, topics, impressions, events)
+    before = counts.before(at(24).timestamp(), np.array([7]))
+    assert before[0, 0] == pytest.approx(before[0, 1])  # nothing seen yet: both at the prior
+    rates = counts.before(at(48).timestamp(), np.array([7]))[0]
+    overall = (4 + 1.0) / (20 + 10.0)
+    viewer_rate = (4 + 10.0 * overall) / (20 + 10.0)
+    prior = VIEWER_TOPIC_PRIOR
+    assert rates[0] == pytest.approx((0 + prior * viewer_rate) / (10 + prior), rel=1e-5)
+    assert rates[1] == pytest.approx((4 + prior * viewer_rate) / (10 + prior), rel=1e-5)
 
 
 def test_text_ngram_ids_are_stable_and_nonzero() -> None:

@@ -16,6 +16,8 @@ from pipelines.evaluate.metrics import (
     ndcg_at_k,
     pr_auc,
     rce,
+    regression_metrics,
+    relative_score,
     roc_auc,
 )
 
@@ -142,3 +144,25 @@ def test_head_metrics_collects_every_metric() -> None:
 def test_length_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="length"):
         roc_auc([0, 1], [0.5])
+
+
+def test_regression_metrics_by_hand() -> None:
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    p = np.array([1.5, 2.0, 2.0, 4.0])
+    values = regression_metrics(y, p)
+    # MSE = (0.25 + 0 + 1 + 0) / 4 = 0.3125; Var(y) = 1.25 -> R² = 0.75
+    assert values["r2"] == pytest.approx(0.75)
+    assert values["rmse"] == pytest.approx(math.sqrt(0.3125))
+    assert values["mae"] == pytest.approx(0.375)
+    assert values["mean_label"] == pytest.approx(2.5)
+    assert regression_metrics(y, np.full(4, 2.5))["r2"] == pytest.approx(0.0)  # the mean
+    assert math.isnan(regression_metrics(np.ones(3), np.ones(3))["r2"])  # constant labels
+
+
+def test_relative_score_is_rce_or_100_r2() -> None:
+    y = np.array([1.0, 0.0, 0.0, 1.0])
+    p = np.array([0.8, 0.3, 0.1, 0.6])
+    assert relative_score(y, p) == pytest.approx(rce(y, p))
+    values = np.array([1.0, 2.0, 3.0, 4.0])
+    guess = np.array([1.5, 2.0, 2.0, 4.0])
+    assert relative_score(values, guess, regression=True) == pytest.approx(75.0)

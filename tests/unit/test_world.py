@@ -66,6 +66,18 @@ def test_world_is_consistent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             .all()
         )
         assert impressions.loc[~happened, f"{action}_at"].isna().all()
+    # the author engages with a reply only where the viewer replied, after the reply
+    engaged = impressions["reply_engaged_by_author"]
+    assert engaged.any() and (impressions.loc[engaged, "reply"]).all()
+    assert (
+        impressions.loc[engaged, "reply_engaged_by_author_at"]
+        > impressions.loc[engaged, "reply_at"]
+    ).all()
+    probabilities = impressions[["impression_id"]].merge(truth, on="impression_id")
+    assert (probabilities["p_reply_engaged_by_author"] <= probabilities["p_reply"] + 1e-7).all()
+    # the dwell truth is the mean of the log dwell the world drew (seconds)
+    log_dwell = np.log(impressions["dwell_ms"].clip(lower=1) / 1000.0)
+    assert log_dwell.mean() == pytest.approx(probabilities["mean_log_dwell_s"].mean(), abs=0.1)
     # a tweet is never shown before it exists, nor twice to the same viewer
     created = parents.loc[impressions["tweet_id"], "created_at"].to_numpy()
     assert (impressions["served_at"].to_numpy() >= created).all()
