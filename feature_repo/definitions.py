@@ -64,6 +64,11 @@ tweet_content = FeatureView(
         Field(name="has_video", dtype=Int64, description="1 if the tweet has a video."),
         Field(name="has_url", dtype=Int64, description="1 if the tweet links out."),
         Field(name="is_reply", dtype=Int64, description="1 if the tweet replies to another."),
+        Field(
+            name="tweet_toxicity",
+            dtype=Float64,
+            description="Health-model toxicity of the tweet in [0, 1] (the tweets table's label).",
+        ),
         Field(name="tweet_language", dtype=String, description="Language code of the text."),
         Field(name="tweet_created_s", dtype=Float64, description="Posting time, epoch seconds."),
         Field(

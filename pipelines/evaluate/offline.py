@@ -61,12 +61,19 @@ def oracle_predictions(
 def blended_ndcg(
     cfg: FeedrankConfig,
     requests: np.ndarray,
-    labels: np.ndarray,
+    labels: np.ndarray | dict[str, np.ndarray],
     predictions: dict[str, np.ndarray],
 ) -> float:
-    """Mean NDCG@k per request; gain = max(0, blend of the realized labels)."""
-    realized = {head: labels[:, i] for i, head in enumerate(cfg.ranker.heads)}
-    gains = np.maximum(0.0, blend_scores(realized, cfg.blend.weights))
+    """Mean NDCG@k per request of the blended score; gain = max(0, blend of `labels`).
+
+    `labels` is ``[N, H]`` realized labels in head order, or ``{head: [N]}`` (e.g. the true
+    probabilities, whose blend is the value the feed should have ranked by).
+    """
+    if isinstance(labels, dict):
+        target = labels
+    else:
+        target = {head: labels[:, i] for i, head in enumerate(cfg.ranker.heads)}
+    gains = np.maximum(0.0, blend_scores(target, cfg.blend.weights))
     scores = blend_scores(predictions, cfg.blend.weights)
     return mean_ndcg_at_k(requests, gains, scores, cfg.promote.ndcg_k)
 
@@ -177,7 +184,15 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
 
     heads = list(cfg.ranker.heads)
     requests = test["request_id"].to_numpy()
-    results: dict[str, Any] = {"heads": heads, "models": {}, "ndcg": {}, "curves": {}}
+    # NDCG against the blend of the true probabilities where the world's truth exists (the
+    # oracle then scores 1); `ndcg_realized` ranks against what actually happened.
+    results: dict[str, Any] = {
+        "heads": heads,
+        "models": {},
+        "ndcg": {},
+        "ndcg_realized": {},
+        "curves": {},
+    }
     for model, per_head in predictions.items():
         results["models"][model] = {
             head: (regression_metrics if head in REGRESSION_HEADS else head_metrics)(
@@ -185,7 +200,11 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
             )
             for i, head in enumerate(heads)
         }
-        results["ndcg"][model] = blended_ndcg(cfg, requests, y_test, per_head)
+        realized = blended_ndcg(cfg, requests, y_test, per_head)
+        results["ndcg_realized"][model] = realized
+        results["ndcg"][model] = (
+            realized if oracle is None else blended_ndcg(cfg, requests, oracle, per_head)
+        )
         results["curves"][model] = {
             head: (y_test[:, i], per_head[head])
             for i, head in enumerate(heads)
@@ -211,7 +230,8 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
 
 
 def flatten_metrics(results: dict[str, Any]) -> dict[str, float]:
-    """MLflow metric names: `<model>_<metric>_<head>`, `<model>_ndcg`, and per segment
+    """MLflow metric names: `<model>_<metric>_<head>`, `<model>_ndcg` (against the true blend
+    where the world's truth exists), `<model>_ndcg_realized`, and per segment
     `<model>_<metric>_<head>_<segment>` (e.g. `ranker_rce_fav_new_viewers`) with
     `segment_rows_<segment>`."""
     flat: dict[str, float] = {}
@@ -221,6 +241,8 @@ def flatten_metrics(results: dict[str, Any]) -> dict[str, float]:
                 flat[f"{model}_{metric}_{head}"] = float(value)
     for model, value in results["ndcg"].items():
         flat[f"{model}_ndcg"] = float(value)
+    for model, value in results.get("ndcg_realized", {}).items():
+        flat[f"{model}_ndcg_realized"] = float(value)
     for segment, summary in results.get("segments", {}).items():
         flat[f"segment_rows_{segment}"] = float(summary["rows"])
         for model, per_head in summary["models"].items():

@@ -78,9 +78,13 @@ def render_markdown(results: Mapping[str, Any], images: Sequence[str] = ()) -> s
         ]
         lines += [f"## {metric}", "", *markdown_table(["head", *model_names], rows), ""]
     ndcg: Mapping[str, float] = results.get("ndcg") or {}
+    realized: Mapping[str, float] = results.get("ndcg_realized") or {}
     if ndcg:
-        rows = [[model, format_value(value)] for model, value in ndcg.items()]
-        table = markdown_table(["model", "ndcg"], rows)
+        rows = [
+            [model, format_value(value), format_value(realized.get(model))]
+            for model, value in ndcg.items()
+        ]
+        table = markdown_table(["model", "ndcg", "ndcg vs realized labels"], rows)
         lines += ["## NDCG of the blended feed score", "", *table, ""]
     segments: Mapping[str, Mapping[str, Any]] = results.get("segments") or {}
     if segments:

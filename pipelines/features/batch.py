@@ -116,6 +116,7 @@ def tweet_content(tweets: pd.DataFrame, idf: dict[str, float] | None = None) -> 
             "has_video": tweets["has_video"].astype("int64"),
             "has_url": tweets["has_url"].astype("int64"),
             "is_reply": tweets["in_reply_to_tweet_id"].notna().astype("int64"),
+            "tweet_toxicity": tweets["toxicity"].astype("float64"),
             "tweet_language": tweets["language"],
             "tweet_created_s": epoch_seconds(tweets["created_at"]),
             "tweet_hashtag_vector": list(vectors),

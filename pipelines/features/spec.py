@@ -32,6 +32,7 @@ TWEET_FEATURES: tuple[str, ...] = (
     "has_video",
     "has_url",
     "is_reply",
+    "tweet_toxicity",
 )
 TWEET_ENGAGEMENT_FEATURES: tuple[str, ...] = (
     "tweet_impressions_window",
