@@ -111,7 +111,8 @@ def _value_ranges(table: str, cfg: FeedrankConfig) -> list[Expectation]:
 
 
 def _action_timestamps(table: str) -> list[Expectation]:
-    """`<a>_at` is null iff `a` is False, and never before served_at, for every binary action."""
+    """`<a>_at` is null iff `a` is False, and never before served_at, for every binary action;
+    a derived action (reply engaged by the author) only where, and after, its parent action."""
     if table != "impressions":
         return []
     out: list[Expectation] = []
@@ -133,6 +134,23 @@ def _action_timestamps(table: str) -> list[Expectation]:
                 or_equal=True,
                 ignore_row_if="either_value_is_missing",
                 description=f"{at} >= served_at",
+            ),
+        ]
+    for action, parent in schema.DERIVED_ACTIONS.items():
+        out += [
+            # Booleans compare False < True: the parent is True wherever the derived action is.
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=parent,
+                column_B=action,
+                or_equal=True,
+                description=f"{action} only where {parent} (the author engages with a reply)",
+            ),
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=f"{action}_at",
+                column_B=f"{parent}_at",
+                or_equal=True,
+                ignore_row_if="either_value_is_missing",
+                description=f"{action}_at >= {parent}_at",
             ),
         ]
     return out

@@ -179,6 +179,23 @@ def test_corrupt_impressions_batch_is_quarantined_whole(cfg: FeedrankConfig) -> 
         assert part(cfg.paths.raw, table, day).exists(), (table, day)
 
 
+def test_author_engaging_a_reply_that_never_happened_fails_its_batch(
+    cfg: FeedrankConfig,
+) -> None:
+    bad = impressions(DAY_2)
+    bad.loc[0, "reply"], bad.loc[0, "reply_at"] = False, pd.NaT
+    bad.loc[0, "reply_engaged_by_author"] = True
+    bad.loc[0, "reply_engaged_by_author_at"] = bad.loc[0, "served_at"] + pd.Timedelta(minutes=5)
+    schema.write_partition(bad, cfg.paths.raw, "impressions", DAY_2, schema.IMPRESSIONS)
+
+    with pytest.raises(DataValidationError):
+        validate_lake(cfg)
+
+    quarantined = schema.partition_dir(cfg.paths.quarantine, "impressions", DAY_2)
+    report = json.loads((quarantined / "validation_report.json").read_text())
+    assert failed_rules(report) == {("expect_column_pair_values_a_to_be_greater_than_b", "reply")}
+
+
 def test_reply_older_than_its_parent_fails_its_batch(cfg: FeedrankConfig) -> None:
     bad = tweets(DAY_1)
     bad.loc[1, "created_at"] = ts(f"{DAY_1} 07:00")  # the reply (11) predates its parent (10)
