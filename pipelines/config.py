@@ -96,6 +96,11 @@ class PathsConfig(StrictModel):
         return self.root_dir / "mlflow.db"
 
     @property
+    def serving_events(self) -> Path:
+        """The serving event log (served impressions, engagements, author controls): SQLite."""
+        return self.root_dir / "serving" / "events.db"
+
+    @property
     def mlflow_artifacts(self) -> Path:
         return self.root_dir / "mlartifacts"
 
@@ -352,6 +357,54 @@ class ServeConfig(StrictModel):
     toxicity_threshold: float = Field(
         0.6, ge=0, le=1, description="Replies above it go to the lower conversation section."
     )
+    # ---- home feed pipeline (DESIGN section 6) ----
+    returning_user_days: float = Field(
+        14.0, gt=0, description="A viewer away at least this many days gets the smaller cap."
+    )
+    returning_user_max_candidates: int = Field(
+        500, ge=1, description="Most candidates for a viewer back after returning_user_days."
+    )
+    backlog_lookback_hours: int = Field(
+        168, ge=1, description="Age limit of unseen in-network tweets from before the last visit."
+    )
+    resurface_candidates: int = Field(
+        50, ge=0, description="Most seen tweets resurfaced because their engagement grew."
+    )
+    resurface_min_growth: float = Field(
+        2.0, gt=1, description="Engagements since the viewer saw a tweet / engagements before it."
+    )
+    resurface_min_new_engagements: int = Field(
+        3, ge=1, description="Fewest engagements since the viewer saw it to resurface a tweet."
+    )
+    trending_candidates: int = Field(
+        150, ge=0, description="Out-of-network trending tweets, weighted by the viewer's interests."
+    )
+    author_diversity_decay: float = Field(
+        0.5, gt=0, le=1, description="Score factor per further tweet of the same author."
+    )
+    author_diversity_floor: float = Field(
+        0.25, gt=0, le=1, description="Lowest author-diversity factor."
+    )
+    out_of_network_scale: float = Field(
+        0.75, gt=0, le=1, description="Score factor of out-of-network tweets."
+    )
+    repetition_penalty_positions: int = Field(
+        3, ge=0, description="Places a tweet served to the viewer before moves down."
+    )
+    fatigue_min_factor: float = Field(
+        0.2, gt=0, le=1, description="Score factor of an author right after 'show fewer'."
+    )
+    fatigue_recovery_days: float = Field(
+        14.0, gt=0, description="Days for 'show fewer' fatigue to recover linearly to 1."
+    )
+    request_deadline_ms: int = Field(
+        1500, ge=10, description="Deadline of a feed request; past it the feed degrades."
+    )
+    feature_timeout_ms: int = Field(
+        400, ge=1, description="Online-feature budget; slower or failing reads use cached/default."
+    )
+    max_body_bytes: int = Field(16_384, ge=256, description="Largest request body accepted.")
+    cursor_ttl_s: int = Field(3600, ge=1, description="How long a page cursor stays valid.")
 
 
 class FeedrankConfig(StrictModel):
