@@ -662,6 +662,32 @@ class RowCache:
         self.stats.hits += len(keys) - len(stale_keys)
         return held, slots
 
+    def cached_columns(
+        self, view: ViewPlan, keys: Sequence[Hashable]
+    ) -> tuple[list[np.ndarray | list[Any]], int]:
+        """Like :meth:`columns` without touching the store (the degraded path when it is slow or
+        down): held values whatever their age, missing values for keys never read. Also returns
+        how many of the keys were held."""
+        held = self._views.get(view.name)
+        if held is None or not held.keys:
+            return [np.full(len(keys), np.nan) for _ in view.kinds], 0
+        slots = held.slots(keys)
+        known = slots >= 0
+        columns = held.gather(np.where(known, slots, 0))
+        if known.all():
+            return columns, len(keys)
+        out: list[np.ndarray | list[Any]] = []
+        for column in columns:
+            values = np.asarray(column)
+            if values.dtype.kind in "biuf":
+                values = values.astype(np.float64)
+                values[~known] = np.nan
+            else:
+                values = values.astype(object)
+                values[~known] = None
+            out.append(values)
+        return out, int(known.sum())
+
     def _bound(self, held: ViewColumns) -> None:
         if len(held.keys) > self.max_keys:
             held.keep_newest(self.max_keys)
@@ -715,6 +741,55 @@ class FastOnlineFeatures:
 
         Keys missing from the store come back as missing values (the model maps them to defaults).
         """
+        request = self._request(viewer_id, candidates, now)
+        columns = self._entity_columns(request)
+        started = time.perf_counter()
+        with self._lock:
+            for view in self.plan.views:
+                gathered = self.cache.columns(view, view.keys(request))
+                columns.update(zip(view.features, gathered, strict=True))
+        return self._finish(request, columns, started)
+
+    def hydrate_cached(
+        self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp, wait_s: float = 0.005
+    ) -> tuple[pd.DataFrame, float]:
+        """:meth:`hydrate` from the cache alone, for when the store is slow or down: cached rows
+        whatever their age, missing values (model defaults) for keys never read. Returns the
+        frame and the share of (view, key) lookups that were cached.
+
+        Raises TimeoutError when the cache is held for more than `wait_s` (a store read in
+        progress that may hang): the caller then falls back to default features.
+        """
+        request = self._request(viewer_id, candidates, now)
+        columns = self._entity_columns(request)
+        started = time.perf_counter()
+        if not self._lock.acquire(timeout=wait_s):
+            raise TimeoutError("the feature cache is busy with a store read")
+        try:
+            found = wanted = 0
+            for view in self.plan.views:
+                keys = view.keys(request)
+                gathered, held = self.cache.cached_columns(view, keys)
+                columns.update(zip(view.features, gathered, strict=True))
+                found, wanted = found + held, wanted + len(keys)
+        finally:
+            self._lock.release()
+        return self._finish(request, columns, started), found / max(wanted, 1)
+
+    def hydrate_default(
+        self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
+    ) -> pd.DataFrame:
+        """Every stored feature missing (the model's defaults), request-time values computed: the
+        last resort when neither the store nor the cache can answer."""
+        request = self._request(viewer_id, candidates, now)
+        columns = self._entity_columns(request)
+        for view in self.plan.views:
+            columns.update({name: np.full(len(candidates), np.nan) for name in view.features})
+        return self._finish(request, columns, time.perf_counter())
+
+    def _request(
+        self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
+    ) -> dict[str, list[Any]]:
         if candidates.empty:
             raise ValueError("no candidates to hydrate")
         n = len(candidates)
@@ -725,15 +800,22 @@ class FastOnlineFeatures:
             "request_time_s": [pd.Timestamp(now).timestamp()] * n,
             "viewer_follows_author": candidates["in_network"].astype("int64").tolist(),
         }
-        columns: dict[str, np.ndarray | list[Any]] = {
+        return request
+
+    @staticmethod
+    def _entity_columns(request: Mapping[str, list[Any]]) -> dict[str, np.ndarray | list[Any]]:
+        return {
             name: np.array(request[name], dtype=np.int64)
             for name in ("tweet_id", "author_id", "viewer_id")
         }
-        started = time.perf_counter()
-        with self._lock:
-            for view in self.plan.views:
-                gathered = self.cache.columns(view, view.keys(request))
-                columns.update(zip(view.features, gathered, strict=True))
+
+    def _finish(
+        self,
+        request: Mapping[str, list[Any]],
+        columns: dict[str, np.ndarray | list[Any]],
+        started: float,
+    ) -> pd.DataFrame:
+        """Runs the on-demand views over the gathered columns and frames the result."""
         read = time.perf_counter()
         for plan in self.plan.on_demand:
             columns.update(run_on_demand(plan, {**columns, **_request_data(request)}))

@@ -8,6 +8,7 @@ MLflow pyfunc and serving all load rankers through :class:`RankerBundle`.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +106,31 @@ class RankerBundle:
         The frame holds the spec's columns and, for a sparse bundle, the SPARSE_FIELDS columns
         (ids, country, recent hashtags, n-gram ids); a missing one is a KeyError naming it.
         """
-        x = feature_matrix(features, self.embedding_dim, self.feature_set)
+        return self.predict_matrix(*frame_inputs(features, self.input_spec))
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """What turns a feature frame into this model's inputs (see :func:`frame_inputs`)."""
         sparse = self.model.sparse
-        ids = None if sparse is None else sparse_ids(features, sparse.table.num_embeddings)
-        return self.predict_matrix(x, ids)
+        buckets = 0 if sparse is None else int(sparse.table.num_embeddings)
+        return InputSpec(self.embedding_dim, self.feature_set, buckets)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    embedding_dim: int
+    feature_set: str
+    sparse_buckets: int  # 0: the model reads no sparse ids
+
+
+def frame_inputs(features: pd.DataFrame, spec: InputSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    """A feature frame -> the model's ``x`` [N, F] float32 and sparse ids [N, S] (or None).
+
+    Serving computes these where the features are, so only two arrays travel to the ranker.
+    """
+    x = feature_matrix(features, spec.embedding_dim, spec.feature_set)
+    ids = sparse_ids(features, spec.sparse_buckets) if spec.sparse_buckets else None
+    return x, ids
 
 
 def _with_sparse_default(ranker: dict[str, Any]) -> dict[str, Any]:

@@ -257,6 +257,18 @@ def test_absent_keys_are_cached_as_absent_until_they_expire() -> None:
     assert cache.rows(view, [5]) == [(50,)]
 
 
+def test_cached_columns_never_read_the_store_and_serve_stale_rows() -> None:
+    store, clock, view = FakeStore({1: (10,), 2: (20,)}), Clock(), _view()
+    cache = RowCache(store, ttl_s=5, max_keys=100, clock=clock)
+    columns, held = cache.cached_columns(view, [1, 2])
+    assert held == 0 and np.isnan(columns[0]).all()  # nothing cached yet: all missing
+    cache.columns(view, [1])
+    clock.now += 60  # far past the TTL: the degraded path still serves the stale row
+    columns, held = cache.cached_columns(view, [1, 2, 1])
+    assert held == 2 and len(store.reads) == 1
+    assert columns[0][0] == 10 and np.isnan(columns[0][1]) and columns[0][2] == 10
+
+
 def test_zero_ttl_reads_the_store_every_time() -> None:
     store, view = FakeStore({1: (10,)}), _view()
     cache = RowCache(store, ttl_s=0, max_keys=100)

@@ -1,0 +1,95 @@
+"""Page cursors of the home feed: opaque, signed, bound to one viewer and one feed visit.
+
+A cursor carries the visit's session id (the event log knows every tweet served in it, so the next
+page never repeats one), the page number and the position where the next page starts. It is
+signed with HMAC-SHA256 under a key kept next to the event log, so every replica on the machine
+accepts the cursors of the others, and a client cannot forge one for another viewer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+KEY_BYTES = 32
+
+
+class CursorError(ValueError):
+    """A cursor that is malformed, forged, expired or another viewer's; the message says which."""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    session: str  # hex id of the feed visit (all its pages)
+    user_id: int
+    page: int  # the page this cursor leads to (1 = the second page)
+    offset: int  # position of the next page's first item in the visit
+    issued: float  # unix seconds
+
+
+def load_key(path: Path) -> bytes:
+    """The signing key at `path`, created (readable by the owner only) on first use."""
+    if path.exists():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(KEY_BYTES)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(key)
+    os.chmod(tmp, 0o600)
+    try:
+        os.link(tmp, path)  # atomic create-if-absent: two replicas starting agree on one key
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_bytes()
+
+
+class CursorCodec:
+    """Encodes and checks cursors with `key`; `ttl_s` bounds their age."""
+
+    def __init__(self, key: bytes, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
+        if len(key) < 16:
+            raise ValueError("a cursor key needs at least 16 bytes")
+        self._key, self.ttl_s, self._clock = key, ttl_s, clock
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
+
+    def encode(self, session: str, user_id: int, page: int, offset: int) -> str:
+        body = {"s": session, "u": int(user_id), "p": int(page), "o": int(offset)}
+        body["t"] = int(self._clock())
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(payload + self._sign(payload)).decode().rstrip("=")
+
+    def decode(self, token: str, user_id: int) -> Cursor:
+        """The cursor in `token` for `user_id`; CursorError naming what is wrong otherwise."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (binascii.Error, ValueError) as exc:
+            raise CursorError("cursor is not a cursor this service issued") from exc
+        payload, signature = raw[:-16], raw[-16:]
+        if len(raw) <= 16 or not hmac.compare_digest(signature, self._sign(payload)):
+            raise CursorError("cursor is not a cursor this service issued")
+        body = json.loads(payload)
+        cursor = Cursor(
+            session=str(body["s"]),
+            user_id=int(body["u"]),
+            page=int(body["p"]),
+            offset=int(body["o"]),
+            issued=float(body["t"]),
+        )
+        if cursor.user_id != int(user_id):
+            raise CursorError(f"cursor belongs to another user than {user_id}")
+        if self._clock() - cursor.issued > self.ttl_s:
+            raise CursorError(f"cursor expired (older than {self.ttl_s:.0f} s); start a new feed")
+        return cursor
