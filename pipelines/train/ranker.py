@@ -167,6 +167,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.ranker.lr)
     batch = cfg.ranker.batch_size
     generator = np.random.default_rng(cfg.world.seed + rank)
+    # The epoch with the lowest validation loss is the one kept (early stopping without a stop:
+    # later epochs that only memorize ids do not replace it).
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     for epoch in range(cfg.ranker.epochs):
         started, losses = time.perf_counter(), []
         order = generator.permutation(len(y_train))
@@ -185,11 +188,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "rows_per_second": len(y_train) / (time.perf_counter() - started),
             **{f"val_{k}": v for k, v in eval_step(model, inputs_val, y_val, cfg.ranker).items()},
         }
+        inner = model.module if isinstance(model, DistributedDataParallel) else model
+        if best is None or metrics["val_loss"] < best[0]:
+            state = {k: v.detach().to("cpu", copy=True) for k, v in inner.state_dict().items()}
+            best = (metrics["val_loss"], epoch, state)
+        metrics["best_epoch"] = best[1]
         last = epoch == cfg.ranker.epochs - 1
         if rank == 0 and last:
             with tempfile.TemporaryDirectory() as tmp:
-                inner = model.module if isinstance(model, DistributedDataParallel) else model
-                torch.save(inner.state_dict(), Path(tmp) / "model.pt")
+                torch.save(best[2], Path(tmp) / "model.pt")
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
             ray.train.report(metrics)
