@@ -219,7 +219,11 @@ class RankerConfig(StrictModel):
     block_dim: int = Field(64, ge=1, description="Output width of each MaskNet block.")
     mlp_dims: tuple[int, ...] = Field((128, 64), description="Shared MLP after the blocks.")
     tower_dim: int = Field(32, ge=1, description="Hidden width of each per-head tower.")
-    epochs: int = Field(3, ge=1, description="Passes over the training set.")
+    epochs: int = Field(
+        3,
+        ge=1,
+        description="Passes over the training set; the one with the lowest validation loss is kept.",
+    )
     batch_size: int = Field(1024, ge=1, description="Rows per step per worker.")
     lr: float = Field(2e-3, gt=0, description="Adam learning rate.")
     num_workers: int = Field(2, ge=1, description="Ray Train workers (DDP).")
@@ -250,7 +254,7 @@ class RankerConfig(StrictModel):
         "(1 = all); predictions are corrected back with p = q*r / (1 - q + q*r).",
     )
     regression_loss_weight: float = Field(
-        0.1, ge=0.0, description="Weight of each regression head's squared error in the loss."
+        0.3, ge=0.0, description="Weight of each regression head's squared error in the loss."
     )
 
     @model_validator(mode="after")
