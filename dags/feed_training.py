@@ -1,4 +1,5 @@
-"""feed_training: validate, featurize, train the encoder and the ranker, evaluate, register, promote.
+"""feed_training: ingest what was served, validate, featurize, train the encoder and the ranker,
+evaluate, register, promote.
 
 Thin by design: every task calls one function of `pipelines.steps` (also a `feedrank` CLI command).
 Trigger with a config: `airflow dags test feed_training --conf '{"config": "smoke"}'`; the default
@@ -36,6 +37,12 @@ def feed_training() -> None:
         from pipelines import steps
 
         return steps.build_world(_config())
+
+    @task
+    def ingest_served() -> dict:
+        from pipelines import steps
+
+        return steps.ingest_served(_config())
 
     @task(retries=0)  # a failed validation quarantines data: retrying cannot fix it
     def validate() -> dict:
@@ -116,7 +123,10 @@ def feed_training() -> None:
         return steps.promote(_config())
 
     applied = apply_features()
-    encoded = build_world() >> validate() >> compute_features() >> train_encoder() >> embed()
+    # What the service served (and how viewers engaged) joins the lake before it is validated;
+    # after build_world, which replaces the lake.
+    validated = build_world() >> ingest_served() >> validate()
+    encoded = validated >> compute_features() >> train_encoder() >> embed()
     # The ranker trains only once the encoder, its embeddings and their index are built.
     indexed = encoded >> build_index()
     indexed >> applied

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 STEP_ORDER = (
     "build_world",
+    "ingest_served",
     "validate",
     "compute_features",
     "train_encoder",
@@ -63,6 +64,15 @@ def build_world(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
 
     started, cfg = time.perf_counter(), _cfg(config)
     return _timed("build_world", started, simulate(cfg))
+
+
+def ingest_served(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
+    """The impressions the service served, with their engagements as labels, from the serving
+    event log into the raw lake (after `build_world`, which replaces the lake; before `validate`)."""
+    from pipelines.ingest.served import ingest_served as ingest
+
+    started, cfg = time.perf_counter(), _cfg(config)
+    return _timed("ingest_served", started, ingest(cfg))
 
 
 def validate(config: str | FeedrankConfig | None = None) -> dict[str, Any]:

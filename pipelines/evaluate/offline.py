@@ -53,9 +53,19 @@ def oracle_predictions(
         return None
     aligned = truth.set_index("impression_id").reindex(impression_ids)
     if aligned.isna().any().any():
-        raise ValueError("truth is missing for some held-out impressions")
+        raise ValueError("truth is missing for some held-out impressions (see with_truth)")
     columns = {head: ORACLE_COLUMNS.get(head, f"p_{head}") for head in cfg.ranker.heads}
     return {head: aligned[column].to_numpy(dtype=np.float64) for head, column in columns.items()}
+
+
+def with_truth(cfg: FeedrankConfig, impression_ids: np.ndarray) -> np.ndarray:
+    """[N] bool: the impressions the world's truth covers. Impressions the live service served
+    (ingested from its event log) have none; when truth exists, evaluation keeps to the rows that
+    have it, so every model, the oracle included, is measured on the same rows."""
+    truth = read_table(cfg.paths.truth, "truth")
+    if truth.empty:
+        return np.ones(len(impression_ids), dtype=bool)
+    return np.isin(impression_ids, truth["impression_id"].to_numpy())
 
 
 def blended_ndcg(
@@ -169,10 +179,19 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
         raise ValueError(
             "training set and arrays disagree on the held-out rows; rerun train_ranker"
         )
+    covered = with_truth(cfg, test["impression_id"].to_numpy())
+    if not covered.all():
+        log.info(
+            "evaluate: %d held-out impressions served live have no truth; evaluating the %d "
+            "the world labelled",
+            int((~covered).sum()),
+            int(covered.sum()),
+        )
+        test, x_test, y_test = test[covered], x_test[covered], y_test[covered]
 
     predictions: dict[str, dict[str, np.ndarray]] = {}
     # The ranker also reads the sparse ids when it has them; the baselines stay dense-only.
-    ranker_inputs = [arrays[f"{name}_test"] for name in model_inputs(cfg.ranker)]
+    ranker_inputs = [arrays[f"{name}_test"][covered] for name in model_inputs(cfg.ranker)]
     predictions["ranker"] = RankerBundle.load(ranker_dir(cfg)).predict_matrix(*ranker_inputs)
     log.info("evaluate: fitting the LightGBM baseline on %d rows", len(x_train))
     predictions["lgbm"] = predict_lightgbm(fit_lightgbm(cfg, x_train, y_train), x_test)

@@ -1,0 +1,492 @@
+"""The serving event log: served impressions, engagements on them and author controls (SQLite).
+
+One file per machine (``cfg.paths.serving_events``) shared by every serving replica, in WAL mode:
+readers never wait for the writer, writers queue on SQLite's lock (``BUSY_TIMEOUT_S``). Every call
+is one transaction, committed with ``synchronous=FULL`` before it returns, so a logged event
+survives a crash of the process or the machine. Rows are only ever inserted; the only updates
+are the bookkeeping columns ``version`` and ``exported_version`` of `served`.
+
+Tables:
+
+- ``served``: one row per served item (an impression). ``id`` is never reused (AUTOINCREMENT);
+  ``(request_id, tweet_id)`` is unique. ``version`` counts the engagements recorded on the row and
+  ``exported_version`` is the version last written to the raw lake (NULL: never), so an engagement
+  that arrives after an export makes the row pending again instead of being lost to training.
+- ``engagements``: one row per (request_id, tweet_id, action), pointing at its ``served`` row.
+
+Timestamps are stored as integer microseconds since the epoch, UTC (a naive timestamp is taken
+as UTC, the lake's convention).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines import schema
+
+# What a viewer may record on a served item: the binary actions a viewer does, a dwell, and the
+# author controls. A derived action (`reply_engaged_by_author`) comes from the author's side and is
+# accepted only on top of its parent action (see `EventLog.record_engagement`).
+AUTHOR_CONTROLS: tuple[str, ...] = ("block", "mute", "show_fewer")
+ENGAGEMENT_ACTIONS: tuple[str, ...] = (
+    *(a for a in schema.BINARY_ACTIONS if a not in schema.DERIVED_ACTIONS),
+    "dwell",
+    *AUTHOR_CONTROLS,
+)
+RECORDABLE_ACTIONS: tuple[str, ...] = (*ENGAGEMENT_ACTIONS, *schema.DERIVED_ACTIONS)
+# The `negative` label of an impression: an explicit negative or any author control.
+NEGATIVE_ACTIONS: tuple[str, ...] = ("negative", *AUTHOR_CONTROLS)
+BUSY_TIMEOUT_S = 30.0  # how long a write waits for another replica's transaction
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS served (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    viewer_id INTEGER NOT NULL,
+    tweet_id INTEGER NOT NULL,
+    author_id INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    score REAL NOT NULL,
+    served_at_us INTEGER NOT NULL,
+    surface TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
+    exported_version INTEGER,
+    UNIQUE (request_id, tweet_id)
+);
+CREATE INDEX IF NOT EXISTS served_session ON served (session_id);
+CREATE INDEX IF NOT EXISTS served_viewer ON served (viewer_id, served_at_us);
+CREATE TABLE IF NOT EXISTS engagements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    served_id INTEGER NOT NULL REFERENCES served (id),
+    request_id TEXT NOT NULL,
+    viewer_id INTEGER NOT NULL,
+    tweet_id INTEGER NOT NULL,
+    author_id INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    at_us INTEGER NOT NULL,
+    dwell_ms INTEGER,
+    UNIQUE (request_id, tweet_id, action)
+);
+CREATE INDEX IF NOT EXISTS engagements_served ON engagements (served_id);
+CREATE INDEX IF NOT EXISTS engagements_viewer ON engagements (viewer_id, action);
+"""
+
+
+def _pending(table: str = "") -> str:
+    """SQL condition: the served row's latest labels are not in the lake."""
+    prefix = f"{table}." if table else ""
+    return f"({prefix}exported_version IS NULL OR {prefix}exported_version <> {prefix}version)"
+
+
+class UnservedItemError(LookupError):
+    """An engagement names an item that was not served in that request, or not to that viewer."""
+
+
+class InvalidActionError(ValueError):
+    """An engagement's action is not one a client may record, or lacks what it requires."""
+
+
+@dataclass(frozen=True)
+class ServedItem:
+    """One item of a served page; `position` is 0-based in the whole feed visit."""
+
+    tweet_id: int
+    author_id: int
+    position: int
+    source: str
+    score: float
+
+
+@dataclass(frozen=True)
+class EngagementRecord:
+    """A recorded engagement; `new` is False when it repeats one recorded earlier (whose fields
+    it then carries)."""
+
+    id: int
+    request_id: str
+    viewer_id: int
+    tweet_id: int
+    author_id: int
+    action: str
+    at: pd.Timestamp
+    dwell_ms: int | None
+    new: bool
+
+
+@dataclass(frozen=True)
+class AuthorControls:
+    """A viewer's controls over authors: blocked and muted author ids `[A]` (int64, sorted), and
+    per author shown fewer of, the latest time it was asked."""
+
+    blocked: np.ndarray
+    muted: np.ndarray
+    show_fewer: dict[int, pd.Timestamp]
+
+
+def to_micros(at: pd.Timestamp) -> int:
+    """Microseconds since the epoch, UTC (a naive timestamp is taken as UTC)."""
+    stamp = pd.Timestamp(at)
+    if pd.isna(stamp):
+        raise ValueError("a timestamp is required, got NaT")
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return int(stamp.value // 1000)
+
+
+def from_micros(micros: int) -> pd.Timestamp:
+    return pd.Timestamp(int(micros), unit="us", tz="UTC")
+
+
+def _require_hex(name: str, value: str) -> None:
+    try:
+        int(value, 16)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a hex string, got {value!r}") from None
+
+
+class EventLog:
+    """The append-only event log at `path` (created with its folder on first use).
+
+    Safe to share between threads and between processes (SQLite's file locks); every method is one
+    transaction. Each thread that uses it gets its own connection, kept until :meth:`close`: use
+    it from long-lived threads (a pool), not one new thread per call.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+
+    # ----------------------------------------------------------------------------- connections
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        # A forked child must not reuse its parent's connection (SQLite forbids it).
+        if connection is None or self._local.pid != os.getpid():
+            connection = self._connect()
+            with self._lock:
+                self._connections.append(connection)
+            self._local.connection, self._local.pid = connection, os.getpid()
+        return connection
+
+    def _connect(self) -> sqlite3.Connection:
+        """A new connection, the file in WAL mode with its tables. Serialized across threads and
+        processes by a lock file: switching a new file to WAL fails ("database is locked", no busy
+        wait) while another connection opens it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.with_name(f"{self.path.name}.init.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            # Autocommit mode: transactions are opened explicitly by `_transaction`.
+            connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=FULL")  # durable at commit, power loss too
+                connection.execute("PRAGMA foreign_keys=ON")
+                (tables,) = connection.execute(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+                    ("engagements",),
+                ).fetchone()
+                if not tables:
+                    connection.executescript(_SCHEMA)
+            except BaseException:
+                connection.close()
+                raise
+        return connection
+
+    @contextmanager
+    def _transaction(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction; a writer takes SQLite's write lock up front (BEGIN IMMEDIATE) so its
+        reads and writes see one state even with other replicas writing."""
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield connection
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Close every connection this object opened (in any thread)."""
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------------------- serving
+
+    def log_served(
+        self,
+        request_id: str,
+        session_id: str,
+        viewer_id: int,
+        served_at: pd.Timestamp,
+        items: Sequence[ServedItem],
+        model_version: str,
+        arm: str,
+        surface: str = "home",
+    ) -> None:
+        """Log one served page (all its items or none).
+
+        Raises ValueError for a malformed request (ids not hex, an unknown surface, a negative
+        position) and for an item already logged under this request_id: a log is never
+        overwritten.
+        """
+        _require_hex("request_id", request_id)
+        _require_hex("session_id", session_id)
+        if surface not in schema.SURFACES:
+            raise ValueError(f"surface must be one of {list(schema.SURFACES)}, got {surface!r}")
+        if any(item.position < 0 for item in items):
+            raise ValueError("positions must be >= 0")
+        served_us = to_micros(served_at)
+        rows = [
+            (
+                request_id,
+                session_id,
+                int(viewer_id),
+                int(item.tweet_id),
+                int(item.author_id),
+                int(item.position),
+                str(item.source),
+                float(item.score),
+                served_us,
+                surface,
+                model_version,
+                arm,
+            )
+            for item in items
+        ]
+        try:
+            with self._transaction(write=True) as db:
+                db.executemany(
+                    "INSERT INTO served (request_id, session_id, viewer_id, tweet_id, author_id, "
+                    "position, source, score, served_at_us, surface, model_version, arm) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(
+                f"request {request_id} repeats a tweet or was logged already: {exc}"
+            ) from exc
+
+    def session_tweets(self, session_id: str) -> np.ndarray:
+        """Tweet ids served in the feed visit `session_id`, in serving order, distinct `[T]`."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT tweet_id FROM served WHERE session_id = ? GROUP BY tweet_id ORDER BY MIN(id)",
+                (session_id,),
+            ).fetchall()
+        return np.asarray([r[0] for r in rows], dtype=np.int64)
+
+    def served_to(self, viewer_id: int, since: pd.Timestamp | None = None) -> np.ndarray:
+        """Distinct tweet ids served to the viewer (at or after `since`), sorted `[T]`."""
+        query, parameters = "SELECT DISTINCT tweet_id FROM served WHERE viewer_id = ?", [viewer_id]
+        if since is not None:
+            query += " AND served_at_us >= ?"
+            parameters.append(to_micros(since))
+        with self._transaction() as db:
+            rows = db.execute(query + " ORDER BY tweet_id", parameters).fetchall()
+        return np.asarray([r[0] for r in rows], dtype=np.int64)
+
+    # ------------------------------------------------------------------------------ feedback
+
+    def record_engagement(
+        self,
+        request_id: str,
+        viewer_id: int,
+        tweet_id: int,
+        action: str,
+        at: pd.Timestamp,
+        dwell_ms: int | None = None,
+    ) -> EngagementRecord:
+        """Record `action` of the viewer on `tweet_id` as served in `request_id`.
+
+        Idempotent per (request_id, tweet_id, action): a repeat returns the first record with
+        ``new=False`` and counts nothing. `dwell_ms` is kept as given; only a `dwell` needs it.
+
+        Raises:
+            InvalidActionError: an action outside ENGAGEMENT_ACTIONS, a `dwell` without
+                ``dwell_ms >= 0``, or `reply_engaged_by_author` with no reply recorded before it
+                (the author engages with the viewer's reply, so the reply must exist).
+            UnservedItemError: (request_id, tweet_id) was not served, or not to this viewer.
+        """
+        if action not in RECORDABLE_ACTIONS:
+            raise InvalidActionError(
+                f"unknown action {action!r}; one of {list(ENGAGEMENT_ACTIONS)} is expected"
+            )
+        if action == "dwell" and (dwell_ms is None or dwell_ms < 0):
+            raise InvalidActionError(f"action 'dwell' requires dwell_ms >= 0, got {dwell_ms}")
+        at_us = to_micros(at)
+        with self._transaction(write=True) as db:
+            served = db.execute(
+                "SELECT id, viewer_id, author_id FROM served WHERE request_id = ? AND tweet_id = ?",
+                (request_id, int(tweet_id)),
+            ).fetchone()
+            if served is None or served[1] != int(viewer_id):
+                whom = "" if served is None else f" to viewer {viewer_id}"
+                raise UnservedItemError(
+                    f"tweet {tweet_id} was not served{whom} in request {request_id}"
+                )
+            served_id, _, author_id = served
+            existing = self._engagement(db, request_id, tweet_id, action)
+            if existing is not None:
+                return existing
+            parent = schema.DERIVED_ACTIONS.get(action)
+            if parent is not None and self._engagement(db, request_id, tweet_id, parent) is None:
+                raise InvalidActionError(
+                    f"{action!r} needs a {parent!r} of viewer {viewer_id} on tweet {tweet_id} in "
+                    f"request {request_id}, and none is recorded"
+                )
+            cursor = db.execute(
+                "INSERT INTO engagements (served_id, request_id, viewer_id, tweet_id, author_id, "
+                "action, at_us, dwell_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    served_id,
+                    request_id,
+                    int(viewer_id),
+                    int(tweet_id),
+                    author_id,
+                    action,
+                    at_us,
+                    None if dwell_ms is None else int(dwell_ms),
+                ),
+            )
+            # The impression's labels changed: the lake's copy (if any) is stale until re-exported.
+            db.execute("UPDATE served SET version = version + 1 WHERE id = ?", (served_id,))
+            row_id = cursor.lastrowid
+        assert row_id is not None
+        return EngagementRecord(
+            id=row_id,
+            request_id=request_id,
+            viewer_id=int(viewer_id),
+            tweet_id=int(tweet_id),
+            author_id=int(author_id),
+            action=action,
+            at=from_micros(at_us),
+            dwell_ms=None if dwell_ms is None else int(dwell_ms),
+            new=True,
+        )
+
+    @staticmethod
+    def _engagement(
+        db: sqlite3.Connection, request_id: str, tweet_id: int, action: str
+    ) -> EngagementRecord | None:
+        row = db.execute(
+            "SELECT id, viewer_id, author_id, at_us, dwell_ms FROM engagements "
+            "WHERE request_id = ? AND tweet_id = ? AND action = ?",
+            (request_id, int(tweet_id), action),
+        ).fetchone()
+        if row is None:
+            return None
+        return EngagementRecord(
+            id=row[0],
+            request_id=request_id,
+            viewer_id=row[1],
+            tweet_id=int(tweet_id),
+            author_id=row[2],
+            action=action,
+            at=from_micros(row[3]),
+            dwell_ms=row[4],
+            new=False,
+        )
+
+    def author_controls(self, viewer_id: int) -> AuthorControls:
+        """The viewer's blocks, mutes and show-fewer requests, by the served item's author."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT action, author_id, MAX(at_us) FROM engagements "
+                "WHERE viewer_id = ? AND action IN (?, ?, ?) GROUP BY action, author_id",
+                (viewer_id, *AUTHOR_CONTROLS),
+            ).fetchall()
+
+        def authors(action: str) -> np.ndarray:
+            return np.sort(np.asarray([r[1] for r in rows if r[0] == action], dtype=np.int64))
+
+        return AuthorControls(
+            blocked=authors("block"),
+            muted=authors("mute"),
+            show_fewer={int(r[1]): from_micros(r[2]) for r in rows if r[0] == "show_fewer"},
+        )
+
+    def counts(self) -> dict[str, int]:
+        """Rows served, engagements recorded, and served rows whose latest labels are exported."""
+        with self._transaction() as db:
+            served, exported = db.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(NOT {_pending()}), 0) FROM served"
+            ).fetchone()
+            (engagements,) = db.execute("SELECT COUNT(*) FROM engagements").fetchone()
+        return {"served": served, "engagements": engagements, "exported": exported}
+
+    # ------------------------------------------------------------------ export (for training)
+
+    def pending_export(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Served rows not in the lake with their latest labels, and their engagements.
+
+        Returns ``(served, engagements)`` read in one transaction: `served` has ``row_id,
+        version, request_id, session_id, viewer_id, tweet_id, author_id, position, source, score,
+        served_at, surface, model_version, arm``; `engagements` has ``engagement_id, row_id,
+        action, at, dwell_ms`` (timestamps UTC).
+        """
+        with self._transaction() as db:
+            served = pd.read_sql_query(
+                "SELECT id AS row_id, version, request_id, session_id, viewer_id, tweet_id, "
+                "author_id, position, source, score, served_at_us, surface, model_version, arm "
+                f"FROM served WHERE {_pending()} ORDER BY id",
+                db,
+            )
+            engagements = pd.read_sql_query(
+                "SELECT e.id AS engagement_id, e.served_id AS row_id, e.action, e.at_us, "
+                "e.dwell_ms FROM engagements e JOIN served s ON s.id = e.served_id "
+                f"WHERE {_pending('s')} "
+                "ORDER BY e.id",
+                db,
+            )
+        served["served_at"] = pd.to_datetime(served.pop("served_at_us"), unit="us", utc=True)
+        engagements["at"] = pd.to_datetime(engagements.pop("at_us"), unit="us", utc=True)
+        return served, engagements
+
+    def exported_rows(self) -> pd.DataFrame:
+        """``row_id, served_at`` of every served row marked as present in the lake."""
+        with self._transaction() as db:
+            frame = pd.read_sql_query(
+                "SELECT id AS row_id, served_at_us FROM served "
+                "WHERE exported_version IS NOT NULL ORDER BY id",
+                db,
+            )
+        frame["served_at"] = pd.to_datetime(frame.pop("served_at_us"), unit="us", utc=True)
+        return frame
+
+    def mark_exported(self, row_ids: Sequence[int], versions: Sequence[int]) -> None:
+        """Record that each row's labels as of `versions` (from `pending_export`) are in the
+        lake; a row engaged with since then stays pending."""
+        with self._transaction(write=True) as db:
+            db.executemany(
+                "UPDATE served SET exported_version = ? WHERE id = ?",
+                [(int(v), int(r)) for r, v in zip(row_ids, versions, strict=True)],
+            )
+
+    def mark_missing(self, row_ids: Sequence[int]) -> None:
+        """Record that these rows are no longer in the lake (it was rebuilt): pending again."""
+        with self._transaction(write=True) as db:
+            db.executemany(
+                "UPDATE served SET exported_version = NULL WHERE id = ?",
+                [(int(r),) for r in row_ids],
+            )
