@@ -1,56 +1,206 @@
-"""`/feed` latency of the running app for one user: p50/p99 over sequential HTTP requests.
+"""`POST /feed` latency over HTTP at concurrency 1, 8 and 32, against the same work in-process.
 
-Usage: python benchmarks/feed_latency.py --config default --requests 200 (the app must be up:
-`make run` or `make serve`). Prints progress, then one line of JSON with the figures, last.
+Usage: python benchmarks/feed_latency.py --config default [--requests 200] [--start]
+
+The app must be up (`make run` leaves it serving, or `make serve`); with `--start` the benchmark
+starts it on a local Ray cluster when it is not. Requests go to the viewers with the most
+candidates (each request scores up to `serve.max_candidates`, 1500 by default), round robin, so
+that what one request serves (and logs as seen) hardly shrinks the next one's candidates.
+
+In the same run, the same pipeline runs in this process without HTTP and Ray: a `FeedEngine` over
+the same world index, online features (FastOnlineFeatures) and the champion bundle, called
+directly. Its cost is measured whole (`in_process_feed`) and as its scoring part alone
+(`in_process_score`: features + model + blend + heuristics). The ratios say what HTTP, Ray Serve
+and the deployment hop add. Prints progress, then one line of JSON with every figure, last.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import tempfile
 import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 import typer
 
-from pipelines.config import load_config
+from pipelines.config import FeedrankConfig, load_config
 from serving.run import base_url, wait_healthy
-from serving.world_index import WorldIndex
+
+CONCURRENCY = (1, 8, 32)
+
+
+def percentiles(latencies_ms: list[float]) -> dict[str, float]:
+    values = np.asarray(latencies_ms)
+    return {
+        "p50_ms": round(float(np.percentile(values, 50)), 2),
+        "p99_ms": round(float(np.percentile(values, 99)), 2),
+    }
+
+
+def busiest_viewers(cfg: FeedrankConfig, count: int) -> list[tuple[int, int]]:
+    """(user_id, candidates) of the `count` viewers with the most candidates, most first."""
+    from serving.sources import CandidateGenerator, FeedContext
+    from serving.world_index import WorldIndex
+
+    index = WorldIndex.load(cfg)
+    generator = CandidateGenerator(index, cfg.serve)
+    sizes = []
+    for user in range(1, index.n_users + 1):
+        if index.has_user(user):
+            sizes.append((user, len(generator.generate(FeedContext.of(index, user)))))
+    sizes.sort(key=lambda pair: -pair[1])
+    return sizes[:count]
+
+
+async def http_level(
+    url: str, users: list[int], limit: int, requests: int, concurrency: int
+) -> dict[str, Any]:
+    """`requests` POST /feed calls by `concurrency` concurrent clients; latency and throughput."""
+    latencies: list[float] = []
+    scored: list[int] = []
+    degraded = 0
+    counter = iter(range(requests))
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        nonlocal degraded
+        for i in counter:
+            body = {"user_id": users[i % len(users)], "limit": limit}
+            tic = time.perf_counter()
+            response = await client.post(f"{url}/feed", json=body)
+            latencies.append((time.perf_counter() - tic) * 1000)
+            response.raise_for_status()
+            payload = response.json()
+            scored.append(int(payload["candidates_scored"]))
+            degraded += bool(payload["degraded"])
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return {
+        "concurrency": concurrency,
+        "requests": requests,
+        **percentiles(latencies),
+        "requests_per_second": round(requests / wall, 1),
+        "mean_candidates_scored": round(float(np.mean(scored)), 1),
+        "degraded_responses": degraded,
+    }
+
+
+def in_process(
+    cfg: FeedrankConfig, users: list[int], limit: int, requests: int
+) -> dict[str, dict[str, float]]:
+    """The same feeds without HTTP or Ray: whole engine calls, and the scoring part alone."""
+    from pipelines.features.online_fast import FastOnlineFeatures
+    from pipelines.ranking import blend_scores
+    from pipelines.registry import load_ranker
+    from serving.engine import ArmModel, FeedEngine, score_candidates
+    from serving.event_log import EventLog
+    from serving.heuristics import apply_heuristics
+    from serving.retrieval import EmbeddingRetriever
+    from serving.schemas import FeedRequest
+    from serving.world_index import WorldIndex
+
+    bundle = load_ranker(cfg, "champion")
+    if bundle is None:
+        raise RuntimeError("no champion in the registry: run `make run` first")
+
+    async def score(features: pd.DataFrame) -> Mapping[str, np.ndarray]:
+        return bundle.predict(features)
+
+    features = FastOnlineFeatures(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = FeedEngine(
+            cfg,
+            WorldIndex.load(cfg),
+            features,
+            {"champion": ArmModel(str(bundle.version), tuple(bundle.heads), score)},
+            retriever=EmbeddingRetriever.load(cfg),
+            events=EventLog(Path(tmp) / "events.db"),
+        )
+        feed_ms: list[float] = []
+        score_ms: list[float] = []
+        loop = asyncio.new_event_loop()
+        try:
+            for i in range(requests + 5):
+                user = users[i % len(users)]
+                tic = time.perf_counter()
+                loop.run_until_complete(engine.feed(FeedRequest(user_id=user, limit=limit)))
+                if i >= 5:  # warm-up
+                    feed_ms.append((time.perf_counter() - tic) * 1000)
+                prepared = engine._prepare(user, "benchmark")
+                tic = time.perf_counter()
+                frame = features.hydrate(user, prepared.candidates, engine.now())
+                predictions = bundle.predict(frame)
+                blend_scores(predictions, cfg.blend.weights)
+                apply_heuristics(
+                    score_candidates(prepared.candidates, predictions, cfg.blend.weights),
+                    cfg.serve,
+                    prepared.ctx.now,
+                    prepared.controls.show_fewer,
+                    prepared.ctx.seen,
+                )
+                if i >= 5:
+                    score_ms.append((time.perf_counter() - tic) * 1000)
+        finally:
+            loop.close()
+            engine.close()
+    return {"in_process_feed": percentiles(feed_ms), "in_process_score": percentiles(score_ms)}
 
 
 def main(
     config: str = typer.Option("default", "--config", "-c"),
-    requests: int = typer.Option(200, min=10, max=5000),
+    requests: int = typer.Option(200, min=20, max=5000, help="HTTP requests per level."),
     limit: int = typer.Option(20, min=1),
+    viewers: int = typer.Option(100, min=1, help="Viewers (most candidates first) to rotate."),
+    start: bool = typer.Option(False, help="Start the app here when it is not up."),
 ) -> None:
     cfg = load_config(config)
     url = base_url(cfg)
-    wait_healthy(url, timeout=120)
-    index = WorldIndex.load(cfg)
-    users = range(1, min(index.n_users, 300) + 1)
-    user = max(users, key=lambda u: len(index.candidates(u)))
-    candidates = len(index.candidates(user))
-    body = {"user_id": int(user), "limit": limit}
-    latencies = []
-    with httpx.Client(timeout=30) as client:
-        for _ in range(5):  # warm-up
-            client.post(f"{url}/feed", json=body).raise_for_status()
-        started = time.perf_counter()
-        for i in range(requests):
-            tic = time.perf_counter()
-            client.post(f"{url}/feed", json=body).raise_for_status()
-            latencies.append((time.perf_counter() - tic) * 1000)
-            if (i + 1) % 50 == 0:
-                print(f"{i + 1}/{requests} requests, p50 so far {np.median(latencies):.1f} ms")
-        wall = time.perf_counter() - started
+    try:
+        wait_healthy(url, timeout=5)
+    except TimeoutError:
+        if not start:
+            raise SystemExit(f"the app is not up at {url}: `make serve`, or pass --start") from None
+        from serving.run import start as start_app
+
+        print("starting the app ...", flush=True)
+        start_app(cfg)
+        wait_healthy(url, timeout=300)
+    chosen = busiest_viewers(cfg, viewers)
+    users = [user for user, _ in chosen]
+    print(f"{len(users)} viewers with {chosen[-1][1]}..{chosen[0][1]} candidates each", flush=True)
+    levels = []
+    for concurrency in CONCURRENCY:
+        asyncio.run(http_level(url, users, limit, min(20, requests), concurrency))  # warm-up
+        level = asyncio.run(http_level(url, users, limit, requests, concurrency))
+        print(json.dumps(level), flush=True)
+        levels.append(level)
+    local = in_process(cfg, users, limit, min(requests, 100))
+    print(json.dumps(local), flush=True)
+    single = levels[0]
     figures = {
         "benchmark": "feed_latency",
-        "user_id": int(user),
-        "candidates": candidates,
-        "requests": requests,
-        "p50_ms": round(float(np.percentile(latencies, 50)), 2),
-        "p99_ms": round(float(np.percentile(latencies, 99)), 2),
-        "requests_per_second": round(requests / wall, 1),
+        "config": cfg.name,
+        "http": levels,
+        **local,
+        "http_p50_over_in_process_feed_p50": round(
+            single["p50_ms"] / local["in_process_feed"]["p50_ms"], 2
+        ),
+        "http_p99_over_in_process_feed_p99": round(
+            single["p99_ms"] / local["in_process_feed"]["p99_ms"], 2
+        ),
+        "http_p50_over_in_process_score_p50": round(
+            single["p50_ms"] / local["in_process_score"]["p50_ms"], 2
+        ),
+        "target_p99_under_100_ms": single["p99_ms"] < 100.0,
     }
     print(json.dumps(figures))
 

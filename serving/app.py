@@ -20,13 +20,18 @@ from ray.serve import Application, Deployment
 from ray.serve.handle import DeploymentHandle
 
 from pipelines.config import FeedrankConfig, load_config
+from pipelines.models.bundle import InputSpec, frame_inputs
 from serving.api import make_api
+from serving.cursor import CursorCodec, load_key
 from serving.engine import ArmModel, FeedEngine
+from serving.event_log import EventLog
 from serving.retrieval import EmbeddingRetriever
 from serving.schemas import (
     Arm,
     ConversationRequest,
     ConversationResponse,
+    EngagementRequest,
+    EngagementResponse,
     FeedRequest,
     FeedResponse,
     HealthResponse,
@@ -87,6 +92,15 @@ class Ranker:
         """features: [N rows] every model feature column -> head -> probabilities [N]."""
         return self._model.predict(features)
 
+    def score_matrix(self, x: np.ndarray, ids: np.ndarray | None) -> dict[str, np.ndarray]:
+        """The model's inputs (x [N, F], sparse ids [N, S] or None) -> head -> predictions [N]:
+        what the ingress sends, two arrays instead of a frame of ~100 object columns."""
+        return self._model.predict_matrix(x, ids)
+
+    def input_spec(self) -> InputSpec | None:
+        """How the ingress builds this model's inputs; None: send it the feature frame."""
+        return getattr(self._model, "input_spec", None)
+
     def version(self) -> str:
         return str(self._model.version)
 
@@ -97,9 +111,13 @@ class Ranker:
 async def _arm_model(handle: DeploymentHandle) -> ArmModel:
     version: str = await handle.version.remote()
     heads: tuple[str, ...] = await handle.heads.remote()
+    spec: InputSpec | None = await handle.input_spec.remote()
 
     def score(features: pd.DataFrame) -> Any:
-        return handle.score.remote(features)  # a DeploymentResponse, awaited by the engine
+        if spec is None:
+            return handle.score.remote(features)
+        x, ids = frame_inputs(features, spec)
+        return handle.score_matrix.remote(x, ids)  # a DeploymentResponse, awaited by the engine
 
     return ArmModel(version=version, heads=tuple(heads), score=score)
 
@@ -115,7 +133,7 @@ class FeedService:
         champion: DeploymentHandle,
         challenger: DeploymentHandle | None = None,
     ) -> None:
-        from pipelines.features.online import OnlineFeatures
+        from pipelines.features.online_fast import FastOnlineFeatures
 
         cfg = FeedrankConfig.model_validate(config)
         arms: dict[Arm, ArmModel] = {"champion": await _arm_model(champion)}
@@ -125,16 +143,27 @@ class FeedService:
             if candidate.version != arms["champion"].version:
                 arms["challenger"] = candidate
         retriever = EmbeddingRetriever.load(cfg)
+        events = cfg.paths.serving_events
         self.engine = FeedEngine(
-            cfg, WorldIndex.load(cfg), OnlineFeatures(cfg), arms, retriever=retriever
+            cfg,
+            WorldIndex.load(cfg),
+            FastOnlineFeatures(cfg),
+            arms,
+            retriever=retriever,
+            events=EventLog(events),
+            cursors=CursorCodec(load_key(events.with_name("cursor.key")), cfg.serve.cursor_ttl_s),
         )
+        self.max_body_bytes = cfg.serve.max_body_bytes
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Called by Serve after __init__: the routes close over this replica's engine."""
-        return make_api(self.engine)
+        return make_api(self.engine, self.max_body_bytes)
 
     async def feed(self, request: FeedRequest) -> FeedResponse:
         return await self.engine.feed(request)
+
+    async def engagement(self, request: EngagementRequest) -> EngagementResponse:
+        return await self.engine.engagement(request)
 
     async def conversation(self, request: ConversationRequest) -> ConversationResponse:
         return await self.engine.conversation(request)

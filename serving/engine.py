@@ -9,10 +9,12 @@ status codes.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -20,20 +22,43 @@ import pandas as pd
 
 from pipelines.config import FeedrankConfig
 from pipelines.ranking import blend_scores
-from serving.rules import assign_arm, build_reply_tree, head_columns, rank_feed, section_replies
+from serving.cursor import CursorCodec, CursorError
+from serving.event_log import (
+    AuthorControls,
+    EventLog,
+    InvalidActionError,
+    ServedItem,
+    UnservedItemError,
+)
+from serving.filters import apply_filters
+from serving.heuristics import apply_heuristics
+from serving.rules import (
+    PREDICTION_PREFIX,
+    assign_arm,
+    build_reply_tree,
+    head_columns,
+    section_replies,
+)
 from serving.schemas import (
     Arm,
     ConversationRequest,
     ConversationResponse,
     ConversationRoot,
     ConversationSection,
+    EngagementRequest,
+    EngagementResponse,
+    FeatureMode,
     FeedItem,
     FeedRequest,
     FeedResponse,
     HealthResponse,
+    RankingMode,
     ReplyNode,
 )
+from serving.sources import CandidateGenerator, FeedContext
 from serving.world_index import WorldIndex
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -68,6 +93,30 @@ class NotFoundError(LookupError):
         return str(self.args[0])
 
 
+class EventLogError(RuntimeError):
+    """The event log could not record what was served (HTTP 503): nothing is served unlogged."""
+
+
+class FeaturesUnavailableError(RuntimeError):
+    """Neither online, cached nor default features could be produced."""
+
+
+NO_CONTROLS = AuthorControls(
+    blocked=np.zeros(0, dtype=np.int64), muted=np.zeros(0, dtype=np.int64), show_fewer={}
+)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A feed request's candidates after the filters, and what the heuristics need."""
+
+    ctx: FeedContext
+    candidates: pd.DataFrame
+    by_source: dict[str, int]
+    removed: dict[str, int]
+    controls: AuthorControls
+
+
 class InvalidFieldError(ValueError):
     """A request field is well-typed but out of the bounds that config sets (HTTP 422)."""
 
@@ -99,8 +148,12 @@ class FeedEngine:
         features: FeatureHydrator,
         arms: Mapping[Arm, ArmModel],
         retriever: Retriever | None = None,
+        events: EventLog | None = None,
+        cursors: CursorCodec | None = None,
     ) -> None:
-        """retriever: the out-of-network embedding source (None: trending only)."""
+        """retriever: the out-of-network embedding source (None: trending only); events: where
+        served impressions and feedback are logged (None: nothing logged, no feedback);
+        cursors: the page-cursor codec (default: a random key, valid in this process only)."""
         if "champion" not in arms:
             raise ValueError("a champion ranker is required")
         weights = cfg.blend.weights
@@ -115,7 +168,15 @@ class FeedEngine:
         self.features = features
         self.arms = dict(arms)
         self.retriever = retriever
+        self.events = events
+        self.cursors = cursors or CursorCodec(uuid.uuid4().bytes * 2, cfg.serve.cursor_ttl_s)
+        self.generator = CandidateGenerator(
+            index, cfg.serve, retriever.retrieve if retriever is not None else None
+        )
+        self._started = time.monotonic()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedrank-engine")
+        # Feature reads get their own threads: one hung on a dead store must not block the next.
+        self._feature_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feedrank-feat")
 
     @property
     def challenger_share(self) -> float:
@@ -138,7 +199,7 @@ class FeedEngine:
 
     def _hydrate(self, viewer_id: int, candidates: pd.DataFrame) -> pd.DataFrame:
         features = self.features.hydrate(
-            viewer_id, candidates[HYDRATE_COLUMNS].reset_index(drop=True), self.index.now
+            viewer_id, candidates[HYDRATE_COLUMNS].reset_index(drop=True), self.now()
         )
         if len(features) != len(candidates):
             raise RuntimeError(
@@ -146,24 +207,57 @@ class FeedEngine:
             )
         return features
 
-    def _feed_inputs(self, user_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-        retrieved = (
-            self.retriever.retrieve(user_id, self.index.seen(user_id))
-            if self.retriever is not None
-            else None
-        )
-        candidates = self.index.candidates(user_id, retrieved)
-        if candidates.empty:
-            return candidates, candidates
-        return candidates, self._hydrate(user_id, candidates)
+    def now(self) -> pd.Timestamp:
+        """The serving clock: the world's last moment, advancing with wall time since start."""
+        return self.index.now + pd.Timedelta(seconds=time.monotonic() - self._started)
 
     # ------------------------------------------------------------------------------------- feed
 
-    async def feed(self, request: FeedRequest) -> FeedResponse:
-        """Candidates -> online features -> the arm's ranker -> blend -> the top `limit`.
+    def _prepare(self, user_id: int, session: str) -> Prepared:
+        """Candidates of every source -> filters; with what the heuristics need (blocking)."""
+        live_seen = self.events.served_to(user_id) if self.events is not None else None
+        ctx = FeedContext.of(self.index, user_id, extra_seen=live_seen)
+        ctx = replace(ctx, now=self.now())
+        controls = self.events.author_controls(user_id) if self.events is not None else NO_CONTROLS
+        candidates, by_source = self.generator.generate_with_counts(ctx)
+        excluded = np.union1d(controls.blocked, controls.muted)
+        kept, removed = apply_filters(candidates, ctx, excluded)
+        return Prepared(ctx, kept.reset_index(drop=True), by_source, removed, controls)
 
-        Raises InvalidFieldError (limit over ``serve.max_limit``) and NotFoundError (unknown user).
+    async def _features(
+        self, user_id: int, candidates: pd.DataFrame, budget_s: float
+    ) -> tuple[pd.DataFrame, FeatureMode]:
+        """Online features within `budget_s`; past it or on a store error, cached rows, else the
+        model's defaults (the mode says which)."""
+        loop = asyncio.get_running_loop()
+        read = loop.run_in_executor(self._feature_pool, self._hydrate, user_id, candidates)
+        try:
+            return await asyncio.wait_for(read, timeout=max(budget_s, 0.001)), "online"
+        except Exception as exc:  # a slow or failing store must not fail the feed
+            log.warning("feed: online features failed (%r); degrading", exc)
+        keys = candidates[HYDRATE_COLUMNS].reset_index(drop=True)
+        cached = getattr(self.features, "hydrate_cached", None)
+        if cached is not None:
+            try:
+                frame, coverage = cached(user_id, keys, self.now())
+                if coverage > 0:
+                    return frame, "cached"
+            except Exception as exc:
+                log.warning("feed: cached features failed too (%r)", exc)
+        default = getattr(self.features, "hydrate_default", None)
+        if default is None:
+            raise FeaturesUnavailableError("no online, cached or default features")
+        return default(user_id, keys, self.now()), "default"
+
+    async def feed(self, request: FeedRequest) -> FeedResponse:
+        """Candidate sources -> filters -> online features -> the arm's ranker -> blend ->
+        heuristics -> one page; every served item is logged before the page is returned.
+
+        Raises InvalidFieldError (limit over ``serve.max_limit``, a bad cursor), NotFoundError
+        (unknown user) and EventLogError (the impressions could not be logged: nothing served).
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.serve.request_deadline_ms / 1000.0
         max_limit = self.cfg.serve.max_limit
         if request.limit > max_limit:
             raise InvalidFieldError(
@@ -174,20 +268,131 @@ class FeedEngine:
             )
         if not self.index.has_user(request.user_id):
             raise NotFoundError("user", request.user_id)
+        cursor = None
+        if request.cursor is not None:
+            try:
+                cursor = self.cursors.decode(request.cursor, request.user_id)
+            except CursorError as exc:
+                raise InvalidFieldError("cursor", str(exc), request.cursor, "value_error") from exc
+        session = cursor.session if cursor is not None else uuid.uuid4().hex
+        offset = cursor.offset if cursor is not None else 0
         arm = self.arm_of(request.user_id)
         model = self.arms[arm]
-        candidates, features = await self._blocking(self._feed_inputs, request.user_id)
-        items: list[FeedItem] = []
+        prepared = await self._blocking(self._prepare, request.user_id, session)
+        candidates = prepared.candidates
+        request_id = uuid.uuid4().hex
+        feature_mode: FeatureMode = "online"
+        ranking: RankingMode = "model"
+        ranked = candidates.iloc[:0]
         if not candidates.empty:
-            predictions = await model.score(features)
-            ranked = rank_feed(candidates, predictions, self.cfg.blend.weights, request.limit)
-            items = _feed_items(ranked)
+            budget = min(self.cfg.serve.feature_timeout_ms / 1000.0, deadline - loop.time())
+            features, feature_mode = await self._features(request.user_id, candidates, budget)
+            try:
+                predictions = await asyncio.wait_for(
+                    model.score(features), timeout=max(deadline - loop.time(), 0.001)
+                )
+                scored = score_candidates(candidates, predictions, self.cfg.blend.weights)
+                ranked = apply_heuristics(
+                    scored,
+                    self.cfg.serve,
+                    prepared.ctx.now,
+                    prepared.controls.show_fewer,
+                    prepared.ctx.seen,
+                )
+            except Exception as exc:  # the model failed or ran out of time: newest first
+                log.warning("feed: ranking failed (%r); serving reverse-chronological", exc)
+                ranking = "reverse_chronological"
+                ranked = self._reverse_chronological(candidates)
+        page = ranked.iloc[: request.limit]
+        items = _feed_items(page, offset)
+        if items and self.events is not None:
+            served = [
+                ServedItem(
+                    tweet_id=item.tweet_id,
+                    author_id=item.author_id,
+                    position=item.position,
+                    source=item.source,
+                    score=item.score,
+                )
+                for item in items
+            ]
+            await self._blocking(
+                self._log_served, request_id, session, request.user_id, served, model.version, arm
+            )
+        next_cursor = None
+        if len(ranked) > len(page):
+            next_cursor = self.cursors.encode(
+                session, request.user_id, (cursor.page + 1 if cursor else 1), offset + len(items)
+            )
         return FeedResponse(
             items=items,
             model_version=model.version,
             arm=arm,
-            request_id=uuid.uuid4().hex,
+            request_id=request_id,
+            next_cursor=next_cursor,
             candidates_scored=len(candidates),
+            candidate_sources=prepared.by_source,
+            filtered=prepared.removed,
+            features=feature_mode,
+            ranking=ranking,
+            degraded=feature_mode != "online" or ranking != "model",
+        )
+
+    def _log_served(
+        self,
+        request_id: str,
+        session: str,
+        user_id: int,
+        items: list[ServedItem],
+        version: str,
+        arm: str,
+    ) -> None:
+        assert self.events is not None
+        try:
+            self.events.log_served(
+                request_id, session, user_id, self.now(), items, model_version=version, arm=arm
+            )
+        except Exception as exc:
+            raise EventLogError(f"could not log the served impressions: {exc!r}") from exc
+
+    def _reverse_chronological(self, candidates: pd.DataFrame) -> pd.DataFrame:
+        created = self.index.created_at(candidates["tweet_id"].to_numpy(np.int64))
+        order = np.argsort(-created, kind="stable")
+        return candidates.iloc[order].reset_index(drop=True).assign(score=0.0)
+
+    # ------------------------------------------------------------------------------- feedback
+
+    async def engagement(self, request: EngagementRequest) -> EngagementResponse:
+        """Record an action on a served item, validated against what was served.
+
+        Raises InvalidFieldError naming the field (an item not served in that request or to that
+        user, `dwell` without `dwell_ms`, an action not allowed) and EventLogError.
+        """
+        if self.events is None:
+            raise EventLogError("this service has no event log")
+        if request.action == "dwell" and request.dwell_ms is None:
+            raise InvalidFieldError(
+                "dwell_ms", "dwell_ms is required for action 'dwell'", None, "missing"
+            )
+        try:
+            record = await self._blocking(
+                self.events.record_engagement,
+                request.request_id,
+                request.user_id,
+                request.tweet_id,
+                request.action,
+                self.now(),
+                request.dwell_ms,
+            )
+        except UnservedItemError as exc:
+            raise InvalidFieldError("tweet_id", str(exc), request.tweet_id, "value_error") from exc
+        except InvalidActionError as exc:
+            raise InvalidFieldError("action", str(exc), request.action, "value_error") from exc
+        return EngagementResponse(
+            recorded=bool(record.new),
+            request_id=request.request_id,
+            tweet_id=request.tweet_id,
+            action=request.action,
         )
 
     # ----------------------------------------------------------------------------- conversation
@@ -233,19 +438,40 @@ class FeedEngine:
 
     def close(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)
+        self._feature_pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _feed_items(ranked: pd.DataFrame) -> list[FeedItem]:
-    """FeedItems of a :func:`rank_feed` frame, in its order."""
+def score_candidates(
+    candidates: pd.DataFrame, predictions: Mapping[str, np.ndarray], weights: Mapping[str, float]
+) -> pd.DataFrame:
+    """`candidates` with the blended `score` and one `p_<head>` column per head (all rows, in
+    candidate order; the heuristics then order them)."""
+    for head, values in predictions.items():
+        if len(values) != len(candidates):
+            raise ValueError(
+                f"head {head!r} has {len(values)} predictions for {len(candidates)} candidates"
+            )
+    return candidates.reset_index(drop=True).assign(
+        score=blend_scores(predictions, weights),
+        **{
+            f"{PREDICTION_PREFIX}{head}": np.asarray(p, dtype=np.float64)
+            for head, p in predictions.items()
+        },
+    )
+
+
+def _feed_items(ranked: pd.DataFrame, offset: int) -> list[FeedItem]:
+    """FeedItems of a ranked frame, in its order, positioned from `offset`."""
     heads = head_columns(ranked)
     return [
         FeedItem(
             tweet_id=int(row["tweet_id"]),
             author_id=int(row["author_id"]),
+            position=offset + i,
             score=float(row["score"]),
             predictions={head: float(row[col]) for head, col in heads.items()},
             source=row["source"],
             in_network=bool(row["in_network"]),
         )
-        for row in ranked.to_dict("records")
+        for i, row in enumerate(ranked.to_dict("records"))
     ]

@@ -12,7 +12,31 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Arm = Literal["champion", "challenger"]
-Source = Literal["in_network", "out_of_network", "out_of_network_embedding"]
+# The candidate sources of the home feed (serving.sources), in priority order.
+Source = Literal[
+    "in_network_recent",
+    "in_network_backlog",
+    "resurfaced",
+    "out_of_network_embedding",
+    "out_of_network_trending",
+]
+# What a feed answered with when part of its pipeline failed or ran out of time.
+FeatureMode = Literal["online", "cached", "default"]
+RankingMode = Literal["model", "reverse_chronological"]
+# What a client may record on a served item (POST /engagement).
+Action = Literal[
+    "fav",
+    "reply",
+    "retweet",
+    "quote",
+    "profile_click",
+    "negative",
+    "report",
+    "dwell",
+    "block",
+    "mute",
+    "show_fewer",
+]
 SectionName = Literal["main", "low_quality"]
 
 
@@ -27,13 +51,23 @@ class FeedRequest(RequestModel):
     limit: int = Field(
         20, ge=1, description="Items in the page; at most `serve.max_limit` of the config."
     )
+    cursor: str | None = Field(
+        None,
+        max_length=512,
+        description="`next_cursor` of the previous page: the next page, without repeats.",
+    )
 
 
 class FeedItem(BaseModel):
     tweet_id: int
     author_id: int
-    score: float = Field(description="Blended score: sum of blend weight * head probability.")
-    predictions: dict[str, float] = Field(description="Probability per ranker head.")
+    position: int = Field(description="0-based position in the whole feed visit (all pages).")
+    score: float = Field(
+        description="Final score: the blend of head predictions after the heuristics."
+    )
+    predictions: dict[str, float] = Field(
+        description="Prediction per ranker head (probabilities; dwell_time in log seconds)."
+    )
     source: Source = Field(description="The candidate source that proposed the tweet.")
     in_network: bool = Field(description="The viewer follows the author.")
 
@@ -42,8 +76,47 @@ class FeedResponse(BaseModel):
     items: list[FeedItem] = Field(description="The page, best first.")
     model_version: str = Field(description="Registry version of the ranker that scored it.")
     arm: Arm = Field(description="Experiment arm of the viewer.")
-    request_id: str = Field(description="Unique id of this request, for exposure logs.")
+    request_id: str = Field(description="Unique id of this page, for exposure logs and feedback.")
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; null when there is none."
+    )
     candidates_scored: int = Field(description="Candidates that went through the ranker.")
+    candidate_sources: dict[str, int] = Field(
+        default_factory=dict, description="Candidates per source, before the filters."
+    )
+    filtered: dict[str, int] = Field(
+        default_factory=dict, description="Candidates removed per filter."
+    )
+    features: FeatureMode = Field(
+        "online",
+        description="online: read from the feature store; cached: the store was slow or down and "
+        "cached rows were used; default: neither answered, model defaults were used.",
+    )
+    ranking: RankingMode = Field(
+        "model",
+        description="model: ranked by the heavy ranker; reverse_chronological: the ranker failed "
+        "or ran out of time and the page is newest first.",
+    )
+    degraded: bool = Field(False, description="True when features or ranking fell back.")
+
+
+class EngagementRequest(RequestModel):
+    request_id: str = Field(
+        pattern="^[0-9a-f]{32}$", description="`request_id` of the page that served it."
+    )
+    user_id: int = Field(gt=0, description="The viewer who acted (the page's viewer).")
+    tweet_id: int = Field(gt=0, description="The served tweet acted on.")
+    action: Action = Field(description="What the viewer did.")
+    dwell_ms: int | None = Field(
+        None, ge=0, le=3_600_000, description="Time on the item (required for `dwell`)."
+    )
+
+
+class EngagementResponse(BaseModel):
+    recorded: bool = Field(description="True when new; false for a repeat of a recorded action.")
+    request_id: str
+    tweet_id: int
+    action: Action
 
 
 class ConversationRequest(RequestModel):

@@ -3,6 +3,11 @@
 Built once per replica from the raw lake (``cfg.paths.raw``). The world is historical, so the
 serving clock :attr:`WorldIndex.now` is the latest ``served_at`` in the lake: "recent" and "seen"
 are taken at that instant. Each request is a handful of numpy operations over arrays prepared here.
+
+Besides the frames, the index keeps columnar arrays for the candidate sources (`serving.sources`),
+all in tweet-row order (rows sorted by ``created_at``), times as int64 nanoseconds since the epoch:
+root tweets by author, per-tweet engagements sorted by time with their engagers, per (viewer,
+tweet) the latest ``served_at``, per viewer the tweets engaged with, and per tweet its hashtag ids.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +78,8 @@ def read_columns(root: Path, table: str, columns: list[str]) -> pd.DataFrame:
 
 def _group_positions(keys: np.ndarray) -> dict[int, np.ndarray]:
     """key -> row positions [k] holding that key, for an int64 key array [N]."""
+    if len(keys) == 0:
+        return {}
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     uniques, starts = np.unique(sorted_keys, return_index=True)
@@ -81,6 +89,73 @@ def _group_positions(keys: np.ndarray) -> dict[int, np.ndarray]:
 def _group_values(keys: np.ndarray, values: np.ndarray) -> dict[int, np.ndarray]:
     """key -> sorted unique values [k] seen with that key."""
     return {key: np.unique(values[rows]) for key, rows in _group_positions(keys).items()}
+
+
+def to_ns(values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
+    """UTC timestamps [N] -> int64 nanoseconds since the epoch [N] (naive ones are taken as UTC)."""
+    return np.asarray(pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("ns").asi8)
+
+
+def timestamp_ns(at: pd.Timestamp) -> int:
+    """One timestamp -> int64 nanoseconds since the epoch (a naive one is taken as UTC)."""
+    stamp = pd.Timestamp(at)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+    return int(stamp.as_unit("ns").value)
+
+
+def gather_ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate the ranges ``[starts[i], ends[i])``: (owner i [M], position [M]) per element."""
+    lengths = np.maximum(ends - starts, 0)
+    owner = np.repeat(np.arange(len(starts), dtype=np.int64), lengths)
+    first = np.cumsum(lengths) - lengths  # where each range begins in the output
+    positions = np.arange(int(lengths.sum()), dtype=np.int64) - first[owner] + starts[owner]
+    return owner, positions
+
+
+def _csr(keys: np.ndarray, n_keys: int) -> np.ndarray:
+    """Offsets [n_keys + 1] of each key's run in a sorted int64 key array [N] (keys in [0, n_keys))."""
+    return np.searchsorted(keys, np.arange(n_keys + 1, dtype=np.int64), side="left")
+
+
+@dataclass(frozen=True)
+class TweetArrays:
+    """Per tweet row [T] (rows sorted by ``created_at``): what candidate sources read."""
+
+    tweet_id: np.ndarray  # int64
+    author_id: np.ndarray  # int64
+    created_ns: np.ndarray  # int64 nanoseconds since the epoch, ascending
+    is_root: np.ndarray  # bool: not a reply
+
+
+@dataclass(frozen=True)
+class _ViewerRows:
+    """Per viewer, a run of (tweet row, time) pairs: CSR over the sorted viewer ids [V]."""
+
+    viewers: np.ndarray  # [V] int64, sorted
+    offsets: np.ndarray  # [V + 1]
+    rows: np.ndarray  # [N] tweet rows, ascending within a viewer
+    times_ns: np.ndarray  # [N]
+
+    @classmethod
+    def build(
+        cls, viewers: np.ndarray, rows: np.ndarray, times_ns: np.ndarray, latest: bool
+    ) -> _ViewerRows:
+        """One pair per (viewer, row): its latest time if `latest`, else its earliest."""
+        order = np.lexsort((times_ns if latest else -times_ns, rows, viewers))
+        viewers, rows, times_ns = viewers[order], rows[order], times_ns[order]
+        last = np.ones(len(rows), dtype=bool)  # the last of each (viewer, row) run
+        last[:-1] = (viewers[1:] != viewers[:-1]) | (rows[1:] != rows[:-1])
+        viewers, rows, times_ns = viewers[last], rows[last], times_ns[last]
+        uniques, starts = np.unique(viewers, return_index=True)
+        offsets = np.append(starts, len(viewers)).astype(np.int64)
+        return cls(uniques, offsets, rows, times_ns)
+
+    def of(self, viewer_id: int) -> tuple[np.ndarray, np.ndarray]:
+        at = int(np.searchsorted(self.viewers, viewer_id))
+        if at == len(self.viewers) or self.viewers[at] != viewer_id:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        span = slice(self.offsets[at], self.offsets[at + 1])
+        return self.rows[span], self.times_ns[span]
 
 
 class WorldIndex:
@@ -98,7 +173,8 @@ class WorldIndex:
         limits: CandidateLimits,
     ) -> None:
         """users: user_id; follows: follower_id, followee_id; tweets: the REPLY_COLUMNS plus
-        conversation_id; impressions: viewer_id, tweet_id, served_at and the ENGAGEMENTS flags."""
+        conversation_id (and optionally hashtags, a list per tweet); impressions: viewer_id,
+        tweet_id, served_at and the ENGAGEMENTS flags."""
         self.limits = limits
         self._users = frozenset(users["user_id"].astype(np.int64).tolist())
         self._followees = _group_values(
@@ -107,6 +183,7 @@ class WorldIndex:
         self._index_tweets(tweets)
         self._index_impressions(impressions)
         self._index_sources()
+        self._index_engagements(impressions)
 
     # ----------------------------------------------------------------------------- construction
 
@@ -118,7 +195,7 @@ class WorldIndex:
         index = cls(
             users=read_columns(raw, "users", ["user_id"]),
             follows=read_columns(raw, "follows", ["follower_id", "followee_id"]),
-            tweets=read_columns(raw, "tweets", [*REPLY_COLUMNS, "conversation_id"]),
+            tweets=read_columns(raw, "tweets", [*REPLY_COLUMNS, "conversation_id", "hashtags"]),
             impressions=read_columns(
                 raw, "impressions", ["viewer_id", "tweet_id", "served_at", *ENGAGEMENTS]
             ),
@@ -146,6 +223,7 @@ class WorldIndex:
 
     def _index_tweets(self, tweets: pd.DataFrame) -> None:
         frame = tweets.sort_values("created_at", kind="stable").reset_index(drop=True)
+        hashtags = frame.pop("hashtags") if "hashtags" in frame.columns else None
         parent = frame["in_reply_to_tweet_id"]
         frame["in_reply_to_tweet_id"] = parent.fillna(_NO_PARENT).astype(np.int64)
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
@@ -161,6 +239,40 @@ class WorldIndex:
                 frame["conversation_id"].to_numpy(np.int64)[replies]
             ).items()
         }
+        self.arrays = TweetArrays(
+            tweet_id=frame["tweet_id"].to_numpy(np.int64),
+            author_id=frame["author_id"].to_numpy(np.int64),
+            created_ns=to_ns(frame["created_at"]),
+            is_root=self._is_root,
+        )
+        self._index_authors()
+        self._index_hashtags(hashtags)
+
+    def _index_authors(self) -> None:
+        """Root rows sorted by (author, row), keyed ``author rank * (T + 1) + row``, so that one
+        searchsorted finds an author's roots within a row (time) range."""
+        roots = np.flatnonzero(self._is_root)
+        authors = self.arrays.author_id[roots]
+        self._root_authors = np.unique(authors)  # [A] sorted
+        self._key_stride = len(self._is_root) + 1
+        order = np.argsort(authors, kind="stable")  # rows stay ascending within an author
+        self._author_rows = roots[order]
+        ranks = np.searchsorted(self._root_authors, authors[order])
+        self._author_keys = ranks * self._key_stride + self._author_rows
+
+    def _index_hashtags(self, hashtags: pd.Series | None) -> None:
+        """Hashtag ids per tweet row as CSR: offsets [T + 1], ids [H]."""
+        n_tweets = len(self._is_root)
+        if hashtags is None:
+            self._tag_offsets = np.zeros(n_tweets + 1, dtype=np.int64)
+            self._tag_ids = np.zeros(0, dtype=np.int64)
+            return
+        lists = [() if tags is None else tags for tags in hashtags.tolist()]
+        lengths = np.fromiter((len(tags) for tags in lists), dtype=np.int64, count=n_tweets)
+        flat = np.array(list(chain.from_iterable(lists)), dtype=str)
+        _, ids = np.unique(flat, return_inverse=True)
+        self._tag_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self._tag_ids = ids.astype(np.int64).reshape(-1)
 
     def _index_impressions(self, impressions: pd.DataFrame) -> None:
         viewers = impressions["viewer_id"].to_numpy(np.int64)
@@ -179,6 +291,31 @@ class WorldIndex:
             engaged |= impressions[action].fillna(False).to_numpy(bool)
         counts = pd.Series(engaged.astype(np.int64)).groupby(tweet_ids).sum()
         self._engagements = counts[counts > 0]
+
+    def _index_engagements(self, impressions: pd.DataFrame) -> None:
+        """Engagements per tweet (CSR over rows, by time), and per viewer the latest impression
+        and the engaged tweets. An engagement is an impression with a fav, reply, retweet or
+        quote, at that impression's served_at."""
+        rows = self._tweet_rows.get_indexer(impressions["tweet_id"].to_numpy(np.int64))
+        viewers = impressions["viewer_id"].to_numpy(np.int64)
+        served = to_ns(impressions["served_at"])
+        engaged = np.zeros(len(impressions), dtype=bool)
+        for action in ENGAGEMENTS:
+            engaged |= impressions[action].fillna(False).to_numpy(bool)
+        known = rows >= 0
+        rows, viewers, served, engaged = rows[known], viewers[known], served[known], engaged[known]
+
+        order = np.lexsort((served[engaged], rows[engaged]))
+        self._eng_times = served[engaged][order]  # [E] by (row, time)
+        self._eng_users = viewers[engaged][order]
+        self._eng_offsets = _csr(rows[engaged][order], len(self._is_root))
+        self._eng_last = (
+            int(self._eng_times.max()) if len(self._eng_times) else np.iinfo(np.int64).min
+        )
+        self._impressions = _ViewerRows.build(viewers, rows, served, latest=True)
+        self._engaged = _ViewerRows.build(
+            viewers[engaged], rows[engaged], served[engaged], latest=False
+        )
 
     def _index_sources(self) -> None:
         """Prepare the per-request candidate pools: recent roots, and trending roots."""
@@ -249,6 +386,71 @@ class WorldIndex:
     @property
     def n_tweets(self) -> int:
         return len(self._tweets)
+
+    # ------------------------------------------------------------- columnar lookups (by tweet row)
+
+    def rows_of(self, tweet_ids: np.ndarray) -> np.ndarray:
+        """Tweet rows [N] of tweet ids [N] (-1 for an unknown id)."""
+        return np.asarray(self._tweet_rows.get_indexer(np.asarray(tweet_ids, dtype=np.int64)))
+
+    def created_at(self, tweet_ids: np.ndarray) -> np.ndarray:
+        """Creation times [N] of tweet ids [N], int64 ns since the epoch; KeyError if unknown."""
+        rows = self.rows_of(tweet_ids)
+        if (rows < 0).any():
+            raise KeyError(f"unknown tweet ids {np.asarray(tweet_ids)[rows < 0][:5].tolist()}")
+        return self.arrays.created_ns[rows]
+
+    def root_rows_between(self, start_ns: int, end_ns: int) -> np.ndarray:
+        """Rows [k] of root tweets created in [start_ns, end_ns], ascending (oldest first)."""
+        created = self.arrays.created_ns
+        lo = int(np.searchsorted(created, start_ns, side="left"))
+        hi = int(np.searchsorted(created, end_ns, side="right"))
+        return lo + np.flatnonzero(self._is_root[lo:hi])
+
+    def root_rows_by(self, authors: np.ndarray, start_ns: int, end_ns: int) -> np.ndarray:
+        """Rows [k] of root tweets by any of `authors` created in [start_ns, end_ns], ascending."""
+        created = self.arrays.created_ns
+        lo = int(np.searchsorted(created, start_ns, side="left"))
+        hi = int(np.searchsorted(created, end_ns, side="right"))
+        authors = np.asarray(authors, dtype=np.int64)
+        ranks = np.searchsorted(self._root_authors, authors)
+        known = ranks < len(self._root_authors)
+        known[known] = self._root_authors[ranks[known]] == authors[known]
+        if lo >= hi or not known.any():
+            return np.zeros(0, dtype=np.int64)
+        base = np.unique(ranks[known]) * self._key_stride
+        starts = np.searchsorted(self._author_keys, base + lo, side="left")
+        ends = np.searchsorted(self._author_keys, base + hi, side="left")
+        _, positions = gather_ranges(starts, ends)
+        return np.sort(self._author_rows[positions])
+
+    def engagements_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Engagements of tweet rows [N]: (owner index into `rows`, time ns, engager id), each
+        [E], by owner then time."""
+        owner, positions = gather_ranges(self._eng_offsets[rows], self._eng_offsets[rows + 1])
+        return owner, self._eng_times[positions], self._eng_users[positions]
+
+    def engagement_counts(self, rows: np.ndarray, until_ns: int) -> np.ndarray:
+        """Engagements [N] of tweet rows [N] at or before `until_ns`."""
+        totals = self._eng_offsets[rows + 1] - self._eng_offsets[rows]
+        if until_ns >= self._eng_last:
+            return totals
+        owner, times, _ = self.engagements_of(rows)
+        return np.bincount(owner[times <= until_ns], minlength=len(rows))
+
+    def impressions_of(self, viewer_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(tweet rows [k] ascending, latest served_at ns [k]) of what the viewer was served."""
+        return self._impressions.of(int(viewer_id))
+
+    def engaged_rows(self, viewer_id: int, until_ns: int) -> np.ndarray:
+        """Tweet rows [k], ascending, the viewer engaged with at or before `until_ns`."""
+        rows, first_ns = self._engaged.of(int(viewer_id))
+        return rows[first_ns <= until_ns]
+
+    def hashtags_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Hashtags of tweet rows [N]: (owner index into `rows`, hashtag id), each [H]."""
+        owner, positions = gather_ranges(self._tag_offsets[rows], self._tag_offsets[rows + 1])
+        return owner, self._tag_ids[positions]
 
     # ------------------------------------------------------------------------ candidate sources
 

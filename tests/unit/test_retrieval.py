@@ -131,5 +131,10 @@ def test_the_feed_serves_retrieved_tweets_with_their_source() -> None:
     finally:
         engine.close()
     sources = {item.tweet_id: item.source for item in response.items}
-    assert sources == {101: "in_network", 106: "out_of_network_embedding", 104: "out_of_network"}
+    assert sources == {
+        101: "in_network_backlog",
+        103: "in_network_backlog",
+        106: "out_of_network_embedding",
+        104: "out_of_network_trending",
+    }
     assert retriever.seen == [[102]]  # what user 1 was already served

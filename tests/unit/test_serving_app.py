@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 import types
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ from pipelines.config import ALL_HEADS, FeedrankConfig, PathsConfig, ServeConfig
 from pipelines.schema import STATIC_PARTITION, TABLES, write_partition
 from serving.api import make_api
 from serving.engine import ArmModel, FeedEngine, NotFoundError
+from serving.event_log import EventLog
 from serving.rules import assign_arm
 from serving.schemas import FeedRequest
 from serving.world_index import WorldIndex
@@ -102,21 +104,39 @@ def make_cfg(root: Path | None = None, **serve: Any) -> FeedrankConfig:
 
 
 class FakeFeatures:
-    """Stands in for OnlineFeatures: echoes the candidates plus one feature column."""
+    """Stands in for FastOnlineFeatures: echoes the candidates plus one feature column; can fail
+    or be slow (the store), and answer from a 'cache' or with defaults (the degraded paths)."""
 
-    def __init__(self, cfg: FeedrankConfig | None = None) -> None:
+    def __init__(
+        self, cfg: FeedrankConfig | None = None, fail: bool = False, delay_s: float = 0.0
+    ) -> None:
         self.calls: list[tuple[int, pd.Timestamp]] = []
+        self.fail, self.delay_s, self.cached = fail, delay_s, False
 
     def hydrate(self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
         self.calls.append((viewer_id, now))
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.fail:
+            raise ConnectionError("online store is down")
         return candidates.assign(tweet_age_h=1.0)
+
+    def hydrate_cached(
+        self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
+    ) -> tuple[pd.DataFrame, float]:
+        return candidates.assign(tweet_age_h=np.nan), (1.0 if self.cached else 0.0)
+
+    def hydrate_default(
+        self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
+    ) -> pd.DataFrame:
+        return candidates.assign(tweet_age_h=np.nan)
 
 
 def fake_predictions(features: pd.DataFrame) -> dict[str, np.ndarray]:
     """A deterministic 'model': p(fav) grows with tweet_id % 10, other heads are small."""
     ids = features["tweet_id"].to_numpy()
-    out = {head: np.full(len(ids), 0.001) for head in ALL_HEADS}
-    out["fav"] = (ids % 10) / 10.0
+    out = {head: np.zeros(len(ids)) for head in ALL_HEADS}
+    out["fav"] = (ids % 10) / 10.0 + 0.05
     return out
 
 
@@ -127,21 +147,33 @@ def fake_arm(version: str) -> ArmModel:
     return ArmModel(version=version, heads=ALL_HEADS, score=score)
 
 
-def make_engine(cfg: FeedrankConfig, challenger: bool = False) -> FeedEngine:
+def make_engine(
+    cfg: FeedrankConfig,
+    challenger: bool = False,
+    features: FakeFeatures | None = None,
+    champion: ArmModel | None = None,
+) -> FeedEngine:
+    """An engine over the tiny world; with an event log when `cfg` has its own state root."""
     frames = tiny_world()
     index = WorldIndex.from_frames(cfg, **frames)
-    arms = {"champion": fake_arm("v1")}
+    arms = {"champion": champion or fake_arm("v1")}
     if challenger:
         arms["challenger"] = fake_arm("v2")
-    return FeedEngine(cfg, index, FakeFeatures(), arms)
+    events = EventLog(cfg.paths.serving_events) if cfg.paths.root != ".feedrank" else None
+    return FeedEngine(cfg, index, features or FakeFeatures(), arms, events=events)
 
 
 @pytest.fixture()
-def client() -> Iterator[TestClient]:
-    engine = make_engine(make_cfg(max_limit=50))
+def served_engine(tmp_path: Path) -> Iterator[tuple[FeedEngine, TestClient]]:
+    engine = make_engine(make_cfg(tmp_path, max_limit=50))
     with TestClient(make_api(engine)) as test_client:
-        yield test_client
+        yield engine, test_client
     engine.close()
+
+
+@pytest.fixture()
+def client(served_engine: tuple[FeedEngine, TestClient]) -> TestClient:
+    return served_engine[1]
 
 
 def _error_fields(response: Any) -> list[str]:
@@ -204,25 +236,167 @@ def write_lake(cfg: FeedrankConfig) -> None:
 
 
 # ---------------------------------------------------------------------------------------- HTTP
+# User 1 follows 2 and 3 and last visited at NOW - 30 min: 101 and 103 (by 2) are from before the
+# visit (in_network_backlog), 104 (by 4) is trending out of network; 102 was seen. Fake p(fav) =
+# tweet_id % 10 / 10 + 0.05 and blend fav 0.5: 103 -> 0.175, 104 -> 0.225 * 0.75 (out of network)
+# = 0.16875, 101 -> 0.075 * 0.5 (the second tweet of author 2) = 0.0375.
+FEED_ORDER = [103, 104, 101]
 
 
-def test_feed_ranks_by_blended_score(client: TestClient) -> None:
+def test_feed_runs_sources_filters_model_and_heuristics(client: TestClient) -> None:
     response = client.post("/feed", json={"user_id": 1})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert [item["tweet_id"] for item in body["items"]] == [104, 101]
-    scores = [item["score"] for item in body["items"]]
-    assert scores == sorted(scores, reverse=True)
+    assert [item["tweet_id"] for item in body["items"]] == FEED_ORDER
+    assert [item["score"] for item in body["items"]] == pytest.approx([0.175, 0.16875, 0.0375])
+    assert [item["position"] for item in body["items"]] == [0, 1, 2]
+    assert [item["source"] for item in body["items"]] == [
+        "in_network_backlog",
+        "out_of_network_trending",
+        "in_network_backlog",
+    ]
+    assert [item["in_network"] for item in body["items"]] == [True, False, True]
     assert set(body["items"][0]["predictions"]) == set(ALL_HEADS)
-    assert body["items"][0]["source"] == "out_of_network"
-    assert body["items"][1]["in_network"] is True
+    assert body["candidate_sources"]["in_network_backlog"] == 2
+    assert body["candidate_sources"]["out_of_network_trending"] == 1
+    assert set(body["filtered"]) == {"own", "blocked_or_muted", "seen", "duplicates"}
+    assert (body["features"], body["ranking"], body["degraded"]) == ("online", "model", False)
     assert body["model_version"] == "v1" and body["arm"] == "champion"
-    assert body["candidates_scored"] == 2 and body["request_id"]
+    assert body["candidates_scored"] == 3 and len(body["request_id"]) == 32
+    assert body["next_cursor"] is None
+
+
+def test_pages_follow_the_cursor_without_repeats(client: TestClient) -> None:
+    pages, cursor = [], None
+    for _ in range(3):
+        body = client.post("/feed", json={"user_id": 1, "limit": 1, "cursor": cursor}).json()
+        pages.append(body)
+        cursor = body["next_cursor"]
+    assert [page["items"][0]["tweet_id"] for page in pages] == FEED_ORDER
+    assert [page["items"][0]["position"] for page in pages] == [0, 1, 2]
+    assert pages[0]["next_cursor"] and pages[1]["next_cursor"] and cursor is None
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "x" * 40])
+def test_a_bad_cursor_is_422_naming_it(client: TestClient, cursor: str) -> None:
+    response = client.post("/feed", json={"user_id": 1, "cursor": cursor})
+    assert response.status_code == 422
+    assert _error_fields(response) == ["cursor"]
+
+
+def test_another_users_cursor_is_422(client: TestClient) -> None:
+    cursor = client.post("/feed", json={"user_id": 1, "limit": 1}).json()["next_cursor"]
+    response = client.post("/feed", json={"user_id": 2, "cursor": cursor})
+    assert response.status_code == 422 and "another user" in response.text
+
+
+def test_every_served_item_is_logged_with_request_position_version_and_arm(
+    served_engine: tuple[FeedEngine, TestClient],
+) -> None:
+    engine, client = served_engine
+    body = client.post("/feed", json={"user_id": 1, "limit": 2}).json()
+    assert engine.events is not None
+    assert engine.events.served_to(1).tolist() == sorted(FEED_ORDER[:2])
+    served, _ = engine.events.pending_export()
+    assert served["request_id"].tolist() == [body["request_id"]] * 2
+    assert served["position"].tolist() == [0, 1]
+    assert set(served["model_version"]) == {"v1"} and set(served["arm"]) == {"champion"}
+    # the next visit does not serve them again
+    again = client.post("/feed", json={"user_id": 1}).json()
+    assert [item["tweet_id"] for item in again["items"]] == [101]
+
+
+def test_engagement_is_validated_against_what_was_served(client: TestClient) -> None:
+    page = client.post("/feed", json={"user_id": 1, "limit": 2}).json()
+    event = {"request_id": page["request_id"], "user_id": 1, "tweet_id": 103, "action": "fav"}
+    first = client.post("/engagement", json=event)
+    assert first.status_code == 200, first.text
+    assert first.json() == {**{k: event[k] for k in ("request_id", "tweet_id", "action")},
+                            "recorded": True}  # fmt: skip
+    assert client.post("/engagement", json=event).json()["recorded"] is False
+    for bad, field in [
+        ({"tweet_id": 101}, "tweet_id"),  # not served in that request
+        ({"user_id": 2}, "tweet_id"),  # served to another user
+        ({"action": "dwell"}, "dwell_ms"),
+        ({"action": "like"}, "action"),
+        ({"request_id": "not-hex"}, "request_id"),
+        ({"dwell_ms": -5, "action": "dwell"}, "dwell_ms"),
+    ]:
+        response = client.post("/engagement", json={**event, **bad})
+        assert response.status_code == 422, bad
+        assert _error_fields(response) == [field], bad
+    dwell = client.post("/engagement", json={**event, "action": "dwell", "dwell_ms": 4200})
+    assert dwell.status_code == 200
+
+
+def test_blocking_an_author_removes_its_tweets_from_later_feeds(client: TestClient) -> None:
+    page = client.post("/feed", json={"user_id": 1, "limit": 1}).json()  # serves 103 (author 2)
+    event = {"request_id": page["request_id"], "user_id": 1, "tweet_id": 103, "action": "block"}
+    assert client.post("/engagement", json=event).status_code == 200
+    later = client.post("/feed", json={"user_id": 1}).json()
+    assert [item["tweet_id"] for item in later["items"]] == [104]  # 101 is by author 2 too
+    assert later["filtered"]["blocked_or_muted"] == 1
+
+
+def test_show_fewer_discounts_the_author_for_a_while(client: TestClient) -> None:
+    page = client.post("/feed", json={"user_id": 1, "limit": 1}).json()  # serves 103 (author 2)
+    event = {
+        "request_id": page["request_id"],
+        "user_id": 1,
+        "tweet_id": 103,
+        "action": "show_fewer",
+    }
+    assert client.post("/engagement", json=event).status_code == 200
+    later = client.post("/feed", json={"user_id": 1}).json()
+    # 101 (author 2) at fatigue 0.2: 0.075 * 0.2 = 0.015 (it is the author's only tweet left)
+    assert [item["tweet_id"] for item in later["items"]] == [104, 101]
+    assert later["items"][1]["score"] == pytest.approx(0.015, rel=1e-3)
+
+
+def test_a_failing_feature_store_degrades_to_cached_then_default_features(
+    tmp_path: Path,
+) -> None:
+    cfg = make_cfg(tmp_path)
+    features = FakeFeatures(fail=True)
+    with TestClient(make_api(make_engine(cfg, features=features))) as client:
+        body = client.post("/feed", json={"user_id": 1, "limit": 1}).json()
+        assert (body["features"], body["ranking"], body["degraded"]) == ("default", "model", True)
+        features.cached = True
+        body = client.post("/feed", json={"user_id": 1}).json()
+        assert body["features"] == "cached" and body["items"]
+
+
+def test_a_slow_feature_store_is_cut_at_its_budget(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, feature_timeout_ms=50)
+    features = FakeFeatures(delay_s=1.0)
+    features.cached = True
+    with TestClient(make_api(make_engine(cfg, features=features))) as client:
+        body = client.post("/feed", json={"user_id": 1}).json()
+    assert body["features"] == "cached" and len(body["items"]) == 3
+
+
+def test_a_failing_model_gives_a_reverse_chronological_feed(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path)
+
+    async def broken(features: pd.DataFrame) -> Mapping[str, np.ndarray]:
+        raise RuntimeError("ranker replica died")
+
+    engine = make_engine(cfg, champion=ArmModel(version="v1", heads=ALL_HEADS, score=broken))
+    with TestClient(make_api(engine)) as client:
+        body = client.post("/feed", json={"user_id": 1}).json()
+    assert (body["ranking"], body["degraded"]) == ("reverse_chronological", True)
+    assert [item["tweet_id"] for item in body["items"]] == [101, 104, 103]  # newest first
+
+
+def test_an_oversized_body_is_413_naming_the_limit(client: TestClient) -> None:
+    response = client.post("/feed", json={"user_id": 1, "padding": "x" * 20_000})
+    assert response.status_code == 413
+    assert "16384" in response.json()["detail"]
 
 
 def test_feed_limit_cuts_the_page(client: TestClient) -> None:
     body = client.post("/feed", json={"user_id": 1, "limit": 1}).json()
-    assert [item["tweet_id"] for item in body["items"]] == [104]
+    assert [item["tweet_id"] for item in body["items"]] == FEED_ORDER[:1]
 
 
 def test_feed_of_a_user_without_candidates_is_empty(client: TestClient) -> None:
@@ -380,9 +554,9 @@ def _fake_registry(aliases: dict[str, str]) -> types.ModuleType:
 
 @pytest.fixture()
 def fake_components(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    online = types.ModuleType("pipelines.features.online")
-    online.OnlineFeatures = FakeFeatures  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pipelines.features.online", online)
+    online = types.ModuleType("pipelines.features.online_fast")
+    online.FastOnlineFeatures = FakeFeatures  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pipelines.features.online_fast", online)
     monkeypatch.setitem(sys.modules, "pipelines.registry", _fake_registry({"champion": "7"}))
     yield
 
@@ -424,7 +598,7 @@ def test_serve_app_in_local_testing_mode(
     health = handle.health.remote().result()
     assert health.model_versions == {"champion": "7", "challenger": "8"}
     feed = handle.feed.remote(FeedRequest(user_id=1)).result()
-    assert [item.tweet_id for item in feed.items] == [104, 101]
+    assert [item.tweet_id for item in feed.items] == FEED_ORDER
     assert feed.model_version == {"champion": "7", "challenger": "8"}[feed.arm]
     conversation = handle.conversation.remote(ConversationRequest(tweet_id=ROOT, viewer_id=1))
     assert [s.name for s in conversation.result().sections] == ["main", "low_quality"]
