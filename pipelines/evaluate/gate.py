@@ -116,11 +116,15 @@ def compare_with_champion(cfg: FeedrankConfig, out_dir: Path) -> ChampionCompari
     """Score the held-out days with the new ranker (models/ranker) and the registered champion;
     None when there is no champion yet. Writes the comparison to `out_dir`."""
     from pipelines.features.training_set import training_set_path
-    from pipelines.models.bundle import RankerBundle
+    from pipelines.models.bundle import IncompatibleBundleError, RankerBundle
     from pipelines.registry import load_ranker
     from pipelines.train.ranker import ranker_dir
 
-    champion = load_ranker(cfg, "champion")
+    try:
+        champion = load_ranker(cfg, "champion")
+    except IncompatibleBundleError as exc:
+        log.warning("gate: the champion cannot score today's features (%s); gating as if new", exc)
+        return None
     if champion is None:
         return None
     frame = pd.read_parquet(training_set_path(cfg))

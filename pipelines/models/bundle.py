@@ -27,6 +27,10 @@ def sparse_meta() -> list[list[Any]]:
     return [list(field) for field in SPARSE_FIELDS]
 
 
+class IncompatibleBundleError(ValueError):
+    """A saved ranker that this code cannot score with (its features or layout changed since)."""
+
+
 class RankerBundle:
     """A ParallelMaskNet ready to score raw feature frames."""
 
@@ -67,12 +71,27 @@ class RankerBundle:
                 f"this code hashes {sparse_meta()}"
             )
         embedding_dim = int(meta["embedding_dim"])
-        normalizer = FeatureNormalizer.identity(
-            len(feature_names(embedding_dim, ranker.feature_set))
-        )
+        names = feature_names(embedding_dim, ranker.feature_set)
+        trained_on = meta.get("feature_names")
+        if trained_on is not None and list(trained_on) != list(names):
+            added, dropped = (
+                sorted(set(names) - set(trained_on)),
+                sorted(set(trained_on) - set(names)),
+            )
+            raise IncompatibleBundleError(
+                f"bundle {directory} was trained on another feature spec: this code adds "
+                f"{added[:5]} and drops {dropped[:5]} ({len(trained_on)} vs {len(names)} columns)"
+            )
+        normalizer = FeatureNormalizer.identity(len(names))
         model = cls.build(ranker, embedding_dim, normalizer)
         state = torch.load(Path(directory) / "model.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:  # bundles from before feature names were saved
+            raise IncompatibleBundleError(
+                f"bundle {directory} does not fit this code's model (another feature spec or "
+                f"architecture): {str(exc).splitlines()[0]}"
+            ) from exc
         return cls(model, meta)
 
     def predict_matrix(

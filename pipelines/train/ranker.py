@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pipelines.config import FeedrankConfig, RankerConfig
 from pipelines.features.sparse import sparse_ids
-from pipelines.features.spec import feature_matrix, log_mask
+from pipelines.features.spec import feature_matrix, feature_names, log_mask
 from pipelines.features.training_set import training_set_path
 from pipelines.models.bundle import RankerBundle, sparse_meta
 from pipelines.models.masknet import FeatureNormalizer, downsampling_weights, multitask_loss
@@ -251,6 +251,7 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
         "embedding_dim": cfg.encoder.embedding_dim,
         "ranker": cfg.ranker.model_dump(mode="json"),
         "sparse_fields": sparse_meta() if cfg.ranker.uses_sparse else [],
+        "feature_names": list(feature_names(cfg.encoder.embedding_dim, cfg.ranker.feature_set)),
         "trained_rows": sizes["train_rows"],
     }
     bundle_dir = RankerBundle(model, meta).save(ranker_dir(cfg))

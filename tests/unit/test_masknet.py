@@ -550,3 +550,23 @@ def test_downsampled_training_with_the_correction_is_calibrated() -> None:
     assert corrected.mean() == pytest.approx(float(y.mean()), rel=0.1)
     assert expected_calibration_error(y[:, 0], corrected) < 0.01
     assert expected_calibration_error(y[:, 0], raw) > 0.1
+
+
+def test_a_bundle_trained_on_another_feature_spec_is_refused_by_name(tmp_path: Path) -> None:
+    from pipelines.models.bundle import IncompatibleBundleError
+
+    cfg = RankerConfig(heads=HEADS, sparse_buckets=0, num_blocks=1, mlp_dims=(8,))
+    names = feature_names(4, cfg.feature_set)
+    model = RankerBundle.build(cfg, 4, FeatureNormalizer.identity(len(names)))
+    meta = {
+        "heads": list(HEADS),
+        "embedding_dim": 4,
+        "ranker": cfg.model_dump(mode="json"),
+        "feature_names": [*names[:-1], "a_feature_this_code_lacks"],
+    }
+    RankerBundle(model, meta).save(tmp_path / "bundle")
+    with pytest.raises(IncompatibleBundleError, match="a_feature_this_code_lacks"):
+        RankerBundle.load(tmp_path / "bundle")
+    meta["feature_names"] = list(names)
+    RankerBundle(model, meta).save(tmp_path / "bundle")
+    assert RankerBundle.load(tmp_path / "bundle").heads == HEADS
