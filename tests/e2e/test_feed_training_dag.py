@@ -37,7 +37,8 @@ def test_champion_is_registered_with_metrics(trained_cfg: FeedrankConfig) -> Non
     metrics = json.loads((trained_cfg.paths.reports / "evaluation" / "metrics.json").read_text())
     for model in ("ranker", "lgbm", "oracle"):
         for head in trained_cfg.ranker.heads:
-            assert f"{model}_rce_{head}" in metrics
+            metric = "rce" if head in trained_cfg.ranker.binary_heads else "r2"
+            assert f"{model}_{metric}_{head}" in metrics
     # The trained ranker beats a constant predictor on the most common head (RCE > 0), and the
     # oracle's RCE is the ceiling.
     assert metrics["ranker_rce_fav"] > 0
