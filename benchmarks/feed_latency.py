@@ -45,11 +45,12 @@ def percentiles(latencies_ms: list[float]) -> dict[str, float]:
 
 def busiest_viewers(cfg: FeedrankConfig, count: int) -> list[tuple[int, int]]:
     """(user_id, candidates) of the `count` viewers with the most candidates, most first."""
+    from serving.retrieval import EmbeddingRetriever
     from serving.sources import CandidateGenerator, FeedContext
     from serving.world_index import WorldIndex
 
     index = WorldIndex.load(cfg)
-    generator = CandidateGenerator(index, cfg.serve)
+    generator = CandidateGenerator(index, cfg.serve, EmbeddingRetriever.load(cfg).retrieve)
     sizes = []
     for user in range(1, index.n_users + 1):
         if index.has_user(user):

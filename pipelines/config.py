@@ -331,7 +331,7 @@ class RetrievalConfig(StrictModel):
         "flat", description="FAISS index of tweet embeddings: flat (exact) or hnsw (approximate)."
     )
     embedding_candidates: int = Field(
-        200, ge=0, description="Out-of-network candidates per feed request from the ANN index."
+        800, ge=0, description="Out-of-network candidates per feed request from the ANN index."
     )
 
 
@@ -352,7 +352,9 @@ class ServeConfig(StrictModel):
         72, ge=1, description="Age limit of in-network candidates (hours)."
     )
     out_of_network_candidates: int = Field(
-        300, ge=0, description="Out-of-network candidates per request (recent popular tweets)."
+        800,
+        ge=0,
+        description="Out-of-network candidates per request from embedding retrieval (quota).",
     )
     max_limit: int = Field(200, ge=1, description="Largest page a client may ask for.")
     challenger_share: float = Field(
@@ -381,7 +383,7 @@ class ServeConfig(StrictModel):
         3, ge=1, description="Fewest engagements since the viewer saw it to resurface a tweet."
     )
     trending_candidates: int = Field(
-        150, ge=0, description="Out-of-network trending tweets, weighted by the viewer's interests."
+        400, ge=0, description="Out-of-network trending tweets, weighted by the viewer's interests."
     )
     author_diversity_decay: float = Field(
         0.5, gt=0, le=1, description="Score factor per further tweet of the same author."
