@@ -373,8 +373,8 @@ def test_a_viewer_back_after_weeks_gets_the_smaller_cap_with_shrunk_quotas(
     assert defaults.cap(later) == 500
     assert defaults.quotas(later) == {
         "resurfaced": 16,
-        "out_of_network_embedding": 100,
-        "out_of_network_trending": 50,
+        "out_of_network_embedding": 266,  # 800 * 500 / 1500, rounded down
+        "out_of_network_trending": 133,  # 400 * 500 / 1500
     }
     assert defaults.cap(replace(ctx, now=NOW + pd.Timedelta(days=13))) == 1500
     assert defaults.cap(FeedContext.of(index, NEWCOMER)) == 1500  # never served: not returning
