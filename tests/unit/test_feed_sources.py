@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 
 from pipelines.config import FeedrankConfig, ServeConfig
@@ -37,33 +36,13 @@ from serving.sources import (
     TrendingInInterests,
 )
 from serving.world_index import WorldIndex
+from tests.unit.test_serving_app import _conform as conform
 
 NOW = pd.Timestamp("2026-03-10 12:00", tz="UTC")
 HOUR = pd.Timedelta(hours=1)
 VIEWER = 1
 NEWCOMER = 11  # follows 2 and 3, never served
 STRANGER = 10  # follows nobody, never served nor engaged
-
-
-def conform(frame: pd.DataFrame, schema: pa.Schema) -> pd.DataFrame:
-    """Fill the canonical columns a test does not care about with neutral values."""
-    out = frame.copy()
-    for field in schema:
-        if field.name in out.columns:
-            continue
-        if pa.types.is_boolean(field.type):
-            out[field.name] = False
-        elif pa.types.is_integer(field.type):
-            out[field.name] = 0
-        elif pa.types.is_floating(field.type):
-            out[field.name] = 0.0
-        elif pa.types.is_timestamp(field.type):
-            out[field.name] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
-        elif pa.types.is_list(field.type):
-            out[field.name] = [[] for _ in range(len(out))]
-        else:
-            out[field.name] = ""
-    return out[schema.names]
 
 
 TWEETS = [
