@@ -154,6 +154,7 @@ class FeedService:
             cursors=CursorCodec(load_key(events.with_name("cursor.key")), cfg.serve.cursor_ttl_s),
         )
         self.max_body_bytes = cfg.serve.max_body_bytes
+        self.engine.warm_up()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Called by Serve after __init__: the routes close over this replica's engine."""

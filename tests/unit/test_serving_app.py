@@ -602,3 +602,14 @@ def test_serve_app_in_local_testing_mode(
     assert feed.model_version == {"champion": "7", "challenger": "8"}[feed.arm]
     conversation = handle.conversation.remote(ConversationRequest(tweet_id=ROOT, viewer_id=1))
     assert [s.name for s in conversation.result().sections] == ["main", "low_quality"]
+
+
+def test_warm_up_reads_features_for_viewers_with_candidates(tmp_path: Path) -> None:
+    features = FakeFeatures()
+    engine = make_engine(make_cfg(tmp_path), features=features)
+    try:
+        assert engine.warm_up(viewers=2) == 2
+        assert [viewer for viewer, _ in features.calls] == [1, 2]  # the first with candidates
+        assert engine.events is not None and engine.events.counts()["served"] == 0
+    finally:
+        engine.close()
