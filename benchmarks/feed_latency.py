@@ -116,7 +116,7 @@ def in_process(
     async def score(features: pd.DataFrame) -> Mapping[str, np.ndarray]:
         return bundle.predict(features)
 
-    features = FastOnlineFeatures(cfg)
+    features = FastOnlineFeatures(cfg, batch_ttl_s=cfg.serve.batch_feature_ttl_s)
     with tempfile.TemporaryDirectory() as tmp:
         engine = FeedEngine(
             cfg,

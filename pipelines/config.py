@@ -410,6 +410,12 @@ class ServeConfig(StrictModel):
         400, ge=1, description="Online-feature budget; slower or failing reads use cached/default."
     )
     max_body_bytes: int = Field(16_384, ge=256, description="Largest request body accepted.")
+    batch_feature_ttl_s: float = Field(
+        600.0,
+        ge=0,
+        description="How long serving caches a row of a feature view that only batch "
+        "materialization writes (pushed views and absent rows: 30 s).",
+    )
     cursor_ttl_s: int = Field(3600, ge=1, description="How long a page cursor stays valid.")
 
 

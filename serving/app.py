@@ -147,7 +147,7 @@ class FeedService:
         self.engine = FeedEngine(
             cfg,
             WorldIndex.load(cfg),
-            FastOnlineFeatures(cfg),
+            FastOnlineFeatures(cfg, batch_ttl_s=cfg.serve.batch_feature_ttl_s),
             arms,
             retriever=retriever,
             events=EventLog(events),

@@ -611,6 +611,11 @@ class RowCache:
 
     Keys absent from the store are cached as absent. Holds at most `max_keys` keys per view,
     dropping the longest-held first. Not thread-safe: the owner serializes calls.
+
+    batch_ttl_s: a longer age limit for rows of views that only batch materialization writes
+    (no push source): they change once a materialization, so a viewer's or a tweet's row read
+    once serves the next requests too. Absent keys and pushed views keep `ttl_s`, so a new row
+    or a pushed count shows within `ttl_s`. None: `ttl_s` for all.
     """
 
     def __init__(
@@ -619,9 +624,11 @@ class RowCache:
         ttl_s: float,
         max_keys: int,
         clock: Callable[[], float] = time.monotonic,
+        batch_ttl_s: float | None = None,
     ) -> None:
-        if ttl_s < 0 or max_keys < 1:
-            raise ValueError("cache ttl_s must be >= 0 and max_keys >= 1")
+        if ttl_s < 0 or max_keys < 1 or (batch_ttl_s is not None and batch_ttl_s < ttl_s):
+            raise ValueError("cache ttl_s must be >= 0, batch_ttl_s >= ttl_s and max_keys >= 1")
+        self.batch_ttl_s = batch_ttl_s
         self.reader = reader
         self.ttl_s = ttl_s
         self.max_keys = max_keys
@@ -652,7 +659,9 @@ class RowCache:
         slots = held.slots(keys)
         stale = slots < 0
         if self.ttl_s > 0:
-            stale |= held.loaded_at[np.maximum(slots, 0)] < now - self.ttl_s
+            known = np.maximum(slots, 0)
+            limit = np.where(held.present[known], self._present_ttl(view), self.ttl_s)
+            stale |= held.loaded_at[known] < now - limit
         stale_keys = list(dict.fromkeys(k for k, s in zip(keys, stale, strict=True) if s))
         if stale_keys:
             self.stats.store_reads += 1
@@ -687,6 +696,10 @@ class RowCache:
                 values[~known] = None
             out.append(values)
         return out, int(known.sum())
+
+    def _present_ttl(self, view: ViewPlan) -> float:
+        pushed = getattr(view.table, "stream_source", None) is not None
+        return self.ttl_s if self.batch_ttl_s is None or pushed else self.batch_ttl_s
 
     def _bound(self, held: ViewColumns) -> None:
         if len(held.keys) > self.max_keys:
@@ -725,13 +738,16 @@ class FastOnlineFeatures:
         cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
         max_cached_keys: int = DEFAULT_MAX_CACHED_KEYS,
         clock: Callable[[], float] = time.monotonic,
+        batch_ttl_s: float | None = None,
     ) -> None:
         self.cfg = cfg
         store = feature_store(cfg)
         self.service = store.get_feature_service(feature_service_name(cfg))
         self.plan = plan_service(store, self.service, self.REQUEST_COLUMNS)
         self.reader = _reader(store, self.plan)
-        self.cache = RowCache(self.reader, cache_ttl_s, max_cached_keys, clock)
+        self.cache = RowCache(
+            self.reader, cache_ttl_s, max_cached_keys, clock, batch_ttl_s=batch_ttl_s
+        )
         self._lock = threading.Lock()
         # Seconds the last hydrate spent reading rows, in on-demand views and framing.
         self.last_timings: dict[str, float] = {}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sqlite3
+import types
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
@@ -267,6 +269,28 @@ def test_cached_columns_never_read_the_store_and_serve_stale_rows() -> None:
     columns, held = cache.cached_columns(view, [1, 2, 1])
     assert held == 2 and len(store.reads) == 1
     assert columns[0][0] == 10 and np.isnan(columns[0][1]) and columns[0][2] == 10
+
+
+def test_batch_only_rows_keep_the_longer_ttl_but_absent_and_pushed_rows_do_not() -> None:
+    store, clock = FakeStore({1: (10,)}), Clock()
+    batch_view = _view()  # no push source: rows change only at materialization
+    pushed_view = dataclasses.replace(
+        _view("tweet_engagement"), table=types.SimpleNamespace(stream_source="push")
+    )
+    cache = RowCache(store, ttl_s=10, max_keys=100, clock=clock, batch_ttl_s=100)
+    cache.rows(batch_view, [1, 2])
+    cache.rows(pushed_view, [1])
+    assert len(store.reads) == 2
+    clock.now += 50
+    store.rows[1], store.rows[2] = (11,), (20,)
+    assert cache.rows(batch_view, [1]) == [(10,)]  # present, batch-only: held for 100 s
+    assert len(store.reads) == 2
+    assert cache.rows(batch_view, [2]) == [(20,)]  # absent rows re-read after 10 s
+    assert cache.rows(pushed_view, [1]) == [(11,)]  # pushed counts re-read after 10 s
+    clock.now += 51
+    assert cache.rows(batch_view, [1]) == [(11,)]
+    with pytest.raises(ValueError, match="batch_ttl_s"):
+        RowCache(store, ttl_s=10, max_keys=100, batch_ttl_s=5)
 
 
 def test_zero_ttl_reads_the_store_every_time() -> None:
