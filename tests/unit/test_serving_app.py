@@ -108,7 +108,11 @@ class FakeFeatures:
     or be slow (the store), and answer from a 'cache' or with defaults (the degraded paths)."""
 
     def __init__(
-        self, cfg: FeedrankConfig | None = None, fail: bool = False, delay_s: float = 0.0
+        self,
+        cfg: FeedrankConfig | None = None,
+        fail: bool = False,
+        delay_s: float = 0.0,
+        batch_ttl_s: float | None = None,
     ) -> None:
         self.calls: list[tuple[int, pd.Timestamp]] = []
         self.fail, self.delay_s, self.cached = fail, delay_s, False
