@@ -100,12 +100,12 @@ def in_process(
 ) -> dict[str, dict[str, float]]:
     """The same feeds without HTTP or Ray: whole engine calls, and the scoring part alone."""
     from pipelines.features.online_fast import FastOnlineFeatures
-    from pipelines.ranking import blend_scores
     from pipelines.registry import load_ranker
-    from serving.engine import ArmModel, FeedEngine, score_candidates
+    from serving.engine import ArmModel, FeedEngine
     from serving.event_log import EventLog
     from serving.heuristics import apply_heuristics
     from serving.retrieval import EmbeddingRetriever
+    from serving.rules import score_candidates
     from serving.schemas import FeedRequest
     from serving.world_index import WorldIndex
 
@@ -140,7 +140,6 @@ def in_process(
                 tic = time.perf_counter()
                 frame = features.hydrate(user, prepared.candidates, engine.now())
                 predictions = bundle.predict(frame)
-                blend_scores(predictions, cfg.blend.weights)
                 apply_heuristics(
                     score_candidates(prepared.candidates, predictions, cfg.blend.weights),
                     cfg.serve,

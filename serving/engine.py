@@ -33,10 +33,10 @@ from serving.event_log import (
 from serving.filters import apply_filters
 from serving.heuristics import apply_heuristics
 from serving.rules import (
-    PREDICTION_PREFIX,
     assign_arm,
     build_reply_tree,
     head_columns,
+    score_candidates,
     section_replies,
 )
 from serving.schemas import (
@@ -460,25 +460,6 @@ class FeedEngine:
     def close(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)
         self._feature_pool.shutdown(wait=False, cancel_futures=True)
-
-
-def score_candidates(
-    candidates: pd.DataFrame, predictions: Mapping[str, np.ndarray], weights: Mapping[str, float]
-) -> pd.DataFrame:
-    """`candidates` with the blended `score` and one `p_<head>` column per head (all rows, in
-    candidate order; the heuristics then order them)."""
-    for head, values in predictions.items():
-        if len(values) != len(candidates):
-            raise ValueError(
-                f"head {head!r} has {len(values)} predictions for {len(candidates)} candidates"
-            )
-    return candidates.reset_index(drop=True).assign(
-        score=blend_scores(predictions, weights),
-        **{
-            f"{PREDICTION_PREFIX}{head}": np.asarray(p, dtype=np.float64)
-            for head, p in predictions.items()
-        },
-    )
 
 
 def _feed_items(ranked: pd.DataFrame, offset: int) -> list[FeedItem]:

@@ -15,7 +15,7 @@ from pipelines.ranking import blend_scores
 from serving.schemas import Arm, ReplyNode
 
 EXPERIMENT_SALT = "feedrank-exp-1"
-PREDICTION_PREFIX = "p_"  # rank_feed adds one `p_<head>` column per ranker head
+PREDICTION_PREFIX = "p_"  # score_candidates adds one `p_<head>` column per ranker head
 
 
 def arm_bucket(user_id: int, salt: str = EXPERIMENT_SALT) -> float:
@@ -44,38 +44,42 @@ def assign_arm(
     return "champion"
 
 
-def rank_feed(
-    candidates: pd.DataFrame,
-    predictions: Mapping[str, np.ndarray],
-    weights: Mapping[str, float],
-    limit: int,
+def score_candidates(
+    candidates: pd.DataFrame, predictions: Mapping[str, np.ndarray], weights: Mapping[str, float]
 ) -> pd.DataFrame:
-    """Blend head probabilities into a score and keep the best `limit` candidates.
-
-    candidates: [N rows] any columns; predictions: head -> probabilities [N] in the same row
-    order; weights: head -> blend weight. Returns the top `limit` rows of `candidates` with a
-    `score` column and one `p_<head>` column per head, ordered by score descending; ties keep the
-    candidate order (a stable sort), so the ranking is deterministic.
-    """
+    """`candidates` (reindexed, in their order) with the blended `score` and one `p_<head>`
+    column per head. predictions: head -> probabilities [N] in the candidates' row order;
+    weights: head -> blend weight."""
     for head, values in predictions.items():
         if len(values) != len(candidates):
             raise ValueError(
                 f"head {head!r} has {len(values)} predictions for {len(candidates)} candidates"
             )
     score = blend_scores(predictions, weights) if len(candidates) else np.zeros(0)
-    ranked = candidates.reset_index(drop=True).assign(
+    return candidates.reset_index(drop=True).assign(
         score=score,
         **{
             f"{PREDICTION_PREFIX}{head}": np.asarray(p, dtype=np.float64)
             for head, p in predictions.items()
         },
     )
+
+
+def rank_feed(
+    candidates: pd.DataFrame,
+    predictions: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    limit: int,
+) -> pd.DataFrame:
+    """:func:`score_candidates`, then the best `limit` rows by score descending; ties keep the
+    candidate order (a stable sort), so the ranking is deterministic."""
+    ranked = score_candidates(candidates, predictions, weights)
     order = np.argsort(-ranked["score"].to_numpy(), kind="stable")[: max(limit, 0)]
     return ranked.iloc[order].reset_index(drop=True)
 
 
 def head_columns(frame: pd.DataFrame) -> dict[str, str]:
-    """head -> column name of the `p_<head>` columns that :func:`rank_feed` added."""
+    """head -> column name of the `p_<head>` columns that :func:`score_candidates` added."""
     return {
         col[len(PREDICTION_PREFIX) :]: col
         for col in frame.columns

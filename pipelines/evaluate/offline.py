@@ -44,11 +44,12 @@ def evaluation_dir(cfg: FeedrankConfig) -> Path:
 
 
 def oracle_predictions(
-    cfg: FeedrankConfig, impression_ids: np.ndarray
+    cfg: FeedrankConfig, impression_ids: np.ndarray, truth: pd.DataFrame | None = None
 ) -> dict[str, np.ndarray] | None:
     """True probabilities per head for the given impressions (for `dwell_time` the true mean log
     dwell in seconds); None when the data has no truth."""
-    truth = read_table(cfg.paths.truth, "truth")
+    if truth is None:
+        truth = read_table(cfg.paths.truth, "truth")
     if truth.empty:
         return None
     aligned = truth.set_index("impression_id").reindex(impression_ids)
@@ -58,11 +59,10 @@ def oracle_predictions(
     return {head: aligned[column].to_numpy(dtype=np.float64) for head, column in columns.items()}
 
 
-def with_truth(cfg: FeedrankConfig, impression_ids: np.ndarray) -> np.ndarray:
+def with_truth(truth: pd.DataFrame, impression_ids: np.ndarray) -> np.ndarray:
     """[N] bool: the impressions the world's truth covers. Impressions the live service served
     (ingested from its event log) have none; when truth exists, evaluation keeps to the rows that
     have it, so every model, the oracle included, is measured on the same rows."""
-    truth = read_table(cfg.paths.truth, "truth")
     if truth.empty:
         return np.ones(len(impression_ids), dtype=bool)
     return np.isin(impression_ids, truth["impression_id"].to_numpy())
@@ -179,7 +179,8 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
         raise ValueError(
             "training set and arrays disagree on the held-out rows; rerun train_ranker"
         )
-    covered = with_truth(cfg, test["impression_id"].to_numpy())
+    truth = read_table(cfg.paths.truth, "truth")  # read once: coverage and the oracle
+    covered = with_truth(truth, test["impression_id"].to_numpy())
     if not covered.all():
         log.info(
             "evaluate: %d held-out impressions served live have no truth; evaluating the %d "
@@ -197,7 +198,7 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
     predictions["lgbm"] = predict_lightgbm(fit_lightgbm(cfg, x_train, y_train), x_test)
     log.info("evaluate: fitting the logistic-regression baseline")
     predictions["logreg"] = predict_logreg(fit_logreg(cfg, x_train, y_train), x_test)
-    oracle = oracle_predictions(cfg, test["impression_id"].to_numpy())
+    oracle = oracle_predictions(cfg, test["impression_id"].to_numpy(), truth)
     if oracle is not None:
         predictions["oracle"] = oracle
 

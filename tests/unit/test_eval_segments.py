@@ -162,3 +162,12 @@ def test_logreg_learns_a_separable_head_and_survives_nan_and_one_class() -> None
     assert rce(fav, predicted["fav"]) > 20.0  # far better than the base-rate constant
     # A head with one training class predicts its training rate.
     np.testing.assert_array_equal(predicted["report"], 0.0)
+
+
+def test_evaluation_keeps_to_impressions_the_truth_covers() -> None:
+    from pipelines.evaluate.offline import with_truth
+
+    truth = pd.DataFrame({"impression_id": [1, 2, 3]})
+    served_live = 10**12 + 1  # an impression the live service served: no truth
+    assert with_truth(truth, np.array([3, served_live, 1])).tolist() == [True, False, True]
+    assert with_truth(truth.iloc[:0], np.array([served_live])).tolist() == [True]  # no truth

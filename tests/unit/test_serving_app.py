@@ -617,3 +617,12 @@ def test_warm_up_reads_features_for_viewers_with_candidates(tmp_path: Path) -> N
         assert engine.events is not None and engine.events.counts()["served"] == 0
     finally:
         engine.close()
+
+
+def test_the_api_accepts_exactly_the_actions_the_event_log_records() -> None:
+    from typing import get_args
+
+    from serving.event_log import ENGAGEMENT_ACTIONS
+    from serving.schemas import Action
+
+    assert set(get_args(Action)) == set(ENGAGEMENT_ACTIONS)
