@@ -17,6 +17,7 @@ and the deployment hop add. Prints progress, then one line of JSON with every fi
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import tempfile
 import time
@@ -116,7 +117,7 @@ def in_process(
     async def score(features: pd.DataFrame) -> Mapping[str, np.ndarray]:
         return bundle.predict(features)
 
-    features = FastOnlineFeatures(cfg, batch_ttl_s=cfg.serve.batch_feature_ttl_s)
+    features = FastOnlineFeatures.for_serving(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         engine = FeedEngine(
             cfg,
@@ -126,6 +127,9 @@ def in_process(
             retriever=EmbeddingRetriever.load(cfg),
             events=EventLog(Path(tmp) / "events.db"),
         )
+        engine.warm_up()
+        gc.collect()
+        gc.freeze()  # as the app's replicas do after warm-up
         feed_ms: list[float] = []
         score_ms: list[float] = []
         loop = asyncio.new_event_loop()
@@ -152,6 +156,8 @@ def in_process(
         finally:
             loop.close()
             engine.close()
+            features.close()
+            gc.unfreeze()
     return {"in_process_feed": percentiles(feed_ms), "in_process_score": percentiles(score_ms)}
 
 

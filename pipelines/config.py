@@ -417,6 +417,26 @@ class ServeConfig(StrictModel):
         "materialization writes (pushed views and absent rows: 30 s).",
     )
     cursor_ttl_s: int = Field(3600, ge=1, description="How long a page cursor stays valid.")
+    feature_replica: bool = Field(
+        True,
+        description="Hold the online store's views in each serving replica's memory (loaded at "
+        "start, synced in the background), so no request waits on a store read.",
+    )
+    feature_replica_max_keys: int = Field(
+        2_000_000,
+        ge=1,
+        description="Largest view (keys) a replica holds whole; larger ones "
+        "are read per request through the cache.",
+    )
+    feature_sync_interval_s: float = Field(
+        10.0, gt=0, description="How often a replica pulls rows written since its last sync."
+    )
+    feature_full_sync_s: float = Field(
+        3600.0,
+        ge=0,
+        description="How often a replica reloads every view whole (catches writes with older "
+        "event times); 0: never.",
+    )
 
 
 class FeedrankConfig(StrictModel):

@@ -9,6 +9,7 @@ registry and the online feature store are imported inside the deployments, so th
 without them.
 """
 
+import gc
 from typing import Any, cast
 
 import numpy as np
@@ -147,7 +148,7 @@ class FeedService:
         self.engine = FeedEngine(
             cfg,
             WorldIndex.load(cfg),
-            FastOnlineFeatures(cfg, batch_ttl_s=cfg.serve.batch_feature_ttl_s),
+            FastOnlineFeatures.for_serving(cfg),
             arms,
             retriever=retriever,
             events=EventLog(events),
@@ -155,6 +156,10 @@ class FeedService:
         )
         self.max_body_bytes = cfg.serve.max_body_bytes
         self.engine.warm_up()
+        # What is loaded now (world index, feature replica, models) lives as long as the
+        # replica: out of the collector's sight, a full collection no longer walks it mid-request.
+        gc.collect()
+        gc.freeze()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Called by Serve after __init__: the routes close over this replica's engine."""

@@ -25,6 +25,7 @@ set (so by string hash, per process); consumers select columns by name.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import struct
 import threading
@@ -40,6 +41,8 @@ import pandas as pd
 from pipelines.config import FeedrankConfig
 from pipelines.features.store import feature_service_name, feature_store
 
+log = logging.getLogger(__name__)
+
 ENTITY_KEY_SERIALIZATION_VERSION = 3
 # Feast's ValueType numbers (feast.value_type.ValueType) of the entity value types encoded here.
 VALUE_TYPE_BYTES, VALUE_TYPE_STRING, VALUE_TYPE_INT32, VALUE_TYPE_INT64 = 1, 2, 3, 4
@@ -49,6 +52,8 @@ SQLITE_CHUNK = 512
 DEFAULT_CACHE_TTL_S = 30.0
 # Per view. A cached 64-d embedding is ~2.1 KB (a list of Python floats), a scalar row ~0.5 KB.
 DEFAULT_MAX_CACHED_KEYS = 100_000
+# Views with more keys than this stay on the per-key cache rather than a whole-table replica.
+DEFAULT_REPLICA_MAX_KEYS = 2_000_000
 
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
@@ -118,6 +123,37 @@ class KeyEncoder:
             return self._head + _I64.pack(key)  # type: ignore[arg-type]
         values = key if isinstance(key, tuple) else (key,)
         return encode_entity_key(dict(zip(self.join_keys, values, strict=True)), self.value_types)
+
+
+def decode_entity_key(blob: bytes, join_keys: Sequence[str]) -> Hashable:
+    """Feast's v3 sqlite key bytes -> the cache key (:meth:`ViewPlan.keys`): the value itself for
+    a one-key view, else a tuple in `join_keys` order. The inverse of :class:`KeyEncoder`."""
+    (count,) = _U32.unpack_from(blob, 0)
+    pos = 4
+    names = []
+    for _ in range(count):
+        (length,) = _U32.unpack_from(blob, pos + 4)
+        names.append(blob[pos + 8 : pos + 8 + length].decode("utf8"))
+        pos += 8 + length
+    values: dict[str, Any] = {}
+    for name in names:
+        (value_type,) = _U32.unpack_from(blob, pos)
+        (length,) = _U32.unpack_from(blob, pos + 4)
+        payload = blob[pos + 8 : pos + 8 + length]
+        pos += 8 + length
+        if value_type == VALUE_TYPE_INT64:
+            values[name] = _I64.unpack(payload)[0]
+        elif value_type == VALUE_TYPE_INT32:
+            values[name] = _I32.unpack(payload)[0]
+        elif value_type == VALUE_TYPE_STRING:
+            values[name] = payload.decode("utf8")
+        elif value_type == VALUE_TYPE_BYTES:
+            values[name] = payload
+        else:
+            raise NotImplementedError(f"entity value type {value_type} is not decoded here")
+    if len(join_keys) == 1:
+        return values[join_keys[0]]
+    return tuple(values[name] for name in join_keys)
 
 
 # ----------------------------------------------------------------------------------- values
@@ -434,6 +470,43 @@ class SqliteRows:
             rows[encoded[entity_key]] = tuple(row)
         return rows
 
+    def scan(
+        self, view: ViewPlan, since_event_ts: Any = None
+    ) -> tuple[dict[Hashable, Row | None], Any]:
+        """Every row of the view (or those written with an event time after
+        `since_event_ts`) and the latest event time among them (None when there are none).
+
+        Runs on a connection of its own, so a replica's sync never shares one with requests.
+        """
+        position = {name: i for i, name in enumerate(view.features)}
+        sql = f'SELECT entity_key, feature_name, value, event_ts FROM "{self.tables[view.name]}"'
+        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+        try:
+            if since_event_ts is None:
+                result = conn.execute(sql).fetchall()
+            else:
+                result = conn.execute(sql + " WHERE event_ts > ?", (since_event_ts,)).fetchall()
+        finally:
+            conn.close()
+        found: dict[bytes, list[Any]] = {}
+        latest = None
+        for entity_key, feature_name, value, event_ts in result:
+            if event_ts is not None and (latest is None or event_ts > latest):
+                latest = event_ts
+            slot = position.get(feature_name)
+            if slot is None:
+                continue
+            row = found.get(entity_key)
+            if row is None:
+                row = found[entity_key] = list(view.missing)
+            row[slot] = decode_value(value)
+        join_keys = view.join_keys
+        rows: dict[Hashable, Row | None] = {
+            decode_entity_key(entity_key, join_keys): tuple(row)
+            for entity_key, row in found.items()
+        }
+        return rows, latest
+
     def close(self) -> None:
         self._conn.close()
 
@@ -493,6 +566,10 @@ class CacheStats:
     store_reads: int = 0
 
 
+# The key of the slot a replicated view holds for keys its table lacks (never a real key).
+_ABSENT: Hashable = object()
+
+
 class ViewColumns:
     """One view's cached values held column-wise, so a request gathers each feature for all its
     keys with one numpy take instead of transposing rows in Python.
@@ -512,6 +589,17 @@ class ViewColumns:
         self.integral = [False] * len(view.features)
         self.values = [self._empty(i, capacity) for i in range(len(view.features))]
         self.nulls = [np.ones(capacity, dtype=bool) for _ in view.features]
+
+    @classmethod
+    def replica(
+        cls, view: ViewPlan, rows: Mapping[Hashable, Row | None], now: float
+    ) -> ViewColumns:
+        """Columns holding exactly `rows` (a whole table), with slot 0 an absent row: a key the
+        table lacks maps there."""
+        held = cls(view, capacity=len(rows) + 1)
+        held.store({_ABSENT: None}, now)
+        held.store(rows, now)
+        return held
 
     def _empty(self, feature: int, capacity: int) -> np.ndarray:
         if self.numeric[feature]:
@@ -635,6 +723,8 @@ class RowCache:
         self.clock = clock
         self.stats = CacheStats()
         self._views: dict[str, ViewColumns] = {}
+        # Views held whole (see `install`): served from memory, never read per request.
+        self._replicated: set[str] = set()
 
     def columns(self, view: ViewPlan, keys: Sequence[Hashable]) -> list[np.ndarray | list[Any]]:
         """One column per feature of `view` (in its order) for `keys`; missing where absent."""
@@ -654,6 +744,11 @@ class RowCache:
         """The view's held columns and the slot of every key, reading stale and unknown keys."""
         now = self.clock()
         held = self._views.get(view.name)
+        if held is not None and view.name in self._replicated:
+            slots = held.slots(keys)
+            slots[slots < 0] = 0  # the absent row
+            self.stats.hits += len(keys)
+            return held, slots
         if held is None or self.ttl_s == 0:
             held = self._views[view.name] = ViewColumns(view, capacity=max(16, len(keys)))
         slots = held.slots(keys)
@@ -702,11 +797,29 @@ class RowCache:
         return self.ttl_s if self.batch_ttl_s is None or pushed else self.batch_ttl_s
 
     def _bound(self, held: ViewColumns) -> None:
-        if len(held.keys) > self.max_keys:
+        if len(held.keys) > self.max_keys and held.view.name not in self._replicated:
             held.keep_newest(self.max_keys)
+
+    def install(self, held: ViewColumns) -> None:
+        """Serve the view from `held` (built by :meth:`ViewColumns.replica` from its whole table)
+        until the next install: no per-request reads, no TTL, keys it lacks are absent. Kept
+        current by :meth:`update`."""
+        self._views[held.view.name] = held
+        self._replicated.add(held.view.name)
+
+    def update(self, view: ViewPlan, rows: Mapping[Hashable, Row | None], now: float) -> None:
+        """Write rows changed in the store into a replicated view."""
+        if view.name not in self._replicated:
+            raise KeyError(f"view {view.name} is not replicated")
+        self._views[view.name].store(rows, now)
+
+    @property
+    def replicated(self) -> frozenset[str]:
+        return frozenset(self._replicated)
 
     def clear(self) -> None:
         self._views.clear()
+        self._replicated.clear()
 
 
 # ------------------------------------------------------------------------------- hydration
@@ -717,8 +830,8 @@ class FastOnlineFeatures:
 
     cache_ttl_s: how long a decoded row may be served before it is read again (seconds; 0 reads
     the store on every request); max_cached_keys: per view; clock: monotonic seconds (tests pass a
-    fake). The service is resolved once, here: a `feast apply` that changes it needs a new
-    instance. List values (embeddings) in returned frames are shared with the cache: read-only.
+    fake); replica_max_keys: the largest view :meth:`replicate` holds whole. The service is
+    resolved once, here: a `feast apply` that changes it needs a new instance. List values (embeddings) in returned frames are shared with the cache: read-only.
     One instance per serving replica; the cache is guarded by a lock.
     """
 
@@ -739,8 +852,10 @@ class FastOnlineFeatures:
         max_cached_keys: int = DEFAULT_MAX_CACHED_KEYS,
         clock: Callable[[], float] = time.monotonic,
         batch_ttl_s: float | None = None,
+        replica_max_keys: int = DEFAULT_REPLICA_MAX_KEYS,
     ) -> None:
         self.cfg = cfg
+        self.replica_max_keys = replica_max_keys
         store = feature_store(cfg)
         self.service = store.get_feature_service(feature_service_name(cfg))
         self.plan = plan_service(store, self.service, self.REQUEST_COLUMNS)
@@ -751,6 +866,105 @@ class FastOnlineFeatures:
         self._lock = threading.Lock()
         # Seconds the last hydrate spent reading rows, in on-demand views and framing.
         self.last_timings: dict[str, float] = {}
+        # The replica (see `replicate`): the latest event time synced per view, and its thread.
+        self._watermarks: dict[str, Any] = {}
+        self._sync_stop = threading.Event()
+        self._sync_thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------------------ replica
+
+    def replicate(self) -> dict[str, int]:
+        """Load whole views into memory, so requests never wait on the store: every view whose
+        table holds at most `replica_max_keys` keys (larger ones keep the per-key cache). Returns the
+        keys held per replicated view. Only the sqlite online store can be scanned; with
+        another store nothing is replicated. Call :meth:`sync` (or :meth:`start_sync`) to keep
+        the replica current; calling this again reloads every view whole.
+        """
+        scan = getattr(self.reader, "scan", None)
+        if scan is None:
+            log.info("online store %s cannot be scanned: no replica", type(self.reader).__name__)
+            return {}
+        held: dict[str, int] = {}
+        started = time.perf_counter()
+        for view in self.plan.views:
+            rows, latest = scan(view)
+            if len(rows) > self.replica_max_keys:
+                log.info(
+                    "view %s holds %d keys > %d: not replicated",
+                    view.name,
+                    len(rows),
+                    self.replica_max_keys,
+                )
+                continue
+            columns = ViewColumns.replica(view, rows, self.cache.clock())
+            with self._lock:
+                self.cache.install(columns)
+                self._watermarks[view.name] = latest
+            held[view.name] = len(rows)
+        log.info(
+            "online features: %d views (%d keys) replicated in memory in %.1f s",
+            len(held),
+            sum(held.values()),
+            time.perf_counter() - started,
+        )
+        return held
+
+    def sync(self) -> int:
+        """Bring replicated views up to the store: rows written with an event time after the
+        latest one synced (pushed counts, new tweets' embeddings, a new materialization).
+        Returns how many rows changed. A write whose event time is not after that (a backfill
+        of older rows) shows at the next :meth:`replicate`."""
+        changed = 0
+        for view in self.plan.views:
+            if view.name not in self.cache.replicated:
+                continue
+            watermark = self._watermarks.get(view.name)
+            rows, latest = self.reader.scan(view, watermark)  # type: ignore[attr-defined]
+            if not rows:
+                continue
+            with self._lock:
+                self.cache.update(view, rows, self.cache.clock())
+                if latest is not None and (watermark is None or latest > watermark):
+                    self._watermarks[view.name] = latest
+            changed += len(rows)
+        return changed
+
+    def start_sync(self, interval_s: float, full_every_s: float) -> None:
+        """Run :meth:`sync` every `interval_s` seconds and a whole :meth:`replicate` every
+        `full_every_s` (0: never) on a daemon thread, until :meth:`close`."""
+        if self._sync_thread is not None:
+            return
+        if interval_s <= 0:
+            raise ValueError("the replica's sync interval must be > 0 seconds")
+
+        def loop() -> None:
+            last_full = time.monotonic()
+            while not self._sync_stop.wait(interval_s):
+                try:
+                    if full_every_s and time.monotonic() - last_full >= full_every_s:
+                        self.replicate()
+                        last_full = time.monotonic()
+                    else:
+                        self.sync()
+                except Exception as exc:  # the replica keeps serving what it holds
+                    log.warning("online feature replica: sync failed (%r)", exc)
+
+        self._sync_thread = threading.Thread(target=loop, name="feedrank-feature-sync", daemon=True)
+        self._sync_thread.start()
+
+    @classmethod
+    def for_serving(cls, cfg: FeedrankConfig) -> FastOnlineFeatures:
+        """The online features of a serving replica, as `serve` configures them: the per-key
+        cache, and with `serve.feature_replica` the views held in memory and synced."""
+        features = cls(
+            cfg,
+            batch_ttl_s=cfg.serve.batch_feature_ttl_s,
+            replica_max_keys=cfg.serve.feature_replica_max_keys,
+        )
+        if cfg.serve.feature_replica:
+            features.replicate()
+            features.start_sync(cfg.serve.feature_sync_interval_s, cfg.serve.feature_full_sync_s)
+        return features
 
     def hydrate(self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
         """candidates (tweet_id, author_id, in_network) -> one feature row per candidate, same order.
@@ -849,6 +1063,9 @@ class FastOnlineFeatures:
             self.cache.clear()
 
     def close(self) -> None:
+        self._sync_stop.set()
+        if self._sync_thread is not None:
+            self._sync_thread.join(timeout=30)
         self.reader.close()
 
 

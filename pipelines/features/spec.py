@@ -7,6 +7,7 @@ order offline and online. Embedding columns are list-valued (one vector per row)
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from datetime import date, timedelta
 from itertools import chain
 
@@ -181,6 +182,14 @@ def stack_vectors(values: pd.Series, dim: int) -> tuple[np.ndarray, np.ndarray]:
     present). Missing rows, and vectors of another length, are zeros and not present."""
     items = values.to_numpy()
     if len(items):
+        first = items[0]
+        if (
+            isinstance(first, list | tuple | np.ndarray)
+            and len(first) == dim
+            and all(v is first for v in items)
+        ):  # one vector on every row (the viewer's, in a feed request): stacked once
+            row = np.asarray(first, dtype=np.float32).reshape(1, dim)
+            return np.repeat(row, len(items), axis=0), np.ones(len(items), dtype=bool)
         try:  # the common case, every row a vector of this length: one C-level stack
             stacked = np.array(items.tolist(), dtype=np.float32)
         except (TypeError, ValueError):
@@ -246,8 +255,7 @@ def request_time_values(inputs: pd.DataFrame) -> pd.DataFrame:
     out["tweet_engagements_decayed"] = at_snapshot.astype("float64").to_numpy() * np.exp(
         -elapsed_h / ENGAGEMENT_DECAY_HOURS
     )
-    months = pd.to_datetime(seconds, unit="s", utc=True)
-    out["season"] = ((months.month.to_numpy() % 12) // 3).astype("float64")
+    out["season"] = season_of(seconds)
     out["days_to_holiday"] = days_to_next_holiday(seconds)
     out["va_social_similarity"] = _row_dot(
         inputs, "viewer_social_embedding", "author_social_embedding"
@@ -302,16 +310,27 @@ def _days_to_holiday(day: date) -> float:
     return best
 
 
+def season_of(seconds: np.ndarray) -> np.ndarray:
+    """Meteorological season of each time (epoch s, UTC): 0 winter (Dec-Feb), 1 spring, 2
+    summer, 3 autumn; NaN where the time is. Computed once per distinct day."""
+    return _per_day(seconds, lambda day: float((day.month % 12) // 3))
+
+
 def days_to_next_holiday(seconds: np.ndarray) -> np.ndarray:
     """Days from each time (epoch s, UTC) to the next holiday in HOLIDAYS, capped at the horizon.
 
     Computed once per distinct day: a request (or a day of impressions) shares one value.
     """
+    return _per_day(seconds, _days_to_holiday)
+
+
+def _per_day(seconds: np.ndarray, value: Callable[[date], float]) -> np.ndarray:
+    """`value(day)` for the UTC day of each time (epoch s), called once per distinct day."""
     day_numbers = np.floor(np.asarray(seconds, dtype="float64") / 86400.0)
     finite = np.isfinite(day_numbers)
     out = np.full(len(day_numbers), np.nan)
     unique, inverse = np.unique(day_numbers[finite].astype(np.int64), return_inverse=True)
-    values = np.array([_days_to_holiday(EPOCH + timedelta(days=int(d))) for d in unique])
+    values = np.array([value(EPOCH + timedelta(days=int(d))) for d in unique])
     out[finite] = values[inverse] if len(unique) else np.empty(0)
     return out
 

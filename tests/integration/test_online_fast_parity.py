@@ -162,3 +162,43 @@ def test_materialized_values_are_served_within_the_cache_ttl(backend_cfg: Feedra
     assert followers(fast.hydrate(7, candidates, now)) == [110, 50, -1]
     clock.now += 2
     assert_same_features(fast.hydrate(7, candidates, now), fresh)
+
+
+def test_a_replica_serves_what_the_sdk_serves_and_syncs_later_writes(
+    backend_cfg: FeedrankConfig,
+) -> None:
+    from pipelines.features.batch import write_feature_table
+    from pipelines.features.online import OnlineFeatures
+    from pipelines.features.online_fast import FastOnlineFeatures
+    from pipelines.features.store import apply_repo, materialize
+
+    history = [(1, 0, 100), (1, 1, 110), (2, 0, 50)]
+    apply_repo(backend_cfg)
+    write_feature_table(backend_cfg, "author_stats", _author_stats(backend_cfg, history))
+    materialize(backend_cfg, END, feature_views=["author_stats"])
+    sdk = OnlineFeatures(backend_cfg)
+    fast = FastOnlineFeatures(backend_cfg, cache_ttl_s=TTL_S)
+    held = fast.replicate()
+    if backend_cfg.features.online_store != "sqlite":
+        assert held == {}  # only sqlite tables can be scanned; the per-key cache serves
+        return
+    assert held["author_stats"] == 2
+    assert held["tweet_content"] == 0  # an empty view is replicated: every key is absent
+    candidates = pd.DataFrame({"tweet_id": [1, 2, 3], "author_id": [1, 2, 3], "in_network": 0})
+    now = pd.Timestamp(LATER_END)
+    before = fast.cache.stats.store_reads
+    assert_same_features(fast.hydrate(7, candidates, now), sdk.hydrate(7, candidates, now))
+    assert fast.cache.stats.store_reads == before  # served from memory
+
+    write_feature_table(
+        backend_cfg, "author_stats", _author_stats(backend_cfg, [*history, (1, 3, 130), (3, 3, 5)])
+    )
+    materialize(backend_cfg, LATER_END, feature_views=["author_stats"])
+    stale = fast.hydrate(7, candidates, now)["author_follower_count"].fillna(-1).tolist()
+    assert stale == [110, 50, -1]  # the replica serves what it holds until it syncs
+    assert fast.sync() == 2  # authors 1 and 3, written with a later event time
+    fresh = fast.hydrate(7, candidates, now)
+    assert fresh["author_follower_count"].tolist() == [130, 50, 5]
+    assert_same_features(fresh, sdk.hydrate(7, candidates, now))
+    assert fast.sync() == 0
+    fast.close()

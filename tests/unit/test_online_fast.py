@@ -22,8 +22,10 @@ from pipelines.features.online_fast import (
     Row,
     RowCache,
     SqliteRows,
+    ViewColumns,
     ViewPlan,
     column_kind,
+    decode_entity_key,
     decode_value,
     encode_entity_key,
     frame_column,
@@ -326,13 +328,60 @@ def test_cache_settings_are_validated() -> None:
 # ---------------------------------------------------------------------------------- sqlite
 
 
-def _feast_table(path: Path, rows: dict[int, dict[str, Any]]) -> None:
+@pytest.mark.parametrize(
+    ("values", "types", "join_keys", "expected"),
+    [
+        ({"tweet_id": 2**40 + 7}, [VALUE_TYPE_INT64], ("tweet_id",), 2**40 + 7),
+        ({"tweet_id": -3}, [VALUE_TYPE_INT64], ("tweet_id",), -3),
+        # join keys in the view's order, not Feast's sorted order
+        (
+            {"viewer_id": 5, "author_id": 9},
+            [VALUE_TYPE_INT64, VALUE_TYPE_INT64],
+            ("viewer_id", "author_id"),
+            (5, 9),
+        ),
+        (
+            {"lang": "fr", "shard": -2},
+            [VALUE_TYPE_STRING, VALUE_TYPE_INT32],
+            ("shard", "lang"),
+            (-2, "fr"),
+        ),
+    ],
+)
+def test_entity_keys_decode_back_to_cache_keys(
+    values: dict[str, Any], types: list[int], join_keys: tuple[str, ...], expected: Any
+) -> None:
+    encoder = KeyEncoder(list(values), types)
+    blob = encoder(tuple(values.values()) if len(values) > 1 else next(iter(values.values())))
+    assert decode_entity_key(blob, join_keys) == expected
+
+
+def test_a_replicated_view_is_served_from_memory_and_lacks_what_the_table_lacks() -> None:
+    store = FakeStore({1: (10,), 2: (20,)})
+    cache = RowCache(store, ttl_s=30.0, max_keys=1, clock=Clock())
+    view = _view()
+    cache.install(ViewColumns.replica(view, {1: (10,), 2: (20,)}, now=0.0))
+    # Long past any TTL, over max_keys: still no read, nothing dropped; 99 is absent.
+    cache.clock.now += 10_000  # type: ignore[attr-defined]
+    (followers,) = cache.columns(view, [2, 99, 1, 2])
+    np.testing.assert_array_equal(followers, [20.0, np.nan, 10.0, 20.0])
+    assert store.reads == []
+    cache.update(view, {2: (21,), 3: (30,)}, now=1.0)
+    assert cache.rows(view, [2, 3, 99]) == [(21,), (30,), (None,)]
+    cached, held = cache.cached_columns(view, [3, 99])
+    np.testing.assert_array_equal(cached[0], [30.0, np.nan])
+    assert store.reads == [] and cache.replicated == {"author_stats"}
+    with pytest.raises(KeyError, match="not replicated"):
+        cache.update(_view("tweet_stats"), {1: (1,)}, now=2.0)
+
+
+def _feast_table(path: Path, rows: dict[int, dict[str, Any]], event_ts: int = 0) -> None:
     """A table laid out as Feast's sqlite online store writes it (see feast sqlite.py)."""
     from feast.protos.feast.types.Value_pb2 import Value
 
     with sqlite3.connect(path) as conn:
         conn.execute(
-            "CREATE TABLE proj_author_stats (entity_key BLOB, feature_name TEXT, value BLOB, "
+            "CREATE TABLE IF NOT EXISTS proj_author_stats (entity_key BLOB, feature_name TEXT, value BLOB, "
             "value_text TEXT, vector_value BLOB, event_ts timestamp, created_ts timestamp, "
             "PRIMARY KEY(entity_key, feature_name))"
         )
@@ -342,8 +391,8 @@ def _feast_table(path: Path, rows: dict[int, dict[str, Any]]) -> None:
                 field = "int64_val" if isinstance(value, int) else "string_val"
                 blob = Value(**{field: value}).SerializeToString()
                 conn.execute(
-                    "INSERT INTO proj_author_stats VALUES (?, ?, ?, NULL, NULL, 0, NULL)",
-                    (key, name, blob),
+                    "INSERT INTO proj_author_stats VALUES (?, ?, ?, NULL, NULL, ?, NULL)",
+                    (key, name, blob, event_ts),
                 )
 
 
@@ -371,4 +420,19 @@ def test_sqlite_rows_reads_feast_tables_in_padded_chunks(tmp_path: Path) -> None
     }
     with pytest.raises(sqlite3.OperationalError):  # the connection is read-only
         reader._conn.execute("DELETE FROM proj_author_stats")
+    reader.close()
+
+
+def test_sqlite_scan_reads_whole_tables_or_rows_written_after_an_event_time(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "online.db"
+    _feast_table(path, {1: {"followers": 10, "language": "en"}, 2: {"followers": 20}}, 100)
+    view = _view(features=("followers", "language"))
+    reader = SqliteRows(path, {"author_stats": "proj_author_stats"})
+    rows, latest = reader.scan(view)
+    assert rows == {1: (10, "en"), 2: (20, None)} and latest == 100
+    _feast_table(path, {3: {"followers": 30, "language": "fr"}}, 250)
+    assert reader.scan(view, since_event_ts=100) == ({3: (30, "fr")}, 250)
+    assert reader.scan(view, since_event_ts=250) == ({}, None)
     reader.close()

@@ -117,6 +117,10 @@ class FakeFeatures:
         self.calls: list[tuple[int, pd.Timestamp]] = []
         self.fail, self.delay_s, self.cached = fail, delay_s, False
 
+    @classmethod
+    def for_serving(cls, cfg: FeedrankConfig) -> FakeFeatures:
+        return cls(cfg)
+
     def hydrate(self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
         self.calls.append((viewer_id, now))
         if self.delay_s:
