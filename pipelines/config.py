@@ -417,6 +417,9 @@ class ServeConfig(StrictModel):
         "materialization writes (pushed views and absent rows: 30 s).",
     )
     cursor_ttl_s: int = Field(3600, ge=1, description="How long a page cursor stays valid.")
+    ranker_threads: int = Field(
+        2, ge=1, description="Intra-op threads of a ranker replica's model (torch)."
+    )
     feature_replica: bool = Field(
         True,
         description="Hold the online store's views in each serving replica's memory (loaded at "

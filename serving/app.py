@@ -21,7 +21,7 @@ from ray.serve import Application, Deployment
 from ray.serve.handle import DeploymentHandle
 
 from pipelines.config import FeedrankConfig, load_config
-from pipelines.models.bundle import InputSpec, frame_inputs
+from pipelines.models.bundle import InputSpec, frame_inputs, pack_inputs, unpack_inputs
 from serving.api import make_api
 from serving.cursor import CursorCodec, load_key
 from serving.engine import ArmModel, FeedEngine
@@ -88,6 +88,10 @@ class Ranker:
             )
         self._model = model
         self._alias = alias
+        import torch
+
+        # Ray caps a replica's intra-op threads at its CPU share (one thread for 0.5 CPU).
+        torch.set_num_threads(cfg.serve.ranker_threads)
 
     def score(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
         """features: [N rows] every model feature column -> head -> probabilities [N]."""
@@ -97,6 +101,10 @@ class Ranker:
         """The model's inputs (x [N, F], sparse ids [N, S] or None) -> head -> predictions [N]:
         what the ingress sends, two arrays instead of a frame of ~100 object columns."""
         return self._model.predict_matrix(x, ids)
+
+    def score_packed(self, packed: np.ndarray, dense_width: int) -> dict[str, np.ndarray]:
+        """:meth:`score_matrix` on inputs packed into one array (:func:`pack_inputs`)."""
+        return self._model.predict_matrix(*unpack_inputs(packed, dense_width))
 
     def input_spec(self) -> InputSpec | None:
         """How the ingress builds this model's inputs; None: send it the feature frame."""
@@ -118,7 +126,8 @@ async def _arm_model(handle: DeploymentHandle) -> ArmModel:
         if spec is None:
             return handle.score.remote(features)
         x, ids = frame_inputs(features, spec)
-        return handle.score_matrix.remote(x, ids)  # a DeploymentResponse, awaited by the engine
+        # One array to the ranker replica; a DeploymentResponse, awaited by the engine.
+        return handle.score_packed.remote(pack_inputs(x, ids), x.shape[1])
 
     return ArmModel(version=version, heads=tuple(heads), score=score)
 

@@ -570,6 +570,31 @@ class CacheStats:
 _ABSENT: Hashable = object()
 
 
+def _distinct(keys: Sequence[Hashable]) -> tuple[list[int], np.ndarray] | None:
+    """(the position of each distinct key's first occurrence, [N] which distinct key each
+    position holds) for int keys or pairs of non-negative 32-bit ints; None for other keys or
+    a short list (not worth it)."""
+    if len(keys) < 64:
+        return None
+    first = keys[0]
+    if type(first) is not int and not (type(first) is tuple and len(first) == 2):
+        return None
+    try:
+        values = np.array(keys)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if values.dtype.kind != "i":  # a float, a string, a mix: looked up one by one
+        return None
+    if values.shape == (len(keys),):
+        codes = values.astype(np.int64)
+    elif values.shape == (len(keys), 2) and values.min() >= 0 and values.max() < 2**31:
+        codes = (values[:, 0].astype(np.int64) << 32) | values[:, 1]
+    else:
+        return None
+    _, firsts, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    return firsts.tolist(), inverse.reshape(-1)
+
+
 class ViewColumns:
     """One view's cached values held column-wise, so a request gathers each feature for all its
     keys with one numpy take instead of transposing rows in Python.
@@ -623,9 +648,17 @@ class ViewColumns:
         self.nulls = [grown(n, True) for n in self.nulls]
 
     def slots(self, keys: Sequence[Hashable]) -> np.ndarray:
-        """[N] slot of each key, -1 where the key is not held."""
+        """[N] slot of each key, -1 where the key is not held.
+
+        Each distinct key is looked up once: a feed request repeats its viewer on every row and
+        an author on several."""
         get = self.index.get
-        return np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        distinct = _distinct(keys)
+        if distinct is None:
+            return np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        firsts, inverse = distinct
+        found = np.fromiter((get(keys[i], -1) for i in firsts), dtype=np.int64, count=len(firsts))
+        return found[inverse]
 
     def store(self, rows: Mapping[Hashable, Row | None], now: float) -> None:
         """Write freshly read rows (None: the store has no such key) as loaded at `now`."""

@@ -133,16 +133,29 @@ def _list_values(column: pd.Series, slots: int) -> tuple[np.ndarray, np.ndarray,
 
     Keeps the first `slots` values of each row; anything not list-like (None, NaN) has none.
     """
-    lists = [value if isinstance(value, _LIST_LIKE) else () for value in column.to_numpy()]
+    items = column.to_numpy()
+    first = items[0] if len(items) > 1 else None
+    if isinstance(first, _LIST_LIKE) and all(value is first for value in items):
+        # One list on every row (the viewer's, in a feed request): converted once.
+        rows, slot, values = _list_values(pd.Series([first], dtype=object), slots)
+        n = len(items)
+        return np.repeat(np.arange(n), len(values)), np.tile(slot, n), np.tile(values, n)
+    lists = [value if isinstance(value, _LIST_LIKE) else () for value in items]
     lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
     total = int(lengths.sum())
     if total == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
     filled = [values for values in lists if len(values)]
+    flat = None
     if all(isinstance(values, np.ndarray) and values.dtype.kind in "iu" for values in filled):
         flat = np.concatenate(filled)  # id arrays: no per-value Python
-    else:
+    elif type(filled[0][0]) is int:  # lists of ids, as a store returns them
+        try:
+            flat = np.fromiter(chain.from_iterable(filled), dtype=np.int64, count=total)
+        except (TypeError, ValueError, OverflowError):  # a None, a string: per value below
+            flat = None
+    if flat is None:
         flat = np.fromiter(chain.from_iterable(filled), dtype=object, count=total)
     rows = np.repeat(np.arange(len(lists)), lengths)
     slot = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)

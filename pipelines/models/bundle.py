@@ -152,6 +152,35 @@ def frame_inputs(features: pd.DataFrame, spec: InputSpec) -> tuple[np.ndarray, n
     return x, ids
 
 
+def pack_inputs(x: np.ndarray, ids: np.ndarray | None) -> np.ndarray:
+    """The model's inputs as one int32 array [N, F + S]: x's float32 bits, then the sparse ids.
+
+    One array crosses a process boundary (Ray's object store) once, where two cost two
+    transfers; ids must fit in int32 (they are < the bundle's bucket count).
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if ids is None:
+        return x.view(np.int32)
+    if len(ids) != len(x):
+        raise ValueError(f"x has {len(x)} rows but ids has {len(ids)}")
+    if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(np.int32).max):
+        raise ValueError("sparse ids do not fit in int32")
+    return np.concatenate([x.view(np.int32), ids.astype(np.int32)], axis=1)
+
+
+def unpack_inputs(packed: np.ndarray, dense_width: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`pack_inputs` undone: (x [N, F] float32, ids [N, S] int64, or None when S is 0)."""
+    if packed.dtype != np.int32 or packed.ndim != 2 or packed.shape[1] < dense_width:
+        raise ValueError(
+            f"packed inputs must be int32 [N, >= {dense_width}], got {packed.dtype} "
+            f"{list(packed.shape)}"
+        )
+    x = np.ascontiguousarray(packed[:, :dense_width]).view(np.float32)
+    if packed.shape[1] == dense_width:
+        return x, None
+    return x, packed[:, dense_width:].astype(np.int64)
+
+
 def _with_sparse_default(ranker: dict[str, Any]) -> dict[str, Any]:
     # Bundles saved before sparse inputs existed have no `sparse_buckets`: they are dense-only;
     # those saved before negative downsampling trained on every negative: nothing to correct.

@@ -436,3 +436,22 @@ def test_sqlite_scan_reads_whole_tables_or_rows_written_after_an_event_time(
     assert reader.scan(view, since_event_ts=100) == ({3: (30, "fr")}, 250)
     assert reader.scan(view, since_event_ts=250) == ({}, None)
     reader.close()
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [7, 3, 7, 99, 3] * 20,  # repeated ints (a feed request's viewer, its authors)
+        [(1, 2), (1, 3), (1, 2), (2**31 - 1, 5), (1, 99)] * 20,  # repeated pairs
+        [7, 3, 7.5, 99] * 20,  # a float among ints: looked up one by one, not rounded
+        [(1, 2), (-1, 3)] * 40,  # a negative pair
+        ["a", "b", "a"] * 30,
+    ],
+)
+def test_slots_of_repeated_keys_are_the_slots_of_each_key(keys: list[Hashable]) -> None:
+    view = _view()
+    held = ViewColumns(view)
+    distinct = list(dict.fromkeys(k for k in keys if k not in (99, (1, 99))))
+    held.store({key: (float(i),) for i, key in enumerate(distinct)}, now=0.0)
+    expected = [held.index.get(key, -1) for key in keys]
+    assert held.slots(keys).tolist() == expected

@@ -157,3 +157,25 @@ def test_a_few_thousand_rows_hash_in_milliseconds() -> None:
     ids = sparse_ids(frame, 2**15)
     assert time.perf_counter() - started < 0.1  # ~5 ms on a laptop core; generous for CI
     assert (ids > 0).all()
+
+
+def test_one_list_shared_by_every_row_gives_the_ids_of_separate_copies() -> None:
+    shared_tags = [f"t{i}" for i in range(7)]  # longer than the field's slots
+    shared_grams = [5, 0, 9]  # a 0 is padding
+    frame = _frame()
+    shared = frame.assign(
+        viewer_recent_hashtags=[shared_tags] * 3, tweet_ngram_ids=[shared_grams] * 3
+    )
+    copies = frame.assign(
+        viewer_recent_hashtags=[list(shared_tags) for _ in range(3)],
+        tweet_ngram_ids=[np.array(shared_grams) for _ in range(3)],
+    )
+    np.testing.assert_array_equal(sparse_ids(shared, BUCKETS), sparse_ids(copies, BUCKETS))
+
+
+def test_id_lists_with_a_missing_value_fall_back_to_per_value_conversion() -> None:
+    frame = _frame().assign(tweet_ngram_ids=[[3, None, 4], [3, 4], None])
+    ids = sparse_ids(frame, BUCKETS)[:, SLICES["ngrams"]]
+    # The None keeps its slot, as padding; 3 and 4 hash as in the row without it.
+    assert ids[0][0] == ids[1][0] and ids[0][1] == 0 and ids[0][2] == ids[1][1] > 0
+    assert (ids[0][3:] == 0).all() and (ids[2] == 0).all()
