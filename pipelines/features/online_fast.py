@@ -442,6 +442,7 @@ class SqliteRows:
             timeout=30.0,
         )
         self._conn.execute("PRAGMA query_only = 1")
+        self._watch: sqlite3.Connection | None = None
         self._sql = {
             view: f'SELECT entity_key, feature_name, value FROM "{table}" '
             f"WHERE entity_key IN ({','.join('?' * chunk)})"
@@ -469,6 +470,18 @@ class SqliteRows:
         for entity_key, row in found.items():
             rows[encoded[entity_key]] = tuple(row)
         return rows
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits to the store (sqlite's
+        `PRAGMA data_version`, on a connection kept for this): equal values mean no writes."""
+        if self._watch is None:
+            self._watch = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                check_same_thread=False,
+                timeout=30.0,
+            )
+        return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
 
     def scan(
         self, view: ViewPlan, since_event_ts: Any = None
@@ -509,6 +522,8 @@ class SqliteRows:
 
     def close(self) -> None:
         self._conn.close()
+        if self._watch is not None:
+            self._watch.close()
 
 
 class FeastRows:
@@ -901,6 +916,7 @@ class FastOnlineFeatures:
         self.last_timings: dict[str, float] = {}
         # The replica (see `replicate`): the latest event time synced per view, and its thread.
         self._watermarks: dict[str, Any] = {}
+        self._synced_version: int | None = None  # the store's data_version at the last sync
         self._sync_stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
 
@@ -919,6 +935,7 @@ class FastOnlineFeatures:
             return {}
         held: dict[str, int] = {}
         started = time.perf_counter()
+        self._synced_version = self.reader.data_version()  # type: ignore[attr-defined]
         for view in self.plan.views:
             rows, latest = scan(view)
             if len(rows) > self.replica_max_keys:
@@ -945,9 +962,16 @@ class FastOnlineFeatures:
     def sync(self) -> int:
         """Bring replicated views up to the store: rows written with an event time after the
         latest one synced (pushed counts, new tweets' embeddings, a new materialization).
-        Returns how many rows changed. A write whose event time is not after that (a backfill
-        of older rows) shows at the next :meth:`replicate`."""
+        Returns how many rows changed. Scans nothing when no write was committed since the last
+        sync. A write whose event time is not after that (a backfill of older rows) shows at
+        the next :meth:`replicate`."""
         changed = 0
+        if not self.cache.replicated:
+            return 0
+        version = self.reader.data_version()  # type: ignore[attr-defined]
+        if version == self._synced_version:
+            return 0  # nothing committed since the last sync: no scan
+        self._synced_version = version
         for view in self.plan.views:
             if view.name not in self.cache.replicated:
                 continue

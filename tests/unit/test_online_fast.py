@@ -432,7 +432,10 @@ def test_sqlite_scan_reads_whole_tables_or_rows_written_after_an_event_time(
     reader = SqliteRows(path, {"author_stats": "proj_author_stats"})
     rows, latest = reader.scan(view)
     assert rows == {1: (10, "en"), 2: (20, None)} and latest == 100
+    version = reader.data_version()
+    assert reader.data_version() == version  # no write in between
     _feast_table(path, {3: {"followers": 30, "language": "fr"}}, 250)
+    assert reader.data_version() != version  # another connection committed
     assert reader.scan(view, since_event_ts=100) == ({3: (30, "fr")}, 250)
     assert reader.scan(view, since_event_ts=250) == ({}, None)
     reader.close()
