@@ -458,14 +458,7 @@ class SqliteRows:
         for start in range(0, len(blobs), self.chunk):
             batch = blobs[start : start + self.chunk]
             batch += [batch[-1]] * (self.chunk - len(batch))  # same statement, IN ignores repeats
-            for entity_key, feature_name, value in self._conn.execute(sql, batch):
-                slot = position.get(feature_name)
-                if slot is None:
-                    continue
-                row = found.get(entity_key)
-                if row is None:
-                    row = found[entity_key] = list(view.missing)
-                row[slot] = decode_value(value)
+            _fold_values(self._conn.execute(sql, batch), position, view.missing, found)
         rows: dict[Hashable, Row | None] = dict.fromkeys(keys)
         for entity_key, row in found.items():
             rows[encoded[entity_key]] = tuple(row)
@@ -502,17 +495,8 @@ class SqliteRows:
         finally:
             conn.close()
         found: dict[bytes, list[Any]] = {}
-        latest = None
-        for entity_key, feature_name, value, event_ts in result:
-            if event_ts is not None and (latest is None or event_ts > latest):
-                latest = event_ts
-            slot = position.get(feature_name)
-            if slot is None:
-                continue
-            row = found.get(entity_key)
-            if row is None:
-                row = found[entity_key] = list(view.missing)
-            row[slot] = decode_value(value)
+        _fold_values((r[:3] for r in result), position, view.missing, found)
+        latest = max((r[3] for r in result if r[3] is not None), default=None)
         join_keys = view.join_keys
         rows: dict[Hashable, Row | None] = {
             decode_entity_key(entity_key, join_keys): tuple(row)
@@ -524,6 +508,24 @@ class SqliteRows:
         self._conn.close()
         if self._watch is not None:
             self._watch.close()
+
+
+def _fold_values(
+    result: Iterable[tuple[bytes, str, bytes]],
+    position: Mapping[str, int],
+    missing: tuple[None, ...],
+    found: dict[bytes, list[Any]],
+) -> None:
+    """Decode (entity_key, feature_name, value) rows of a Feast table into one list per key in
+    `found` (features at `position`; others skipped; a feature without a row stays None)."""
+    for entity_key, feature_name, value in result:
+        slot = position.get(feature_name)
+        if slot is None:
+            continue
+        row = found.get(entity_key)
+        if row is None:
+            row = found[entity_key] = list(missing)
+        row[slot] = decode_value(value)
 
 
 class FeastRows:
