@@ -45,17 +45,26 @@ def percentiles(latencies_ms: list[float]) -> dict[str, float]:
 
 
 def busiest_viewers(cfg: FeedrankConfig, count: int) -> list[tuple[int, int]]:
-    """(user_id, candidates) of the `count` viewers with the most candidates, most first."""
+    """(user_id, candidates) of the `count` viewers with the most candidates after the filters,
+    most first. What the live app has served (its event log, earlier runs included) counts as
+    seen, as the app counts it, so each run picks the viewers that still fill the cap."""
+    from serving.event_log import EventLog
+    from serving.filters import apply_filters
     from serving.retrieval import EmbeddingRetriever
     from serving.sources import CandidateGenerator, FeedContext
     from serving.world_index import WorldIndex
 
     index = WorldIndex.load(cfg)
     generator = CandidateGenerator(index, cfg.serve, EmbeddingRetriever.load(cfg).retrieve)
+    events = EventLog(cfg.paths.serving_events) if cfg.paths.serving_events.exists() else None
     sizes = []
+    nobody = np.zeros(0, dtype=np.int64)
     for user in range(1, index.n_users + 1):
         if index.has_user(user):
-            sizes.append((user, len(generator.generate(FeedContext.of(index, user)))))
+            served = events.served_to(user) if events is not None else None
+            ctx = FeedContext.of(index, user, extra_seen=served)
+            kept, _ = apply_filters(generator.generate(ctx), ctx, nobody)
+            sizes.append((user, len(kept)))
     sizes.sort(key=lambda pair: -pair[1])
     return sizes[:count]
 
