@@ -48,7 +48,7 @@ def busiest_viewers(cfg: FeedrankConfig, count: int) -> list[tuple[int, int]]:
     """(user_id, candidates) of the `count` viewers with the most candidates after the filters,
     most first. What the live app has served (its event log, earlier runs included) counts as
     seen, as the app counts it, so each run picks the viewers that still fill the cap."""
-    from serving.event_log import EventLog
+    from pipelines.event_log import EventLog
     from serving.filters import apply_filters
     from serving.retrieval import EmbeddingRetriever
     from serving.sources import CandidateGenerator, FeedContext
@@ -109,10 +109,10 @@ def in_process(
     cfg: FeedrankConfig, users: list[int], limit: int, requests: int
 ) -> dict[str, dict[str, float]]:
     """The same feeds without HTTP or Ray: whole engine calls, and the scoring part alone."""
+    from pipelines.event_log import EventLog
     from pipelines.features.online_fast import FastOnlineFeatures
     from pipelines.registry import load_ranker
     from serving.engine import ArmModel, FeedEngine
-    from serving.event_log import EventLog
     from serving.heuristics import apply_heuristics
     from serving.retrieval import EmbeddingRetriever
     from serving.rules import score_candidates

@@ -21,11 +21,11 @@ from ray.serve import Application, Deployment
 from ray.serve.handle import DeploymentHandle
 
 from pipelines.config import FeedrankConfig, load_config
+from pipelines.event_log import EventLog
 from pipelines.models.bundle import InputSpec, frame_inputs, pack_inputs, unpack_inputs
 from serving.api import make_api
 from serving.cursor import CursorCodec, load_key
 from serving.engine import ArmModel, FeedEngine
-from serving.event_log import EventLog
 from serving.retrieval import EmbeddingRetriever
 from serving.schemas import (
     Arm,
@@ -77,6 +77,8 @@ class Ranker:
     """One registered ranker, found by its MLflow alias when the replica starts."""
 
     def __init__(self, config: dict[str, Any], alias: str) -> None:
+        import torch
+
         from pipelines.registry import load_ranker
 
         cfg = FeedrankConfig.model_validate(config)
@@ -88,8 +90,6 @@ class Ranker:
             )
         self._model = model
         self._alias = alias
-        import torch
-
         # Ray caps a replica's intra-op threads at its CPU share (one thread for 0.5 CPU).
         torch.set_num_threads(cfg.serve.ranker_threads)
 
@@ -97,13 +97,10 @@ class Ranker:
         """features: [N rows] every model feature column -> head -> probabilities [N]."""
         return self._model.predict(features)
 
-    def score_matrix(self, x: np.ndarray, ids: np.ndarray | None) -> dict[str, np.ndarray]:
-        """The model's inputs (x [N, F], sparse ids [N, S] or None) -> head -> predictions [N]:
-        what the ingress sends, two arrays instead of a frame of ~100 object columns."""
-        return self._model.predict_matrix(x, ids)
-
     def score_packed(self, packed: np.ndarray, dense_width: int) -> dict[str, np.ndarray]:
-        """:meth:`score_matrix` on inputs packed into one array (:func:`pack_inputs`)."""
+        """The model's inputs packed into one array by the ingress (:func:`pack_inputs`: x
+        [N, F] and sparse ids [N, S]) -> head -> predictions [N]. One array crosses the object
+        store, not a frame of ~100 object columns."""
         return self._model.predict_matrix(*unpack_inputs(packed, dense_width))
 
     def input_spec(self) -> InputSpec | None:

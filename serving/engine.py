@@ -21,15 +21,15 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.ranking import blend_scores
-from serving.cursor import CursorCodec, CursorError
-from serving.event_log import (
+from pipelines.event_log import (
     AuthorControls,
     EventLog,
     InvalidActionError,
     ServedItem,
     UnservedItemError,
 )
+from pipelines.ranking import blend_scores
+from serving.cursor import CursorCodec, CursorError
 from serving.filters import apply_filters
 from serving.heuristics import apply_heuristics
 from serving.rules import (
@@ -68,9 +68,18 @@ HYDRATE_COLUMNS = ["tweet_id", "author_id", "in_network"]
 
 
 class FeatureHydrator(Protocol):
-    """What the engine needs of `pipelines.features.online.OnlineFeatures`."""
+    """What the engine needs of `pipelines.features.online_fast.FastOnlineFeatures`: online
+    features, and the two degraded answers for when the store is slow or down."""
 
     def hydrate(
+        self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
+    ) -> pd.DataFrame: ...
+
+    def hydrate_cached(
+        self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
+    ) -> tuple[pd.DataFrame, float]: ...
+
+    def hydrate_default(
         self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
     ) -> pd.DataFrame: ...
 
@@ -95,10 +104,6 @@ class NotFoundError(LookupError):
 
 class EventLogError(RuntimeError):
     """The event log could not record what was served (HTTP 503): nothing is served unlogged."""
-
-
-class FeaturesUnavailableError(RuntimeError):
-    """Neither online, cached nor default features could be produced."""
 
 
 NO_CONTROLS = AuthorControls(
@@ -257,18 +262,13 @@ class FeedEngine:
         except Exception as exc:  # a slow or failing store must not fail the feed
             log.warning("feed: online features failed (%r); degrading", exc)
         keys = candidates[HYDRATE_COLUMNS].reset_index(drop=True)
-        cached = getattr(self.features, "hydrate_cached", None)
-        if cached is not None:
-            try:
-                frame, coverage = cached(user_id, keys, self.now())
-                if coverage > 0:
-                    return frame, "cached"
-            except Exception as exc:
-                log.warning("feed: cached features failed too (%r)", exc)
-        default = getattr(self.features, "hydrate_default", None)
-        if default is None:
-            raise FeaturesUnavailableError("no online, cached or default features")
-        return default(user_id, keys, self.now()), "default"
+        try:
+            frame, coverage = self.features.hydrate_cached(user_id, keys, self.now())
+            if coverage > 0:
+                return frame, "cached"
+        except Exception as exc:
+            log.warning("feed: cached features failed too (%r)", exc)
+        return self.features.hydrate_default(user_id, keys, self.now()), "default"
 
     async def feed(self, request: FeedRequest) -> FeedResponse:
         """Candidate sources -> filters -> online features -> the arm's ranker -> blend ->

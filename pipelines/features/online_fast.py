@@ -931,15 +931,15 @@ class FastOnlineFeatures:
         another store nothing is replicated. Call :meth:`sync` (or :meth:`start_sync`) to keep
         the replica current; calling this again reloads every view whole.
         """
-        scan = getattr(self.reader, "scan", None)
-        if scan is None:
-            log.info("online store %s cannot be scanned: no replica", type(self.reader).__name__)
+        reader = self.reader
+        if not isinstance(reader, SqliteRows):
+            log.info("online store %s cannot be scanned: no replica", type(reader).__name__)
             return {}
         held: dict[str, int] = {}
         started = time.perf_counter()
-        self._synced_version = self.reader.data_version()  # type: ignore[attr-defined]
+        self._synced_version = reader.data_version()
         for view in self.plan.views:
-            rows, latest = scan(view)
+            rows, latest = reader.scan(view)
             if len(rows) > self.replica_max_keys:
                 log.info(
                     "view %s holds %d keys > %d: not replicated",
@@ -968,9 +968,10 @@ class FastOnlineFeatures:
         sync. A write whose event time is not after that (a backfill of older rows) shows at
         the next :meth:`replicate`."""
         changed = 0
-        if not self.cache.replicated:
+        reader = self.reader
+        if not self.cache.replicated or not isinstance(reader, SqliteRows):
             return 0
-        version = self.reader.data_version()  # type: ignore[attr-defined]
+        version = reader.data_version()
         if version == self._synced_version:
             return 0  # nothing committed since the last sync: no scan
         self._synced_version = version
@@ -978,7 +979,7 @@ class FastOnlineFeatures:
             if view.name not in self.cache.replicated:
                 continue
             watermark = self._watermarks.get(view.name)
-            rows, latest = self.reader.scan(view, watermark)  # type: ignore[attr-defined]
+            rows, latest = reader.scan(view, watermark)
             if not rows:
                 continue
             with self._lock:

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from pipelines import schema
 from pipelines.config import FeedrankConfig
-from serving.event_log import NEGATIVE_ACTIONS, EventLog
+from pipelines.event_log import NEGATIVE_ACTIONS, EventLog
 
 log = logging.getLogger(__name__)
 

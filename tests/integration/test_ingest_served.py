@@ -16,11 +16,11 @@ import pytest
 
 from pipelines import schema
 from pipelines.config import FeedrankConfig
+from pipelines.event_log import EventLog, ServedItem
 from pipelines.ingest import served as served_module
 from pipelines.ingest.served import IMPRESSION_ID_OFFSET, ingest_served, request_id_int64
 from pipelines.steps import STEP_ORDER
 from pipelines.validate import validate_lake
-from serving.event_log import EventLog, ServedItem
 
 pytestmark = pytest.mark.integration
 

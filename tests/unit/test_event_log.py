@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.event_log import (
+from pipelines.event_log import (
     ENGAGEMENT_ACTIONS,
     EventLog,
     InvalidActionError,

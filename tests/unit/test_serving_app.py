@@ -21,10 +21,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipelines.config import ALL_HEADS, FeedrankConfig, PathsConfig, ServeConfig
+from pipelines.event_log import EventLog
 from pipelines.schema import STATIC_PARTITION, TABLES, write_partition
 from serving.api import make_api
 from serving.engine import ArmModel, FeedEngine, NotFoundError
-from serving.event_log import EventLog
 from serving.rules import assign_arm
 from serving.schemas import FeedRequest
 from serving.world_index import WorldIndex
@@ -626,7 +626,7 @@ def test_warm_up_reads_features_for_viewers_with_candidates(tmp_path: Path) -> N
 def test_the_api_accepts_exactly_the_actions_the_event_log_records() -> None:
     from typing import get_args
 
-    from serving.event_log import ENGAGEMENT_ACTIONS
+    from pipelines.event_log import ENGAGEMENT_ACTIONS
     from serving.schemas import Action
 
     assert set(get_args(Action)) == set(ENGAGEMENT_ACTIONS)

@@ -1,5 +1,8 @@
 """The serving event log: served impressions, engagements on them and author controls (SQLite).
 
+Serving writes it and the `ingest_served` step reads it into the raw lake, so it lives here:
+`serving/` imports `pipelines/`, never the other way round.
+
 One file per machine (``cfg.paths.serving_events``) shared by every serving replica, in WAL mode:
 readers never wait for the writer, writers queue on SQLite's lock (``BUSY_TIMEOUT_S``). Every call
 is one transaction, committed with ``synchronous=FULL`` before it returns, so a logged event
