@@ -75,6 +75,8 @@ async def http_level(
     """`requests` POST /feed calls by `concurrency` concurrent clients; latency and throughput."""
     latencies: list[float] = []
     scored: list[int] = []
+    stages: dict[str, list[float]] = {}
+    outside: list[float] = []
     degraded = 0
     counter = iter(range(requests))
 
@@ -89,6 +91,10 @@ async def http_level(
             payload = response.json()
             scored.append(int(payload["candidates_scored"]))
             degraded += bool(payload["degraded"])
+            for stage, ms in payload.get("timings_ms", {}).items():
+                stages.setdefault(stage, []).append(ms)
+            if "total" in payload.get("timings_ms", {}):
+                outside.append(latencies[-1] - payload["timings_ms"]["total"])
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
@@ -102,6 +108,9 @@ async def http_level(
         "requests_per_second": round(requests / wall, 1),
         "mean_candidates_scored": round(float(np.mean(scored)), 1),
         "degraded_responses": degraded,
+        # Inside the ingress replica (the response's timings_ms), and the rest: HTTP, the proxy.
+        "server_ms": {stage: percentiles(ms) for stage, ms in stages.items()},
+        "outside_server_ms": percentiles(outside) if outside else None,
     }
 
 

@@ -417,8 +417,15 @@ class ServeConfig(StrictModel):
         "materialization writes (pushed views and absent rows: 30 s).",
     )
     cursor_ttl_s: int = Field(3600, ge=1, description="How long a page cursor stays valid.")
+    ranker_placement: Literal["ingress", "deployment"] = Field(
+        "ingress",
+        description="Where each arm's ranker runs. ingress: inside every ingress replica, on a "
+        "thread of its own (no hop: the model inputs are not copied between processes; best on "
+        "one machine). deployment: one Ranker deployment per arm, scaled and placed apart from "
+        "the ingress (a cluster, GPU nodes); each request's inputs cross the object store.",
+    )
     ranker_threads: int = Field(
-        2, ge=1, description="Intra-op threads of a ranker replica's model (torch)."
+        2, ge=1, description="Intra-op threads of a ranker's model (torch), where it runs."
     )
     feature_replica: bool = Field(
         True,

@@ -1,15 +1,23 @@
-"""The Ray Serve application: a FastAPI ingress composed with one ranker deployment per arm.
+"""The Ray Serve application: a FastAPI ingress and the rankers of the experiment arms.
+
+With ``serve.ranker_placement: deployment`` the ingress is composed with one ranker deployment
+per arm:
 
     FeedService (ingress: world index, online features, experiment router)
       ├── ChampionRanker    (the registry model with alias `champion`)
       └── ChallengerRanker  (alias `challenger`, bound only when it exists and differs)
+
+With ``ingress`` (the default) every FeedService replica loads the same aliases itself and scores
+on a thread of its own, with no hop between processes.
 
 Run it with ``serve run serving.app:build_app config=default`` or :func:`serving.run.start`. The
 registry and the online feature store are imported inside the deployments, so this module imports
 without them.
 """
 
+import asyncio
 import gc
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, cast
 
 import numpy as np
@@ -77,8 +85,6 @@ class Ranker:
     """One registered ranker, found by its MLflow alias when the replica starts."""
 
     def __init__(self, config: dict[str, Any], alias: str) -> None:
-        import torch
-
         from pipelines.registry import load_ranker
 
         cfg = FeedrankConfig.model_validate(config)
@@ -90,8 +96,7 @@ class Ranker:
             )
         self._model = model
         self._alias = alias
-        # Ray caps a replica's intra-op threads at its CPU share (one thread for 0.5 CPU).
-        torch.set_num_threads(cfg.serve.ranker_threads)
+        _set_torch_threads(cfg.serve.ranker_threads)
 
     def score(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
         """features: [N rows] every model feature column -> head -> probabilities [N]."""
@@ -114,6 +119,28 @@ class Ranker:
         return tuple(self._model.heads)
 
 
+def _set_torch_threads(threads: int) -> None:
+    import torch
+
+    # Ray caps a replica's intra-op threads at its CPU share (one thread for 0.5 CPU).
+    torch.set_num_threads(threads)
+
+
+def _local_arm_model(cfg: FeedrankConfig, alias: str, executor: Executor) -> ArmModel | None:
+    """The ranker with registry `alias`, loaded into this process and scored on `executor`
+    (torch releases the GIL, so the event loop goes on meanwhile); None when no model has it."""
+    from pipelines.registry import load_ranker
+
+    model = load_ranker(cfg, alias)
+    if model is None:
+        return None
+
+    def score(features: pd.DataFrame) -> Any:
+        return asyncio.get_running_loop().run_in_executor(executor, model.predict, features)
+
+    return ArmModel(version=str(model.version), heads=tuple(model.heads), score=score)
+
+
 async def _arm_model(handle: DeploymentHandle) -> ArmModel:
     version: str = await handle.version.remote()
     heads: tuple[str, ...] = await handle.heads.remote()
@@ -132,23 +159,30 @@ async def _arm_model(handle: DeploymentHandle) -> ArmModel:
 @serve.deployment(name="FeedService")
 @serve.ingress()
 class FeedService:
-    """HTTP ingress and experiment router; also callable by handle (`feed`, `conversation`)."""
+    """HTTP ingress and experiment router; also callable by handle (`feed`, `conversation`).
+
+    Scores with the Ranker deployments it is bound to, or, bound to none (``serve.
+    ranker_placement: ingress``), with the registry's champion and challenger loaded here.
+    """
 
     async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor
         self,
         config: dict[str, Any],
-        champion: DeploymentHandle,
+        champion: DeploymentHandle | None = None,
         challenger: DeploymentHandle | None = None,
     ) -> None:
         from pipelines.features.online_fast import FastOnlineFeatures
 
         cfg = FeedrankConfig.model_validate(config)
-        arms: dict[Arm, ArmModel] = {"champion": await _arm_model(champion)}
-        if challenger is not None:
-            candidate = await _arm_model(challenger)
-            # An alias move between build and start can make both arms the same model.
-            if candidate.version != arms["champion"].version:
-                arms["challenger"] = candidate
+        if champion is None:
+            arms = self._load_arms(cfg)
+        else:
+            arms = {"champion": await _arm_model(champion)}
+            if challenger is not None:
+                candidate = await _arm_model(challenger)
+                # An alias move between build and start can make both arms the same model.
+                if candidate.version != arms["champion"].version:
+                    arms["challenger"] = candidate
         retriever = EmbeddingRetriever.load(cfg)
         events = cfg.paths.serving_events
         self.engine = FeedEngine(
@@ -166,6 +200,21 @@ class FeedService:
         # replica: out of the collector's sight, a full collection no longer walks it mid-request.
         gc.collect()
         gc.freeze()
+
+    def _load_arms(self, cfg: FeedrankConfig) -> dict[Arm, ArmModel]:
+        self._ranker_pool = ThreadPoolExecutor(1, thread_name_prefix="ranker")
+        _set_torch_threads(cfg.serve.ranker_threads)
+        champion = _local_arm_model(cfg, "champion", self._ranker_pool)
+        if champion is None:
+            raise RuntimeError(
+                f"no ranker has alias 'champion' in the registry of config {cfg.name!r}; "
+                "train and promote one first"
+            )
+        arms: dict[Arm, ArmModel] = {"champion": champion}
+        challenger = _local_arm_model(cfg, "challenger", self._ranker_pool)
+        if challenger is not None and challenger.version != champion.version:
+            arms["challenger"] = challenger
+        return arms
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Called by Serve after __init__: the routes close over this replica's engine."""
@@ -192,7 +241,8 @@ def alias_version(cfg: FeedrankConfig, alias: str) -> str | None:
 
 
 def build_app(args: dict[str, Any] | AppArgs) -> Application:
-    """The app builder: bind FeedService to the champion (and a distinct challenger) Ranker.
+    """The app builder: FeedService alone (``serve.ranker_placement: ingress``), or bound to the
+    champion (and a distinct challenger) Ranker deployment.
 
     Raises RuntimeError when the registry has no champion: there is nothing to serve.
     """
@@ -207,6 +257,9 @@ def build_app(args: dict[str, Any] | AppArgs) -> Application:
             f"no ranker has alias 'champion' in the registry of config {cfg.name!r}; "
             "train and promote one first"
         )
+    ingress = cast(Deployment, FeedService)
+    if cfg.serve.ranker_placement == "ingress":
+        return ingress.options(ray_actor_options=actor).bind(config)
     ranker = cast(Deployment, Ranker)  # the decorator made it a Deployment; mypy sees the class
     champion = ranker.options(name="ChampionRanker", ray_actor_options=actor).bind(
         config, "champion"
@@ -217,5 +270,4 @@ def build_app(args: dict[str, Any] | AppArgs) -> Application:
         challenger = ranker.options(name="ChallengerRanker", ray_actor_options=actor).bind(
             config, "challenger"
         )
-    ingress = cast(Deployment, FeedService)
     return ingress.options(ray_actor_options=actor).bind(config, champion, challenger)

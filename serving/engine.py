@@ -139,6 +139,22 @@ class ArmModel:
     score: Scorer
 
 
+class _StageClock:
+    """Milliseconds per stage of one request, each lap measured from the previous one."""
+
+    def __init__(self, started: float) -> None:
+        self.started = self.last = started
+        self.laps: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = round((now - self.last) * 1000.0, 3)
+        self.last = now
+
+    def finish(self) -> dict[str, float]:
+        return {**self.laps, "total": round((time.perf_counter() - self.started) * 1000.0, 3)}
+
+
 class FeedEngine:
     """Ranks feeds and conversations; one per serving replica.
 
@@ -278,6 +294,7 @@ class FeedEngine:
         (unknown user) and EventLogError (the impressions could not be logged: nothing served).
         """
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         deadline = loop.time() + self.cfg.serve.request_deadline_ms / 1000.0
         max_limit = self.cfg.serve.max_limit
         if request.limit > max_limit:
@@ -299,7 +316,9 @@ class FeedEngine:
         offset = cursor.offset if cursor is not None else 0
         arm = self.arm_of(request.user_id)
         model = self.arms[arm]
+        clock = _StageClock(started)
         prepared = await self._blocking(self._prepare, request.user_id, session)
+        clock.lap("candidates")
         candidates = prepared.candidates
         request_id = uuid.uuid4().hex
         feature_mode: FeatureMode = "online"
@@ -308,10 +327,12 @@ class FeedEngine:
         if not candidates.empty:
             budget = min(self.cfg.serve.feature_timeout_ms / 1000.0, deadline - loop.time())
             features, feature_mode = await self._features(request.user_id, candidates, budget)
+            clock.lap("features")
             try:
                 predictions = await asyncio.wait_for(
                     model.score(features), timeout=max(deadline - loop.time(), 0.001)
                 )
+                clock.lap("score")
                 scored = score_candidates(candidates, predictions, self.cfg.blend.weights)
                 ranked = apply_heuristics(
                     scored,
@@ -320,6 +341,7 @@ class FeedEngine:
                     prepared.controls.show_fewer,
                     prepared.ctx.seen,
                 )
+                clock.lap("rank")
             except Exception as exc:  # the model failed or ran out of time: newest first
                 log.warning("feed: ranking failed (%r); serving reverse-chronological", exc)
                 ranking = "reverse_chronological"
@@ -340,6 +362,7 @@ class FeedEngine:
             await self._blocking(
                 self._log_served, request_id, session, request.user_id, served, model.version, arm
             )
+            clock.lap("log")
         next_cursor = None
         if len(ranked) > len(page):
             next_cursor = self.cursors.encode(
@@ -357,6 +380,7 @@ class FeedEngine:
             features=feature_mode,
             ranking=ranking,
             degraded=feature_mode != "online" or ranking != "model",
+            timings_ms=clock.finish(),
         )
 
     def _log_served(

@@ -98,6 +98,12 @@ class FeedResponse(BaseModel):
         "or ran out of time and the page is newest first.",
     )
     degraded: bool = Field(False, description="True when features or ranking fell back.")
+    timings_ms: dict[str, float] = Field(
+        default_factory=dict,
+        description="Where this request's time went inside the service, in ms: candidates "
+        "(sources and filters), features, score (the ranker, its hop included), rank (blend and "
+        "heuristics), log and total. HTTP and the Serve proxy come on top of total.",
+    )
 
 
 class EngagementRequest(RequestModel):

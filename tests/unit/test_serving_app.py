@@ -272,6 +272,16 @@ def test_feed_runs_sources_filters_model_and_heuristics(client: TestClient) -> N
     assert body["model_version"] == "v1" and body["arm"] == "champion"
     assert body["candidates_scored"] == 3 and len(body["request_id"]) == 32
     assert body["next_cursor"] is None
+    timings = body["timings_ms"]
+    assert list(timings) == ["candidates", "features", "score", "rank", "log", "total"]
+    assert all(ms >= 0 for ms in timings.values())
+    stages = sum(ms for stage, ms in timings.items() if stage != "total")
+    assert stages <= timings["total"] + 0.01  # each lap is a part of the whole
+
+
+def test_an_empty_feed_times_only_what_ran(client: TestClient) -> None:
+    timings = client.post("/feed", json={"user_id": 5}).json()["timings_ms"]
+    assert list(timings) == ["candidates", "total"]
 
 
 def test_pages_follow_the_cursor_without_repeats(client: TestClient) -> None:
@@ -588,8 +598,9 @@ def test_build_app_rejects_unknown_args(fake_components: None) -> None:
         build_app({"confg": "default"})
 
 
+@pytest.mark.parametrize("placement", ["ingress", "deployment"])
 def test_serve_app_in_local_testing_mode(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_components: None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_components: None, placement: str
 ) -> None:
     from ray import serve
 
@@ -599,9 +610,12 @@ def test_serve_app_in_local_testing_mode(
     monkeypatch.setitem(
         sys.modules, "pipelines.registry", _fake_registry({"champion": "7", "challenger": "8"})
     )
-    cfg = make_cfg(tmp_path, challenger_share=0.5)
+    cfg = make_cfg(tmp_path, challenger_share=0.5, ranker_placement=placement)
     write_lake(cfg)
     app = build_app(AppArgs(resolved=portable_config(cfg)))
+    # ingress: FeedService alone loads the rankers; deployment: one Ranker deployment per arm.
+    bound = {type(arg).__name__ for arg in app._bound_deployment.init_args}
+    assert ("Application" in bound) == (placement == "deployment")
     handle = serve.run(app, name="feedrank-test", _local_testing_mode=True)
     health = handle.health.remote().result()
     assert health.model_versions == {"champion": "7", "challenger": "8"}
