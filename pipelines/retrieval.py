@@ -34,6 +34,16 @@ HNSW_NEIGHBOURS = 32  # graph degree M of the HNSW index
 HNSW_SEARCH_DEPTH = 128  # efSearch: candidates explored per query
 
 
+_NO_IDS = np.zeros(0, dtype=np.int64)
+
+
+def _id_array(ids: Collection[int]) -> np.ndarray:
+    """Ids (a set, a list, an array) -> an int64 array, for `np.isin`."""
+    if isinstance(ids, np.ndarray):
+        return ids.astype(np.int64, copy=False)
+    return np.fromiter(ids, dtype=np.int64, count=len(ids))
+
+
 @dataclass
 class RetrievedBatch:
     """Search results for Q queries: tweet ids [Q, k] (-1 pads short rows) and scores [Q, k]."""
@@ -62,6 +72,7 @@ class TweetIndex:
         self.authors = authors
         self.dim = dim
         self.kind: IndexKind = kind
+        self._author_table: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def empty(cls, dim: int, kind: IndexKind = "flat") -> TweetIndex:
@@ -108,7 +119,22 @@ class TweetIndex:
             self.index.remove_ids(np.asarray(known, dtype=np.int64))
         self.index.add_with_ids(matrix, ids)
         self.authors.update(zip(ids.tolist(), np.asarray(author_ids).tolist(), strict=True))
+        self._author_table = None
         return len(ids)
+
+    def author_of(self, tweet_ids: np.ndarray) -> np.ndarray:
+        """[N] author id of each tweet id [N]; -1 where the index does not hold the tweet."""
+        if self._author_table is None or len(self._author_table[0]) != len(self.authors):
+            keys = np.fromiter(self.authors, dtype=np.int64, count=len(self.authors))
+            values = np.fromiter(self.authors.values(), dtype=np.int64, count=len(self.authors))
+            order = np.argsort(keys)
+            self._author_table = keys[order], values[order]
+        keys, values = self._author_table
+        ids = np.asarray(tweet_ids, dtype=np.int64)
+        if len(keys) == 0:
+            return np.full(ids.shape, -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
+        return np.where(keys[at] == ids, values[at], -1)
 
     def search(
         self,
@@ -127,8 +153,8 @@ class TweetIndex:
         if matrix.ndim != 2 or matrix.shape[1] != self.dim:
             raise ValueError(f"queries must be [Q, {self.dim}]; got {matrix.shape}")
         n = len(matrix)
-        excluded = [set(e) for e in exclude] if exclude is not None else [set() for _ in range(n)]
-        own = list(exclude_authors) if exclude_authors is not None else [None] * n
+        excluded = [_id_array(e) for e in exclude] if exclude is not None else [_NO_IDS] * n
+        own = list(exclude_authors) if exclude_authors is not None else [-1] * n
         if len(excluded) != n or len(own) != n:
             raise ValueError("exclude and exclude_authors need one entry per query")
         out_ids = np.full((n, k), -1, dtype=np.int64)
@@ -140,13 +166,13 @@ class TweetIndex:
             scores, ids = self.index.search(matrix, fetch)
             short = False
             for q in range(n):
-                kept = [
-                    (i, s)
-                    for i, s in zip(ids[q].tolist(), scores[q].tolist(), strict=True)
-                    if i >= 0 and i not in excluded[q] and self.authors.get(i) != own[q]
-                ][:k]
-                out_ids[q, : len(kept)] = [i for i, _ in kept]
-                out_scores[q, : len(kept)] = [s for _, s in kept]
+                found = ids[q]
+                keep = (found >= 0) & ~np.isin(found, excluded[q])
+                if own[q] is not None and own[q] >= 0:
+                    keep &= self.author_of(found) != own[q]
+                kept = np.flatnonzero(keep)[:k]
+                out_ids[q, : len(kept)] = found[kept]
+                out_scores[q, : len(kept)] = scores[q][kept]
                 short |= len(kept) < k
             # The viewer's own tweets are not counted in `fetch`: widen until k or everything.
             if not short or fetch >= len(self):

@@ -70,8 +70,8 @@ class EmbeddingRetriever:
                 {"tweet_id": np.int64, "author_id": np.int64, "score": np.float32}
             )
         found = self.index.search(
-            vector[None, :], self.k, exclude=[set(seen.tolist())], exclude_authors=[viewer_id]
+            vector[None, :], self.k, exclude=[seen], exclude_authors=[viewer_id]
         )
         ids, scores = found.row(0)
-        authors = np.array([self.index.authors[int(i)] for i in ids], dtype=np.int64)
+        authors = self.index.author_of(ids)
         return pd.DataFrame({"tweet_id": ids, "author_id": authors, "score": scores})

@@ -50,6 +50,21 @@ def test_retrieval_never_returns_seen_or_own_tweets_and_still_fills_k() -> None:
     assert short.tweet_ids[0, 2:].tolist() == [-1, -1, -1]
 
 
+def test_exclusions_given_as_arrays_work_as_sets() -> None:
+    index = TweetIndex.build(IDS, VECTORS, AUTHORS)
+    as_set = index.search(QUERY[None, :], k=3, exclude=[{11, 13}], exclude_authors=[2])
+    as_array = index.search(QUERY[None, :], k=3, exclude=[np.array([13, 11])], exclude_authors=[2])
+    assert as_array.row(0)[0].tolist() == as_set.row(0)[0].tolist() == [10, 12, 14]
+
+
+def test_author_of_looks_up_every_tweet_and_follows_additions() -> None:
+    index = TweetIndex.build(IDS, VECTORS, AUTHORS)
+    assert index.author_of(np.array([14, 10, 77, 12])).tolist() == [5, 1, -1, 3]
+    index.add(np.array([77]), QUERY[None, :], np.array([9]))
+    assert index.author_of(np.array([77, 11])).tolist() == [9, 2]
+    assert TweetIndex.empty(3).author_of(np.array([1, 2])).tolist() == [-1, -1]
+
+
 def test_a_fresh_tweet_is_retrievable_once_added_and_the_index_round_trips(
     tmp_path: Path,
 ) -> None:
