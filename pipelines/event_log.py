@@ -72,6 +72,9 @@ CREATE TABLE IF NOT EXISTS served (
 );
 CREATE INDEX IF NOT EXISTS served_session ON served (session_id);
 CREATE INDEX IF NOT EXISTS served_viewer ON served (viewer_id, served_at_us);
+-- Covers served_to (every feed request): what a viewer was served, distinct and in order,
+-- from the index alone.
+CREATE INDEX IF NOT EXISTS served_viewer_tweet ON served (viewer_id, tweet_id);
 CREATE TABLE IF NOT EXISTS engagements (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     served_id INTEGER NOT NULL REFERENCES served (id),
@@ -307,7 +310,7 @@ class EventLog:
             parameters.append(to_micros(since))
         with self._transaction() as db:
             rows = db.execute(query + " ORDER BY tweet_id", parameters).fetchall()
-        return np.asarray([r[0] for r in rows], dtype=np.int64)
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     # ------------------------------------------------------------------------------ feedback
 

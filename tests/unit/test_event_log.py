@@ -81,6 +81,19 @@ def test_served_items_read_back_per_viewer_and_session(events: EventLog) -> None
     assert events.counts() == {"served": 8, "engagements": 0, "exported": 0}
 
 
+def test_what_a_viewer_was_served_is_read_from_an_index_alone(events: EventLog) -> None:
+    # served_to runs on every feed request: no table rows, no sort for DISTINCT / ORDER BY
+    serve(events, 101, 102)
+    with sqlite3.connect(events.path) as db:
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN SELECT DISTINCT tweet_id FROM served WHERE viewer_id = ? "
+            "ORDER BY tweet_id",
+            (VIEWER,),
+        ).fetchall()
+    details = " | ".join(row[-1] for row in plan)
+    assert "COVERING INDEX served_viewer_tweet" in details and "TEMP B-TREE" not in details
+
+
 def test_a_logged_page_is_never_overwritten(events: EventLog) -> None:
     request = serve(events, 101, 102)
     with pytest.raises(ValueError, match=request):
