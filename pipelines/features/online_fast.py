@@ -587,11 +587,10 @@ class CacheStats:
 _ABSENT: Hashable = object()
 
 
-def _distinct(keys: Sequence[Hashable]) -> tuple[list[int], np.ndarray] | None:
-    """(the position of each distinct key's first occurrence, [N] which distinct key each
-    position holds) for int keys or pairs of non-negative 32-bit ints; None for other keys or
-    a short list (not worth it)."""
-    if len(keys) < 64:
+def _key_codes(keys: Sequence[Hashable]) -> tuple[np.ndarray, int] | None:
+    """([N] int64 code of each key, key width): an int key is its own code (width 1), a pair of
+    non-negative 32-bit ints is packed into one (width 2); None for any other keys."""
+    if not keys:
         return None
     first = keys[0]
     if type(first) is not int and not (type(first) is tuple and len(first) == 2):
@@ -603,13 +602,24 @@ def _distinct(keys: Sequence[Hashable]) -> tuple[list[int], np.ndarray] | None:
     if values.dtype.kind != "i":  # a float, a string, a mix: looked up one by one
         return None
     if values.shape == (len(keys),):
-        codes = values.astype(np.int64)
-    elif values.shape == (len(keys), 2) and values.min() >= 0 and values.max() < 2**31:
-        codes = (values[:, 0].astype(np.int64) << 32) | values[:, 1]
-    else:
+        return values.astype(np.int64), 1
+    if values.shape == (len(keys), 2) and values.min() >= 0 and values.max() < 2**31:
+        return (values[:, 0].astype(np.int64) << 32) | values[:, 1], 2
+    return None
+
+
+def _distinct(keys: Sequence[Hashable]) -> tuple[list[int], np.ndarray, np.ndarray, int] | None:
+    """(the position of each distinct key's first occurrence, [N] which distinct key each
+    position holds, [D] the distinct keys' codes, key width; see `_key_codes`) for int keys or
+    pairs of non-negative 32-bit ints; None for other keys or a short list (not worth it)."""
+    if len(keys) < 64:
         return None
-    _, firsts, inverse = np.unique(codes, return_index=True, return_inverse=True)
-    return firsts.tolist(), inverse.reshape(-1)
+    coded = _key_codes(keys)
+    if coded is None:
+        return None
+    codes, width = coded
+    distinct, firsts, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    return firsts.tolist(), inverse.reshape(-1), distinct, width
 
 
 class ViewColumns:
@@ -631,6 +641,8 @@ class ViewColumns:
         self.integral = [False] * len(view.features)
         self.values = [self._empty(i, capacity) for i in range(len(view.features))]
         self.nulls = [np.ones(capacity, dtype=bool) for _ in view.features]
+        # (sorted key codes, their slots, key width, keys held when built): see index_codes.
+        self._codes: tuple[np.ndarray, np.ndarray, int, int] | None = None
 
     @classmethod
     def replica(
@@ -641,6 +653,7 @@ class ViewColumns:
         held = cls(view, capacity=len(rows) + 1)
         held.store({_ABSENT: None}, now)
         held.store(rows, now)
+        held.index_codes()
         return held
 
     def _empty(self, feature: int, capacity: int) -> np.ndarray:
@@ -668,14 +681,68 @@ class ViewColumns:
         """[N] slot of each key, -1 where the key is not held.
 
         Each distinct key is looked up once: a feed request repeats its viewer on every row and
-        an author on several."""
+        an author on several. With a code index (see `index_codes`), int and pair keys are
+        found by one binary search; only keys it cannot answer go through the dict."""
         get = self.index.get
         distinct = _distinct(keys)
         if distinct is None:
             return np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
-        firsts, inverse = distinct
-        found = np.fromiter((get(keys[i], -1) for i in firsts), dtype=np.int64, count=len(firsts))
+        firsts, inverse, codes, width = distinct
+        coded = self._coded_slots(codes, width)
+        if coded is None:
+            found = np.fromiter(
+                (get(keys[i], -1) for i in firsts), dtype=np.int64, count=len(firsts)
+            )
+        else:
+            found, unsure = coded
+            for i in np.flatnonzero(unsure).tolist():
+                found[i] = get(keys[firsts[i]], -1)
         return found[inverse]
+
+    def index_codes(self) -> bool:
+        """Sort the codes of the held keys (`_key_codes`) for `slots`; False when the keys have
+        none (strings, floats, a mix). Keys stored later are found through the dict until the
+        index is extended, which `slots` does once they are more than 5% of it."""
+        if self._codes is not None:  # extend: code only the keys stored since
+            sorted_codes, sorted_slots, width, indexed = self._codes
+            if indexed == len(self.keys):
+                return True
+            added = _key_codes(self.keys[indexed:])
+            if added is not None and added[1] == width:
+                codes = np.concatenate([sorted_codes, added[0]])
+                slots = np.concatenate([sorted_slots, np.arange(indexed, len(self.keys))])
+                order = np.argsort(codes, kind="stable")
+                self._codes = (codes[order], slots[order], width, len(self.keys))
+                return True
+        keys = self.keys[1:] if self.keys and self.keys[0] is _ABSENT else self.keys
+        offset = len(self.keys) - len(keys)
+        coded = _key_codes(keys)
+        if coded is None:
+            self._codes = None
+            return False
+        codes, width = coded
+        order = np.argsort(codes, kind="stable")
+        self._codes = (codes[order], order + offset, width, len(self.keys))
+        return True
+
+    def _coded_slots(self, codes: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(slot of each code, -1 where not indexed; which codes the dict must still answer), or
+        None without a usable index."""
+        if self._codes is None or self._codes[2] != width:
+            return None
+        indexed = self._codes[3]
+        if len(self.keys) - indexed > max(1024, indexed // 20) and not self.index_codes():
+            return None
+        assert self._codes is not None
+        sorted_codes, sorted_slots, _, indexed = self._codes
+        if not len(sorted_codes):
+            return None
+        at = np.minimum(np.searchsorted(sorted_codes, codes), len(sorted_codes) - 1)
+        hit = sorted_codes[at] == codes
+        found = np.where(hit, sorted_slots[at], -1)
+        # Keys stored since the index was built are only in the dict.
+        unsure = ~hit if len(self.keys) > indexed else np.zeros(len(codes), dtype=bool)
+        return found, unsure
 
     def store(self, rows: Mapping[Hashable, Row | None], now: float) -> None:
         """Write freshly read rows (None: the store has no such key) as loaded at `now`."""
@@ -715,6 +782,7 @@ class ViewColumns:
         order.sort()
         self.keys = [self.keys[i] for i in order]
         self.index = {key: slot for slot, key in enumerate(self.keys)}
+        self._codes = None  # slots moved
         self.loaded_at[:count] = self.loaded_at[order]
         self.present[:count] = self.present[order]
         for feature in range(len(self.values)):

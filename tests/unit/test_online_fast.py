@@ -458,3 +458,30 @@ def test_slots_of_repeated_keys_are_the_slots_of_each_key(keys: list[Hashable]) 
     held.store({key: (float(i),) for i, key in enumerate(distinct)}, now=0.0)
     expected = [held.index.get(key, -1) for key in keys]
     assert held.slots(keys).tolist() == expected
+
+
+@pytest.mark.parametrize("pairs", [False, True])
+def test_a_replicas_code_index_finds_the_slots_the_dict_finds(pairs: bool) -> None:
+    rng = np.random.default_rng(3)
+
+    def key(i: int) -> Hashable:
+        return (i % 7, i) if pairs else i * 11 - 500  # negative ints too
+
+    view = _view()
+    held = ViewColumns.replica(view, {key(i): (float(i),) for i in range(3000)}, now=0.0)
+    assert held._codes is not None and held._codes[3] == 3001  # the absent slot is not indexed
+    wanted = [key(int(i)) for i in rng.integers(0, 3500, 1500)]  # ~1/7 absent from the table
+
+    def by_dict(keys: list[Hashable]) -> list[int]:
+        return [held.index.get(k, -1) for k in keys]
+
+    assert held.slots(wanted).tolist() == by_dict(wanted)
+    # Keys stored after the index are found through the dict, and a rebuild takes them in.
+    held.store({key(i): (float(i),) for i in range(3000, 3100)}, now=1.0)
+    assert held._codes[3] == 3001 and held.slots(wanted).tolist() == by_dict(wanted)
+    held.store({key(i): (float(i),) for i in range(3100, 4200)}, now=2.0)
+    assert held.slots(wanted).tolist() == by_dict(wanted)
+    assert held._codes[3] == len(held.keys) == 4201  # over the threshold: rebuilt
+    # Keys of another width never match a code of this index.
+    other = [(1, 2)] * 70 if not pairs else list(range(70))
+    assert held.slots(other).tolist() == [-1] * 70
