@@ -427,6 +427,13 @@ class ServeConfig(StrictModel):
     ranker_threads: int = Field(
         2, ge=1, description="Intra-op threads of a ranker's model (torch), where it runs."
     )
+    search_threads: int = Field(
+        1,
+        ge=1,
+        description="OpenMP threads of the tweet index (faiss) in a serving replica. A request "
+        "searches one query, which more threads slow down (waking them costs more than the "
+        "search).",
+    )
     feature_replica: bool = Field(
         True,
         description="Hold the online store's views in each serving replica's memory (loaded at "

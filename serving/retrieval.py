@@ -47,6 +47,10 @@ class EmbeddingRetriever:
         except FileNotFoundError as error:
             log.warning("embedding retrieval off: %s", error)
             return None
+        import faiss
+
+        # Process-wide: this process serves (one query per search), it does not build indexes.
+        faiss.omp_set_num_threads(cfg.serve.search_threads)
         from pipelines.features.store import feature_store
 
         store = feature_store(cfg)

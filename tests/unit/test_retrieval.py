@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,31 @@ def test_embedding_retriever_excludes_what_the_viewer_saw_or_wrote() -> None:
     got = retriever.retrieve(1, seen=np.array([11]))
     assert got["tweet_id"].tolist() == [12, 13] and got["author_id"].tolist() == [3, 4]
     assert retriever.retrieve(2, seen=np.array([], dtype=np.int64)).empty  # no embedding
+
+
+def test_a_loaded_retriever_reads_the_store_and_searches_with_the_configured_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import faiss
+
+    import pipelines.features.store as store_module
+    from pipelines.retrieval import index_dir
+
+    cfg = make_cfg(tmp_path, search_threads=1)
+    TweetIndex.build(IDS, VECTORS, AUTHORS).save(index_dir(cfg))
+
+    class FakeStore:
+        def get_online_features(self, features: list[str], entity_rows: list[dict[str, int]]):
+            vector = QUERY.tolist() if entity_rows[0]["viewer_id"] == 1 else None
+            return types.SimpleNamespace(to_dict=lambda: {"viewer_embedding": [vector]})
+
+    monkeypatch.setattr(store_module, "feature_store", lambda cfg: FakeStore())
+    faiss.omp_set_num_threads(2)
+    retriever = EmbeddingRetriever.load(cfg)
+    assert retriever is not None and faiss.omp_get_max_threads() == 1
+    got = retriever.retrieve(1, seen=np.array([11]))
+    assert got["tweet_id"].tolist() == [12, 13, 14]  # 11 seen, 10 the viewer's own
+    assert retriever.retrieve(2, seen=np.array([], dtype=np.int64)).empty
 
 
 def test_retrieved_tweets_join_the_out_of_network_quota_first() -> None:
