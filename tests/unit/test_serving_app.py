@@ -616,6 +616,7 @@ def test_serve_app_in_local_testing_mode(
     # ingress: FeedService alone loads the rankers; deployment: one Ranker deployment per arm.
     bound = {type(arg).__name__ for arg in app._bound_deployment.init_args}
     assert ("Application" in bound) == (placement == "deployment")
+    assert app._bound_deployment.max_ongoing_requests == cfg.serve.max_ongoing_requests
     handle = serve.run(app, name="feedrank-test", _local_testing_mode=True)
     health = handle.health.remote().result()
     assert health.model_versions == {"champion": "7", "challenger": "8"}
