@@ -347,6 +347,12 @@ class ServeConfig(StrictModel):
     host: str = Field("127.0.0.1", description="HTTP host of Ray Serve.")
     port: int = Field(8000, description="HTTP port of Ray Serve.")
     replica_cpus: float = Field(0.5, gt=0, description="CPUs reserved per replica.")
+    ingress_replicas: int = Field(
+        1,
+        ge=1,
+        description="FeedService replicas (each holds the world index, the feature replica and, "
+        "with ranker_placement ingress, the rankers): one per 2 cores of the cluster.",
+    )
     max_ongoing_requests: int = Field(
         32,
         ge=1,

@@ -258,7 +258,10 @@ def build_app(args: dict[str, Any] | AppArgs) -> Application:
             "train and promote one first"
         )
     ingress = cast(Deployment, FeedService)
-    ingress = ingress.options(max_ongoing_requests=cfg.serve.max_ongoing_requests)
+    ingress = ingress.options(
+        num_replicas=cfg.serve.ingress_replicas,
+        max_ongoing_requests=cfg.serve.max_ongoing_requests,
+    )
     if cfg.serve.ranker_placement == "ingress":
         return ingress.options(ray_actor_options=actor).bind(config)
     ranker = cast(Deployment, Ranker)  # the decorator made it a Deployment; mypy sees the class

@@ -617,6 +617,7 @@ def test_serve_app_in_local_testing_mode(
     bound = {type(arg).__name__ for arg in app._bound_deployment.init_args}
     assert ("Application" in bound) == (placement == "deployment")
     assert app._bound_deployment.max_ongoing_requests == cfg.serve.max_ongoing_requests
+    assert app._bound_deployment.num_replicas == cfg.serve.ingress_replicas
     handle = serve.run(app, name="feedrank-test", _local_testing_mode=True)
     health = handle.health.remote().result()
     assert health.model_versions == {"champion": "7", "challenger": "8"}
