@@ -29,6 +29,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import typer
+import yaml
 
 from pipelines.config import FeedrankConfig, load_config
 from serving.run import base_url, wait_healthy
@@ -42,6 +43,25 @@ def percentiles(latencies_ms: list[float]) -> dict[str, float]:
         "p50_ms": round(float(np.percentile(values, 50)), 2),
         "p99_ms": round(float(np.percentile(values, 99)), 2),
     }
+
+
+def with_overrides(cfg: FeedrankConfig, overrides: list[str]) -> FeedrankConfig:
+    """`cfg` with each ``dotted.key=value`` set (the value read as YAML), validated again."""
+    data = cfg.model_dump()
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set {override!r}: expected KEY=VALUE")
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise typer.BadParameter(f"--set {override!r}: no config section {part!r}")
+            node = node[part]
+        if leaf not in node:
+            raise typer.BadParameter(f"--set {override!r}: no config key {key!r}")
+        node[leaf] = yaml.safe_load(value)
+    return FeedrankConfig.model_validate(data)
 
 
 def busiest_viewers(cfg: FeedrankConfig, count: int) -> list[tuple[int, int]]:
@@ -185,11 +205,22 @@ def main(
     limit: int = typer.Option(20, min=1),
     viewers: int = typer.Option(100, min=1, help="Viewers (most candidates first) to rotate."),
     start: bool = typer.Option(False, help="Start the app here when it is not up."),
+    overrides: list[str] = typer.Option(
+        [],
+        "--set",
+        help="KEY=VALUE config overrides for the app this run starts and the in-process part, "
+        "e.g. --set serve.out_of_network_candidates=1050 to fill the 1500 cap (repeatable).",
+    ),
 ) -> None:
-    cfg = load_config(config)
+    cfg = with_overrides(load_config(config), overrides)
     url = base_url(cfg)
     try:
         wait_healthy(url, timeout=5)
+        if overrides:
+            raise SystemExit(
+                f"an app is already up at {url}, started without --set {overrides}: "
+                "`make stop`, then run with --start"
+            )
     except TimeoutError:
         if not start:
             raise SystemExit(f"the app is not up at {url}: `make serve`, or pass --start") from None
@@ -213,6 +244,7 @@ def main(
     figures = {
         "benchmark": "feed_latency",
         "config": cfg.name,
+        "overrides": overrides,
         "http": levels,
         **local,
         "http_p50_over_in_process_feed_p50": round(
