@@ -438,13 +438,6 @@ class ServeConfig(StrictModel):
         "one machine). deployment: one Ranker deployment per arm, scaled and placed apart from "
         "the ingress (a cluster, GPU nodes); each request's inputs cross the object store.",
     )
-    score_chunks: int = Field(
-        2,
-        ge=1,
-        description="Chunks a feed request's candidates are read and scored in (each of at "
-        "least 256): the ranker scores one chunk while the next one's features are read. 1: "
-        "read all, then score.",
-    )
     ranker_threads: int = Field(
         2, ge=1, description="Intra-op threads of a ranker's model (torch), where it runs."
     )

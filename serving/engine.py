@@ -139,44 +139,6 @@ class ArmModel:
     score: Scorer
 
 
-# Smallest chunk worth scoring apart: below it, a chunk's fixed costs outweigh the overlap.
-MIN_SCORE_CHUNK = 256
-_FEATURE_MODE_RANK: dict[FeatureMode, int] = {"online": 0, "cached": 1, "default": 2}
-
-
-def score_chunks(count: int, chunks: int) -> list[tuple[int, int]]:
-    """[(lo, hi)] row ranges splitting `count` candidates into at most `chunks` near-equal
-    consecutive chunks of at least MIN_SCORE_CHUNK rows (one chunk when there are fewer)."""
-    parts = max(1, min(chunks, count // MIN_SCORE_CHUNK))
-    bounds = np.linspace(0, count, parts + 1).round().astype(int).tolist()
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
-
-
-async def _scored(score: Scorer, features: pd.DataFrame) -> Mapping[str, np.ndarray]:
-    # A coroutine around the scorer, so that a scorer failing at the call fails its task.
-    return await score(features)
-
-
-async def _predictions(
-    scoring: list[asyncio.Future[Mapping[str, np.ndarray]]], timeout_s: float
-) -> dict[str, np.ndarray]:
-    """The chunks' predictions joined in order; raises the first chunk's failure, or
-    TimeoutError past `timeout_s` (what is still scoring is cancelled)."""
-    try:
-        parts = await asyncio.wait_for(
-            asyncio.gather(*scoring, return_exceptions=True), timeout=timeout_s
-        )
-    finally:
-        for task in scoring:
-            task.cancel()
-    done: list[Mapping[str, np.ndarray]] = []
-    for part in parts:
-        if isinstance(part, BaseException):
-            raise part
-        done.append(part)
-    return {head: np.concatenate([np.asarray(part[head]) for part in done]) for head in done[0]}
-
-
 class _StageClock:
     """Milliseconds per stage of one request, each lap measured from the previous one."""
 
@@ -324,23 +286,6 @@ class FeedEngine:
             log.warning("feed: cached features failed too (%r)", exc)
         return self.features.hydrate_default(user_id, keys, self.now()), "default"
 
-    async def _features_and_scoring(
-        self, user_id: int, candidates: pd.DataFrame, model: ArmModel, deadline: float
-    ) -> tuple[FeatureMode, list[asyncio.Future[Mapping[str, np.ndarray]]]]:
-        """Online features chunk by chunk (see `score_chunks`), each chunk handed to the ranker
-        as soon as it is read, so the ranker scores one chunk while the next is read. Returns the
-        worst feature mode of the chunks and the scoring of each, in candidate order."""
-        loop = asyncio.get_running_loop()
-        modes: list[FeatureMode] = []
-        scoring: list[asyncio.Future[Mapping[str, np.ndarray]]] = []
-        for lo, hi in score_chunks(len(candidates), self.cfg.serve.score_chunks):
-            budget = min(self.cfg.serve.feature_timeout_ms / 1000.0, deadline - loop.time())
-            features, mode = await self._features(user_id, candidates.iloc[lo:hi], budget)
-            modes.append(mode)
-            scoring.append(asyncio.ensure_future(_scored(model.score, features)))
-        worst = max(modes, key=_FEATURE_MODE_RANK.__getitem__)
-        return worst, scoring
-
     async def feed(self, request: FeedRequest) -> FeedResponse:
         """Candidate sources -> filters -> online features -> the arm's ranker -> blend ->
         heuristics -> one page; every served item is logged before the page is returned.
@@ -380,12 +325,13 @@ class FeedEngine:
         ranking: RankingMode = "model"
         ranked = candidates.iloc[:0]
         if not candidates.empty:
-            feature_mode, scoring = await self._features_and_scoring(
-                request.user_id, candidates, model, deadline
-            )
+            budget = min(self.cfg.serve.feature_timeout_ms / 1000.0, deadline - loop.time())
+            features, feature_mode = await self._features(request.user_id, candidates, budget)
             clock.lap("features")
             try:
-                predictions = await _predictions(scoring, max(deadline - loop.time(), 0.001))
+                predictions = await asyncio.wait_for(
+                    model.score(features), timeout=max(deadline - loop.time(), 0.001)
+                )
                 clock.lap("score")
                 scored = score_candidates(candidates, predictions, self.cfg.blend.weights)
                 ranked = apply_heuristics(

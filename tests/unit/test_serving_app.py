@@ -24,7 +24,7 @@ from pipelines.config import ALL_HEADS, FeedrankConfig, PathsConfig, ServeConfig
 from pipelines.event_log import EventLog
 from pipelines.schema import STATIC_PARTITION, TABLES, write_partition
 from serving.api import make_api
-from serving.engine import ArmModel, FeedEngine, NotFoundError, score_chunks
+from serving.engine import ArmModel, FeedEngine, NotFoundError
 from serving.rules import assign_arm
 from serving.schemas import FeedRequest
 from serving.world_index import WorldIndex
@@ -510,112 +510,6 @@ def test_healthz_and_openapi(client: TestClient) -> None:
 
 
 # ------------------------------------------------------------------------------ engine rules
-
-
-@pytest.mark.parametrize(
-    ("count", "chunks", "expected"),
-    [
-        (0, 2, [(0, 0)]),
-        (511, 2, [(0, 511)]),  # two chunks would be under MIN_SCORE_CHUNK
-        (600, 2, [(0, 300), (300, 600)]),
-        (1500, 3, [(0, 500), (500, 1000), (1000, 1500)]),
-        (1500, 1, [(0, 1500)]),
-    ],
-)
-def test_score_chunks_split_the_candidates_in_order(
-    count: int, chunks: int, expected: list[tuple[int, int]]
-) -> None:
-    assert score_chunks(count, chunks) == expected
-
-
-class ChunkLog:
-    """Features and a ranker that log, in order, what they were asked (for the chunked path)."""
-
-    def __init__(self, fail_rows: int | None = None) -> None:
-        self.events: list[str] = []
-        self.fail_rows = fail_rows
-        self.features = FakeFeatures(delay_s=0.05)
-        original = self.features.hydrate
-
-        def hydrate(viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
-            self.events.append(f"read {len(candidates)}")
-            out = original(viewer_id, candidates, now)
-            self.events.append(f"read {len(candidates)} done")
-            return out
-
-        self.features.hydrate = hydrate  # type: ignore[method-assign]
-
-    def arm(self) -> ArmModel:
-        async def score(features: pd.DataFrame) -> Mapping[str, np.ndarray]:
-            self.events.append(f"score {len(features)}")
-            if len(features) == self.fail_rows:
-                raise RuntimeError("the ranker failed")
-            return fake_predictions(features)
-
-        return ArmModel(version="v1", heads=ALL_HEADS, score=score)
-
-
-def test_chunks_are_scored_while_the_next_is_read_and_rank_as_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import serving.engine as engine_module
-
-    whole = make_engine(make_cfg(score_chunks=1))
-    expected = asyncio.run(whole.feed(FeedRequest(user_id=1)))
-    whole.close()
-    monkeypatch.setattr(engine_module, "MIN_SCORE_CHUNK", 1)
-    log = ChunkLog()
-    engine = make_engine(make_cfg(score_chunks=2), features=log.features, champion=log.arm())
-    try:
-        response = asyncio.run(engine.feed(FeedRequest(user_id=1)))
-    finally:
-        engine.close()
-    assert [item.tweet_id for item in response.items] == FEED_ORDER
-    assert [i.score for i in response.items] == [i.score for i in expected.items]
-    assert response.candidates_scored == 3 and not response.degraded
-    # The first chunk is scored before the second one's read is done.
-    assert log.events[:2] == ["read 2", "read 2 done"] and log.events[-1] == "score 1"
-    assert log.events.index("score 2") < log.events.index("read 1 done")
-
-
-def test_a_chunk_the_ranker_fails_gives_the_reverse_chronological_page(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import serving.engine as engine_module
-
-    monkeypatch.setattr(engine_module, "MIN_SCORE_CHUNK", 1)
-    log = ChunkLog(fail_rows=1)  # the second chunk's scoring fails
-    engine = make_engine(make_cfg(score_chunks=2), features=log.features, champion=log.arm())
-    try:
-        response = asyncio.run(engine.feed(FeedRequest(user_id=1)))
-    finally:
-        engine.close()
-    assert response.ranking == "reverse_chronological" and response.degraded
-    assert len(response.items) == 3
-
-
-def test_one_chunk_read_from_defaults_marks_the_whole_page_degraded(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import serving.engine as engine_module
-
-    monkeypatch.setattr(engine_module, "MIN_SCORE_CHUNK", 1)
-    features = FakeFeatures()
-    original = features.hydrate
-
-    def hydrate(viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
-        if len(candidates) == 1:  # the store fails for the second chunk only
-            raise ConnectionError("online store is down")
-        return original(viewer_id, candidates, now)
-
-    features.hydrate = hydrate  # type: ignore[method-assign]
-    engine = make_engine(make_cfg(score_chunks=2), features=features)
-    try:
-        response = asyncio.run(engine.feed(FeedRequest(user_id=1)))
-    finally:
-        engine.close()
-    assert (response.features, response.ranking, response.degraded) == ("default", "model", True)
-    assert len(response.items) == 3
 
 
 def test_users_are_served_by_the_ranker_of_their_arm() -> None:
