@@ -40,8 +40,11 @@ def _discounted(frame: pd.DataFrame, factor: np.ndarray) -> pd.DataFrame:
 
 def out_of_network_scaling(frame: pd.DataFrame, scale: float) -> pd.DataFrame:
     """Discount out-of-network tweets by `scale`."""
-    in_network = frame["in_network"].to_numpy(bool)
-    return _discounted(frame, np.where(in_network, 1.0, scale))
+    return _discounted(frame, _out_of_network_factor(frame, scale))
+
+
+def _out_of_network_factor(frame: pd.DataFrame, scale: float) -> np.ndarray:
+    return np.where(frame["in_network"].to_numpy(bool), 1.0, scale)
 
 
 def fatigue_factor(elapsed_days: np.ndarray, min_factor: float, recovery_days: float) -> np.ndarray:
@@ -59,6 +62,16 @@ def feedback_fatigue(
 ) -> pd.DataFrame:
     """Discount tweets of authors the viewer asked to see fewer of (author -> time of the latest
     "show fewer"), by :func:`fatigue_factor` of the days since."""
+    return _discounted(frame, _fatigue_factors(frame, show_fewer, now, min_factor, recovery_days))
+
+
+def _fatigue_factors(
+    frame: pd.DataFrame,
+    show_fewer: Mapping[int, pd.Timestamp],
+    now: pd.Timestamp,
+    min_factor: float,
+    recovery_days: float,
+) -> np.ndarray:
     factor = np.ones(len(frame))
     if show_fewer:
         authors = np.fromiter(show_fewer.keys(), dtype=np.int64, count=len(show_fewer))
@@ -71,22 +84,33 @@ def feedback_fatigue(
         at = np.minimum(np.searchsorted(authors, frame_authors), len(authors) - 1)
         hit = authors[at] == frame_authors
         factor[hit] = author_factor[at[hit]]
-    return _discounted(frame, factor)
+    return factor
 
 
 def author_diversity(frame: pd.DataFrame, decay: float, floor: float) -> pd.DataFrame:
     """In score order (stable), an author's k-th tweet (k = 0, 1, ...) gets factor
     ``max(floor, decay ** k)``."""
-    order = np.argsort(-frame["score"].to_numpy(np.float64), kind="stable")
-    authors = frame["author_id"].to_numpy(np.int64)[order]
+    return _discounted(
+        frame,
+        _diversity_factors(
+            frame["score"].to_numpy(np.float64), frame["author_id"].to_numpy(np.int64), decay, floor
+        ),
+    )
+
+
+def _diversity_factors(
+    score: np.ndarray, author_ids: np.ndarray, decay: float, floor: float
+) -> np.ndarray:
+    order = np.argsort(-score, kind="stable")
+    authors = author_ids[order]
     by_author = np.argsort(authors, kind="stable")  # score order kept within an author
     sorted_authors = authors[by_author]
     run_start = np.r_[True, sorted_authors[1:] != sorted_authors[:-1]]
     starts = np.flatnonzero(run_start)
     rank_in_run = np.arange(len(authors)) - starts[np.cumsum(run_start) - 1]
-    k = np.empty(len(frame), dtype=np.int64)
+    k = np.empty(len(score), dtype=np.int64)
     k[order[by_author]] = rank_in_run
-    return _discounted(frame, np.maximum(floor, decay ** k.astype(np.float64)))
+    return np.maximum(floor, decay ** k.astype(np.float64))
 
 
 def _id_array(ids: Collection[int] | np.ndarray) -> np.ndarray:
@@ -128,15 +152,28 @@ def apply_heuristics(
     ``heuristic_factor``.
 
     repeated: tweet ids served to the viewer before.
+
+    The discounts run on arrays and the frame is rebuilt once (the same as chaining
+    :func:`out_of_network_scaling`, :func:`feedback_fatigue` and :func:`author_diversity`).
     """
-    scored = frame.assign(**{FACTOR_COLUMN: 1.0})
-    scored = out_of_network_scaling(scored, serve_cfg.out_of_network_scale)
-    scored = feedback_fatigue(
-        scored, show_fewer, now, serve_cfg.fatigue_min_factor, serve_cfg.fatigue_recovery_days
+    score = frame["score"].to_numpy(np.float64)
+    total = np.ones(len(frame))
+    for factor in (
+        _out_of_network_factor(frame, serve_cfg.out_of_network_scale),
+        _fatigue_factors(
+            frame, show_fewer, now, serve_cfg.fatigue_min_factor, serve_cfg.fatigue_recovery_days
+        ),
+    ):
+        score, total = discount(score, factor), total * factor
+    factor = _diversity_factors(
+        score,
+        frame["author_id"].to_numpy(np.int64),
+        serve_cfg.author_diversity_decay,
+        serve_cfg.author_diversity_floor,
     )
-    scored = author_diversity(
-        scored, serve_cfg.author_diversity_decay, serve_cfg.author_diversity_floor
-    )
-    order = np.argsort(-scored["score"].to_numpy(np.float64), kind="stable")
-    ranked = scored.iloc[order].reset_index(drop=True)
+    score, total = discount(score, factor), total * factor
+    order = np.argsort(-score, kind="stable")
+    ranked = frame.iloc[order].reset_index(drop=True)
+    ranked["score"] = score[order]
+    ranked[FACTOR_COLUMN] = total[order]
     return repetition_penalty(ranked, repeated, serve_cfg.repetition_penalty_positions)

@@ -109,3 +109,27 @@ def test_apply_heuristics_in_order_then_the_repetition_penalty() -> None:
     factors = {1: 1.0, 3: 0.75, 5: 1.0, 4: 0.6, 2: 0.5, 6: 0.75, 7: 1.0}
     assert out["heuristic_factor"].tolist() == pytest.approx([factors[t] for t in out["tweet_id"]])
     assert list(out.index) == list(range(7))
+
+
+def test_apply_heuristics_equals_the_chained_frame_functions() -> None:
+    rng = np.random.default_rng(5)
+    n = 400
+    frame = scored(
+        (rng.normal(size=n) * 3).tolist(),
+        rng.integers(1, 40, n).tolist(),
+        (rng.random(n) < 0.4).tolist(),
+    )
+    cfg = ServeConfig()
+    show_fewer = {3: NOW - 2 * DAY, 7: NOW - 20 * DAY, 11: NOW}
+    repeated = frame["tweet_id"].to_numpy()[rng.integers(0, n, 30)]
+    chained = frame.assign(heuristic_factor=1.0)
+    chained = out_of_network_scaling(chained, cfg.out_of_network_scale)
+    chained = feedback_fatigue(
+        chained, show_fewer, NOW, cfg.fatigue_min_factor, cfg.fatigue_recovery_days
+    )
+    chained = author_diversity(chained, cfg.author_diversity_decay, cfg.author_diversity_floor)
+    order = np.argsort(-chained["score"].to_numpy(), kind="stable")
+    chained = repetition_penalty(
+        chained.iloc[order].reset_index(drop=True), repeated, cfg.repetition_penalty_positions
+    )
+    pd.testing.assert_frame_equal(apply_heuristics(frame, cfg, NOW, show_fewer, repeated), chained)
