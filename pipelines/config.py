@@ -357,9 +357,8 @@ class ServeConfig(StrictModel):
         32,
         ge=1,
         description="Requests an ingress replica takes at once (Ray Serve's "
-        "max_ongoing_requests). More wait in the Serve proxy, whose retries cost the cores the "
-        "replica needs: on 2 cores at 32 concurrent clients, 5 gave 6.6 requests/s, 32 gave "
-        "16.6. Requests queued in the replica past serve.request_deadline_ms degrade instead.",
+        "max_ongoing_requests). More wait in the Serve proxy, whose retries take the cores the "
+        "replica needs; requests queued in the replica past serve.request_deadline_ms degrade.",
     )
     max_candidates: int = Field(1500, ge=1, description="Most candidates scored per feed request.")
     in_network_lookback_hours: int = Field(

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
+from pipelines.schema import id_array
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +33,6 @@ META_FILE = "meta.json"
 TWEETS_FILE = "tweets.parquet"
 HNSW_NEIGHBOURS = 32  # graph degree M of the HNSW index
 HNSW_SEARCH_DEPTH = 128  # efSearch: candidates explored per query
-
-
-_NO_IDS = np.zeros(0, dtype=np.int64)
-
-
-def _id_array(ids: Collection[int]) -> np.ndarray:
-    """Ids (a set, a list, an array) -> an int64 array, for `np.isin`."""
-    if isinstance(ids, np.ndarray):
-        return ids.astype(np.int64, copy=False)
-    return np.fromiter(ids, dtype=np.int64, count=len(ids))
 
 
 @dataclass
@@ -72,7 +63,7 @@ class TweetIndex:
         self.authors = authors
         self.dim = dim
         self.kind: IndexKind = kind
-        self._author_table: tuple[np.ndarray, np.ndarray] | None = None
+        self._author_table: tuple[pd.Index, np.ndarray] | None = None  # see author_of
 
     @classmethod
     def empty(cls, dim: int, kind: IndexKind = "flat") -> TweetIndex:
@@ -124,17 +115,12 @@ class TweetIndex:
 
     def author_of(self, tweet_ids: np.ndarray) -> np.ndarray:
         """[N] author id of each tweet id [N]; -1 where the index does not hold the tweet."""
-        if self._author_table is None or len(self._author_table[0]) != len(self.authors):
-            keys = np.fromiter(self.authors, dtype=np.int64, count=len(self.authors))
+        if self._author_table is None:  # built on first use, dropped by `add`
+            tweets = pd.Index(np.fromiter(self.authors, dtype=np.int64, count=len(self.authors)))
             values = np.fromiter(self.authors.values(), dtype=np.int64, count=len(self.authors))
-            order = np.argsort(keys)
-            self._author_table = keys[order], values[order]
-        keys, values = self._author_table
-        ids = np.asarray(tweet_ids, dtype=np.int64)
-        if len(keys) == 0:
-            return np.full(ids.shape, -1, dtype=np.int64)
-        at = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
-        return np.where(keys[at] == ids, values[at], -1)
+            self._author_table = tweets, np.append(values, -1)  # position -1: not indexed
+        tweets, values = self._author_table
+        return values[tweets.get_indexer(np.asarray(tweet_ids, dtype=np.int64))]
 
     def search(
         self,
@@ -153,7 +139,7 @@ class TweetIndex:
         if matrix.ndim != 2 or matrix.shape[1] != self.dim:
             raise ValueError(f"queries must be [Q, {self.dim}]; got {matrix.shape}")
         n = len(matrix)
-        excluded = [_id_array(e) for e in exclude] if exclude is not None else [_NO_IDS] * n
+        excluded = [id_array(e) for e in exclude] if exclude is not None else [id_array([])] * n
         own = list(exclude_authors) if exclude_authors is not None else [-1] * n
         if len(excluded) != n or len(own) != n:
             raise ValueError("exclude and exclude_authors need one entry per query")
@@ -168,7 +154,7 @@ class TweetIndex:
             for q in range(n):
                 found = ids[q]
                 keep = (found >= 0) & ~np.isin(found, excluded[q])
-                if own[q] is not None and own[q] >= 0:
+                if own[q] >= 0:
                     keep &= self.author_of(found) != own[q]
                 kept = np.flatnonzero(keep)[:k]
                 out_ids[q, : len(kept)] = found[kept]

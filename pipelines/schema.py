@@ -6,8 +6,10 @@ Static tables (users, follows) are one partition, ``day=static``. Timestamps are
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -94,6 +96,13 @@ TABLES: dict[str, pa.Schema] = {
 }
 DAILY_TABLES: dict[str, str] = {"tweets": "created_at", "impressions": "served_at"}
 STATIC_PARTITION = "static"
+
+
+def id_array(ids: Collection[int] | np.ndarray) -> np.ndarray:
+    """Ids (a set, a list, an array) as the int64 array the tables hold them in."""
+    if isinstance(ids, np.ndarray):
+        return ids.astype(np.int64, copy=False)
+    return np.fromiter(ids, dtype=np.int64, count=len(ids))
 
 
 def partition_dir(root: Path, table: str, day: str) -> Path:

@@ -90,10 +90,7 @@ class Ranker:
         cfg = FeedrankConfig.model_validate(config)
         model = load_ranker(cfg, alias)
         if model is None:
-            raise RuntimeError(
-                f"no ranker has alias {alias!r} in the registry of config {cfg.name!r}; "
-                "train and promote one first"
-            )
+            raise no_ranker(cfg, alias)
         self._model = model
         self._alias = alias
         _set_torch_threads(cfg.serve.ranker_threads)
@@ -117,6 +114,23 @@ class Ranker:
 
     def heads(self) -> tuple[str, ...]:
         return tuple(self._model.heads)
+
+
+def no_ranker(cfg: FeedrankConfig, alias: str) -> RuntimeError:
+    """The error for a registry without a model under `alias`: there is nothing to serve."""
+    return RuntimeError(
+        f"no ranker has alias {alias!r} in the registry of config {cfg.name!r}; "
+        "train and promote one first"
+    )
+
+
+def _with_challenger(champion: ArmModel, challenger: ArmModel | None) -> dict[Arm, ArmModel]:
+    """The arms: the champion, and the challenger when there is one of another version (an
+    alias move between build and start can make both the same model)."""
+    arms: dict[Arm, ArmModel] = {"champion": champion}
+    if challenger is not None and challenger.version != champion.version:
+        arms["challenger"] = challenger
+    return arms
 
 
 def _set_torch_threads(threads: int) -> None:
@@ -177,12 +191,10 @@ class FeedService:
         if champion is None:
             arms = self._load_arms(cfg)
         else:
-            arms = {"champion": await _arm_model(champion)}
-            if challenger is not None:
-                candidate = await _arm_model(challenger)
-                # An alias move between build and start can make both arms the same model.
-                if candidate.version != arms["champion"].version:
-                    arms["challenger"] = candidate
+            arms = _with_challenger(
+                await _arm_model(champion),
+                None if challenger is None else await _arm_model(challenger),
+            )
         retriever = EmbeddingRetriever.load(cfg)
         events = cfg.paths.serving_events
         self.engine = FeedEngine(
@@ -206,15 +218,8 @@ class FeedService:
         _set_torch_threads(cfg.serve.ranker_threads)
         champion = _local_arm_model(cfg, "champion", self._ranker_pool)
         if champion is None:
-            raise RuntimeError(
-                f"no ranker has alias 'champion' in the registry of config {cfg.name!r}; "
-                "train and promote one first"
-            )
-        arms: dict[Arm, ArmModel] = {"champion": champion}
-        challenger = _local_arm_model(cfg, "challenger", self._ranker_pool)
-        if challenger is not None and challenger.version != champion.version:
-            arms["challenger"] = challenger
-        return arms
+            raise no_ranker(cfg, "champion")
+        return _with_challenger(champion, _local_arm_model(cfg, "challenger", self._ranker_pool))
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Called by Serve after __init__: the routes close over this replica's engine."""
@@ -253,10 +258,7 @@ def build_app(args: dict[str, Any] | AppArgs) -> Application:
 
     champion_version = alias_version(cfg, "champion")
     if champion_version is None:
-        raise RuntimeError(
-            f"no ranker has alias 'champion' in the registry of config {cfg.name!r}; "
-            "train and promote one first"
-        )
+        raise no_ranker(cfg, "champion")
     ingress = cast(Deployment, FeedService)
     ingress = ingress.options(
         num_replicas=cfg.serve.ingress_replicas,

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import ServeConfig
+from pipelines.schema import id_array
 
 FACTOR_COLUMN = "heuristic_factor"
 
@@ -113,19 +114,13 @@ def _diversity_factors(
     return np.maximum(floor, decay ** k.astype(np.float64))
 
 
-def _id_array(ids: Collection[int] | np.ndarray) -> np.ndarray:
-    if isinstance(ids, np.ndarray):
-        return ids.astype(np.int64, copy=False)
-    return np.fromiter(ids, dtype=np.int64, count=len(ids))
-
-
 def repetition_penalty(
     frame: pd.DataFrame, repeated: Collection[int] | np.ndarray, positions: int
 ) -> pd.DataFrame:
     """Reorder a final list: each tweet in `repeated` moves `positions` places down (or to the
     end), the others keep their relative order and fill the places left."""
     ids = frame["tweet_id"].to_numpy(np.int64)
-    is_repeated = np.isin(ids, _id_array(repeated))
+    is_repeated = np.isin(ids, id_array(repeated))
     moved = np.flatnonzero(is_repeated)
     n = len(frame)
     if positions <= 0 or len(moved) == 0:

@@ -628,6 +628,25 @@ def test_serve_app_in_local_testing_mode(
     assert [s.name for s in conversation.result().sections] == ["main", "low_quality"]
 
 
+@pytest.mark.parametrize("placement", ["ingress", "deployment"])
+def test_a_challenger_alias_on_the_champions_model_serves_one_arm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_components: None, placement: str
+) -> None:
+    from ray import serve
+
+    from serving.app import AppArgs, build_app, portable_config
+
+    # The alias moved between build (7 and 8) and the replicas' start (both on 7).
+    aliases = {"champion": "7", "challenger": "8"}
+    monkeypatch.setitem(sys.modules, "pipelines.registry", _fake_registry(aliases))
+    cfg = make_cfg(tmp_path, challenger_share=0.5, ranker_placement=placement)
+    write_lake(cfg)
+    app = build_app(AppArgs(resolved=portable_config(cfg)))
+    aliases["challenger"] = "7"
+    handle = serve.run(app, name="feedrank-test", _local_testing_mode=True)
+    assert handle.health.remote().result().model_versions == {"champion": "7"}
+
+
 def test_warm_up_reads_features_for_viewers_with_candidates(tmp_path: Path) -> None:
     features = FakeFeatures()
     engine = make_engine(make_cfg(tmp_path), features=features)
