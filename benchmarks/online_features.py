@@ -13,8 +13,8 @@ interleaved request by request so the machine's noise falls on every path alike:
 - fast: `FastOnlineFeatures` with a warm cache (`--cache-ttl-s`), as a replica serves a viewer's
   requests while candidate tweets and authors repeat across requests.
 
-The fast path's frames are checked to equal the SDK's (same columns and values; the fast path
-holds vectors as float32 arrays, the SDK as lists of the same floats). Prints the
+The fast paths return columns (vectors as float32 matrices), not a frame; framed (`frame_of`),
+they are checked to equal the SDK's frame (same columns and values). Prints the
 figures, then one line of JSON with all of them, last. Needs a materialized online store
 (`make run`, or `feedrank materialize`); the direct read needs the sqlite online store.
 Usage: python benchmarks/online_features.py --config default --requests 50 --candidates 1500
@@ -40,6 +40,7 @@ from pipelines.features.online_fast import (
     ServicePlan,
     SqliteRows,
     feature_frame_differences,
+    frame_of,
 )
 from pipelines.schema import list_partitions, read_table
 
@@ -148,7 +149,7 @@ def main(
     reference = sdk.hydrate(viewer, frame, now)
     identical = True
     for name in ("fast", "fast_cold"):
-        differing = feature_frame_differences(paths[name](), reference)
+        differing = feature_frame_differences(frame_of(paths[name]()), reference)
         if differing:
             identical = False
             print(f"{name} differs from the SDK in columns {differing}")

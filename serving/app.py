@@ -21,7 +21,6 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, cast
 
 import numpy as np
-import pandas as pd
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
@@ -30,6 +29,7 @@ from ray.serve.handle import DeploymentHandle
 
 from pipelines.config import FeedrankConfig, load_config
 from pipelines.event_log import EventLog
+from pipelines.features.spec import FeatureTable
 from pipelines.models.bundle import InputSpec, frame_inputs, pack_inputs, unpack_inputs
 from serving.api import make_api
 from serving.cursor import CursorCodec, load_key
@@ -95,7 +95,7 @@ class Ranker:
         self._alias = alias
         _set_torch_threads(cfg.serve.ranker_threads)
 
-    def score(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
+    def score(self, features: FeatureTable) -> dict[str, np.ndarray]:
         """features: [N rows] every model feature column -> head -> probabilities [N]."""
         return self._model.predict(features)
 
@@ -149,7 +149,7 @@ def _local_arm_model(cfg: FeedrankConfig, alias: str, executor: Executor) -> Arm
     if model is None:
         return None
 
-    def score(features: pd.DataFrame) -> Any:
+    def score(features: FeatureTable) -> Any:
         return asyncio.get_running_loop().run_in_executor(executor, model.predict, features)
 
     return ArmModel(version=str(model.version), heads=tuple(model.heads), score=score)
@@ -160,7 +160,7 @@ async def _arm_model(handle: DeploymentHandle) -> ArmModel:
     heads: tuple[str, ...] = await handle.heads.remote()
     spec: InputSpec | None = await handle.input_spec.remote()
 
-    def score(features: pd.DataFrame) -> Any:
+    def score(features: FeatureTable) -> Any:
         if spec is None:
             return handle.score.remote(features)
         x, ids = frame_inputs(features, spec)

@@ -28,6 +28,7 @@ from pipelines.event_log import (
     ServedItem,
     UnservedItemError,
 )
+from pipelines.features.spec import FeatureTable, row_count
 from pipelines.ranking import blend_scores
 from serving.cursor import CursorCodec, CursorError
 from serving.filters import apply_filters
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Scores a features frame [N rows] into head -> probabilities [N]; awaitable (a Serve handle call).
-Scorer = Callable[[pd.DataFrame], Awaitable[Mapping[str, np.ndarray]]]
+Scorer = Callable[[FeatureTable], Awaitable[Mapping[str, np.ndarray]]]
 HYDRATE_COLUMNS = ["tweet_id", "author_id", "in_network"]
 
 
@@ -73,15 +74,15 @@ class FeatureHydrator(Protocol):
 
     def hydrate(
         self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
-    ) -> pd.DataFrame: ...
+    ) -> FeatureTable: ...
 
     def hydrate_cached(
         self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
-    ) -> tuple[pd.DataFrame, float]: ...
+    ) -> tuple[FeatureTable, float]: ...
 
     def hydrate_default(
         self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
-    ) -> pd.DataFrame: ...
+    ) -> FeatureTable: ...
 
 
 class Retriever(Protocol):
@@ -218,13 +219,14 @@ class FeedEngine:
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
-    def _hydrate(self, viewer_id: int, candidates: pd.DataFrame) -> pd.DataFrame:
+    def _hydrate(self, viewer_id: int, candidates: pd.DataFrame) -> FeatureTable:
         features = self.features.hydrate(
             viewer_id, candidates[HYDRATE_COLUMNS].reset_index(drop=True), self.now()
         )
-        if len(features) != len(candidates):
+        if row_count(features) != len(candidates):
             raise RuntimeError(
-                f"online features returned {len(features)} rows for {len(candidates)} candidates"
+                f"online features returned {row_count(features)} rows for {len(candidates)} "
+                "candidates"
             )
         return features
 
@@ -268,7 +270,7 @@ class FeedEngine:
 
     async def _features(
         self, user_id: int, candidates: pd.DataFrame, budget_s: float
-    ) -> tuple[pd.DataFrame, FeatureMode]:
+    ) -> tuple[FeatureTable, FeatureMode]:
         """Online features within `budget_s`; past it or on a store error, cached rows, else the
         model's defaults (the mode says which)."""
         loop = asyncio.get_running_loop()

@@ -39,9 +39,14 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
+from pipelines.features.spec import LIST_LIKE, ON_DEMAND_COLUMNS
 from pipelines.features.store import feature_service_name, feature_store
 
 log = logging.getLogger(__name__)
+
+# Hydrated features: name -> [N] values, or [N, D] float32 for a vector feature (NaN rows where
+# missing); `frame_of` turns them into the frame the Feast SDK returns.
+FeatureColumns = dict[str, np.ndarray]
 
 ENTITY_KEY_SERIALIZATION_VERSION = 3
 # Feast's ValueType numbers (feast.value_type.ValueType) of the entity value types encoded here.
@@ -187,7 +192,8 @@ def decode_value(blob: bytes | None) -> Any:
 
     Hand-decodes the scalar types and float lists (a tag byte, then the payload; ~5x faster than
     parsing the message) and hands anything else to Feast's own conversion. A float list comes
-    back as a float32 array holding the SDK's values (the SDK gives a list).
+    back as a float32 array holding the SDK's values (the SDK gives a list), an int64 list as an
+    int64 array.
     """
     if not blob:
         return None  # an empty message is Feast's null
@@ -205,6 +211,10 @@ def decode_value(blob: bytes | None) -> Any:
         return _signed64(_varint(blob, 1)[0])
     if tag == 0x38:  # bool_val (field 7, varint)
         return _varint(blob, 1)[0] != 0
+    if tag == 0x72:  # int64_list_val (field 14): ids, as an array (concatenated per request)
+        ids = np.array(_decode_generic(blob), dtype=np.int64)
+        ids.flags.writeable = False  # shared by every request that gathers this row
+        return ids
     if tag == 0x82 and len(blob) > 2 and blob[1] == 0x01:  # float_list_val (field 16)
         floats = _decode_float_list(blob)
         if floats is not None:
@@ -280,7 +290,8 @@ def on_demand_column(values: np.ndarray, value_type: int) -> np.ndarray | list[A
 
 
 def column_kind(value_type: int) -> str:
-    """How :func:`frame_column` types a feature of this Feast ValueType number."""
+    """How :func:`frame_column` types a feature of this Feast ValueType number; "vector" (a
+    float32 list) is framed as "other" but held as a matrix too (see :class:`ViewColumns`)."""
     from feast.value_type import ValueType
 
     kinds = {
@@ -289,6 +300,7 @@ def column_kind(value_type: int) -> str:
         ValueType.DOUBLE.value: "number",
         ValueType.FLOAT.value: "number",
         ValueType.BOOL.value: "bool",
+        ValueType.FLOAT_LIST.value: "vector",
     }
     return kinds.get(value_type, "other")
 
@@ -629,6 +641,8 @@ class ViewColumns:
     Slot `i` holds one key: when it was loaded, whether the store had it, and each feature's
     value. "number" features live in a float64 array (plus a null mask; a feature whose values are
     Python ints comes back int64, as pandas types a list of ints); the others in object arrays.
+    "vector" features are also held as a float32 matrix [slots, D] (a NaN row where the vector is
+    missing or of another length than the first one stored), which `gather` hands out whole.
     """
 
     def __init__(self, view: ViewPlan, capacity: int = 1024) -> None:
@@ -641,6 +655,8 @@ class ViewColumns:
         self.integral = [False] * len(view.features)
         self.values = [self._empty(i, capacity) for i in range(len(view.features))]
         self.nulls = [np.ones(capacity, dtype=bool) for _ in view.features]
+        self.vector = [kind == "vector" for kind in view.kinds]
+        self.dense: dict[int, np.ndarray] = {}  # vector feature -> [capacity, D] float32
         # (sorted key codes, their slots, key width, keys held when built): see index_codes.
         self._codes: tuple[np.ndarray, np.ndarray, int, int] | None = None
 
@@ -676,6 +692,10 @@ class ViewColumns:
         self.present = grown(self.present, False)
         self.values = [grown(v, 0.0 if v.dtype != object else None) for v in self.values]
         self.nulls = [grown(n, True) for n in self.nulls]
+        for feature, matrix in self.dense.items():
+            wider = np.full((size, matrix.shape[1]), np.nan, dtype=np.float32)
+            wider[:capacity] = matrix
+            self.dense[feature] = wider
 
     def slots(self, keys: Sequence[Hashable]) -> np.ndarray:
         """[N] slot of each key, -1 where the key is not held.
@@ -756,12 +776,28 @@ class ViewColumns:
             self.present[slot] = row is not None
             for feature, value in enumerate(row if row is not None else self.view.missing):
                 self.nulls[feature][slot] = value is None
+                if self.vector[feature]:
+                    self._store_vector(feature, slot, value)
                 if value is None:
                     self.values[feature][slot] = 0.0 if self.numeric[feature] else None
                     continue
                 if self.numeric[feature] and type(value) is int:
                     self.integral[feature] = True
                 self.values[feature][slot] = value
+
+    def _store_vector(self, feature: int, slot: int, value: Any) -> None:
+        matrix = self.dense.get(feature)
+        is_vector = isinstance(value, LIST_LIKE) and len(value) > 0
+        if matrix is None:
+            if not is_vector:
+                return  # no matrix yet: every slot so far is missing
+            width = len(value)
+            matrix = np.full((len(self.loaded_at), width), np.nan, dtype=np.float32)
+            self.dense[feature] = matrix
+        if is_vector and len(value) == matrix.shape[1]:
+            matrix[slot] = value
+        else:
+            matrix[slot] = np.nan
 
     def row(self, slot: int) -> Row:
         """The values of one slot as the reader returned them (None where null)."""
@@ -788,13 +824,19 @@ class ViewColumns:
         for feature in range(len(self.values)):
             self.values[feature][:count] = self.values[feature][order]
             self.nulls[feature][:count] = self.nulls[feature][order]
+        for matrix in self.dense.values():
+            matrix[:count] = matrix[order]
 
-    def gather(self, slots: np.ndarray) -> list[np.ndarray | list[Any]]:
+    def gather(self, slots: np.ndarray, dense: bool = False) -> list[np.ndarray]:
         """One column per feature for these slots, typed as `pd.DataFrame` types the SDK's lists:
         numbers int64 or float64 (float64 with NaN where some are null, an all-null column holds
-        None), bools bool where none is null, anything else object."""
-        columns: list[np.ndarray | list[Any]] = []
+        None), bools bool where none is null, anything else object. With `dense`, a vector
+        feature comes as its [N, D] float32 matrix rows (NaN rows where missing)."""
+        columns: list[np.ndarray] = []
         for feature, kind in enumerate(self.view.kinds):
+            if dense and feature in self.dense:
+                columns.append(self.dense[feature][slots])
+                continue
             nulls = self.nulls[feature][slots]
             values = self.values[feature][slots]
             if len(slots) and nulls.all():
@@ -844,10 +886,13 @@ class RowCache:
         # Views held whole (see `install`): served from memory, never read per request.
         self._replicated: set[str] = set()
 
-    def columns(self, view: ViewPlan, keys: Sequence[Hashable]) -> list[np.ndarray | list[Any]]:
-        """One column per feature of `view` (in its order) for `keys`; missing where absent."""
+    def columns(
+        self, view: ViewPlan, keys: Sequence[Hashable], dense: bool = False
+    ) -> list[np.ndarray]:
+        """One column per feature of `view` (in its order) for `keys`; missing where absent.
+        `dense`: vectors as matrices (see :meth:`ViewColumns.gather`)."""
         held, slots = self._lookup(view, keys)
-        columns = held.gather(slots)
+        columns = held.gather(slots, dense)
         self._bound(held)
         return columns
 
@@ -885,8 +930,8 @@ class RowCache:
         return held, slots
 
     def cached_columns(
-        self, view: ViewPlan, keys: Sequence[Hashable]
-    ) -> tuple[list[np.ndarray | list[Any]], int]:
+        self, view: ViewPlan, keys: Sequence[Hashable], dense: bool = False
+    ) -> tuple[list[np.ndarray], int]:
         """Like :meth:`columns` without touching the store (the degraded path when it is slow or
         down): held values whatever their age, missing values for keys never read. Also returns
         how many of the keys were held."""
@@ -895,10 +940,10 @@ class RowCache:
             return [np.full(len(keys), np.nan) for _ in view.kinds], 0
         slots = held.slots(keys)
         known = slots >= 0
-        columns = held.gather(np.where(known, slots, 0))
+        columns = held.gather(np.where(known, slots, 0), dense)
         if known.all():
             return columns, len(keys)
-        out: list[np.ndarray | list[Any]] = []
+        out: list[np.ndarray] = []
         for column in columns:
             values = np.asarray(column)
             if values.dtype.kind in "biuf":
@@ -1094,8 +1139,12 @@ class FastOnlineFeatures:
             features.start_sync(cfg.serve.feature_sync_interval_s, cfg.serve.feature_full_sync_s)
         return features
 
-    def hydrate(self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
-        """candidates (tweet_id, author_id, in_network) -> one feature row per candidate, same order.
+    def hydrate(
+        self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
+    ) -> FeatureColumns:
+        """candidates (tweet_id, author_id, in_network) -> the service's features as columns,
+        one row per candidate, same order: what the ranker takes (`frame_of` makes the frame
+        `OnlineFeatures.hydrate` returns, with the same values).
 
         Keys missing from the store come back as missing values (the model maps them to defaults).
         """
@@ -1104,16 +1153,16 @@ class FastOnlineFeatures:
         started = time.perf_counter()
         with self._lock:
             for view in self.plan.views:
-                gathered = self.cache.columns(view, view.keys(request))
+                gathered = self.cache.columns(view, view.keys(request), dense=True)
                 columns.update(zip(view.features, gathered, strict=True))
         return self._finish(request, columns, started)
 
     def hydrate_cached(
         self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp, wait_s: float = 0.005
-    ) -> tuple[pd.DataFrame, float]:
+    ) -> tuple[FeatureColumns, float]:
         """:meth:`hydrate` from the cache alone, for when the store is slow or down: cached rows
         whatever their age, missing values (model defaults) for keys never read. Returns the
-        frame and the share of (view, key) lookups that were cached.
+        columns and the share of (view, key) lookups that were cached.
 
         Raises TimeoutError when the cache is held for more than `wait_s` (a store read in
         progress that may hang): the caller then falls back to default features.
@@ -1127,7 +1176,7 @@ class FastOnlineFeatures:
             found = wanted = 0
             for view in self.plan.views:
                 keys = view.keys(request)
-                gathered, held = self.cache.cached_columns(view, keys)
+                gathered, held = self.cache.cached_columns(view, keys, dense=True)
                 columns.update(zip(view.features, gathered, strict=True))
                 found, wanted = found + held, wanted + len(keys)
         finally:
@@ -1136,7 +1185,7 @@ class FastOnlineFeatures:
 
     def hydrate_default(
         self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
-    ) -> pd.DataFrame:
+    ) -> FeatureColumns:
         """Every stored feature missing (the model's defaults), request-time values computed: the
         last resort when neither the store nor the cache can answer."""
         request = self._request(viewer_id, candidates, now)
@@ -1161,7 +1210,7 @@ class FastOnlineFeatures:
         return request
 
     @staticmethod
-    def _entity_columns(request: Mapping[str, list[Any]]) -> dict[str, np.ndarray | list[Any]]:
+    def _entity_columns(request: Mapping[str, list[Any]]) -> dict[str, np.ndarray]:
         return {
             name: np.array(request[name], dtype=np.int64)
             for name in ("tweet_id", "author_id", "viewer_id")
@@ -1170,21 +1219,18 @@ class FastOnlineFeatures:
     def _finish(
         self,
         request: Mapping[str, list[Any]],
-        columns: dict[str, np.ndarray | list[Any]],
+        columns: dict[str, np.ndarray],
         started: float,
-    ) -> pd.DataFrame:
-        """Runs the on-demand views over the gathered columns and frames the result."""
+    ) -> FeatureColumns:
+        """Runs the on-demand views over the gathered columns."""
         read = time.perf_counter()
+        inputs = {**columns, **_request_data(request)}
         for plan in self.plan.on_demand:
-            columns.update(run_on_demand(plan, {**columns, **_request_data(request)}))
-        transformed = time.perf_counter()
-        frame = pd.DataFrame(columns)
-        self.last_timings = {
-            "read_s": read - started,
-            "on_demand_s": transformed - read,
-            "frame_s": time.perf_counter() - transformed,
-        }
-        return frame
+            outputs = run_on_demand_columns(plan, inputs)
+            columns.update(outputs)
+            inputs.update(outputs)
+        self.last_timings = {"read_s": read - started, "on_demand_s": time.perf_counter() - read}
+        return columns
 
     def clear_cache(self) -> None:
         with self._lock:
@@ -1235,12 +1281,53 @@ def run_on_demand(
     with nulls as float64 with NaN, vectors as arrays), without the two conversions, which cost
     more than the transformation itself.
     """
-    frame = pd.DataFrame({name: columns[name] for name in plan.inputs})
+    frame = pd.DataFrame({name: _framed(columns[name]) for name in plan.inputs})
     result = plan.view.feature_transformation.transform(frame)
     return {
         name: on_demand_column(result[name].to_numpy(), value_type)
         for name, value_type in plan.outputs
     }
+
+
+def run_on_demand_columns(
+    plan: OnDemandPlan, columns: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """One on-demand view over columns: the function its pandas transformation wraps
+    (`spec.ON_DEMAND_COLUMNS`), called on the columns without a frame, outputs typed as the
+    view declares them; a view without such a function runs its own transformation
+    (:func:`run_on_demand`) on a frame of the columns."""
+    from feast.value_type import ValueType
+
+    function = ON_DEMAND_COLUMNS.get(plan.view.name)
+    if function is None:
+        return {name: np.asarray(values) for name, values in run_on_demand(plan, columns).items()}
+    result = function(columns)
+    out: dict[str, np.ndarray] = {}
+    for name, value_type in plan.outputs:
+        values = result[name]
+        if value_type == ValueType.DOUBLE.value:
+            out[name] = values.astype(np.float64, copy=False)
+        elif value_type == ValueType.FLOAT.value:
+            out[name] = values.astype(np.float32).astype(np.float64)
+        else:
+            out[name] = np.asarray(on_demand_column(values, value_type))
+    return out
+
+
+def _framed(values: np.ndarray | list[Any]) -> np.ndarray | list[Any]:
+    """A column as a frame holds it: a vector matrix [N, D] becomes one array per row (None for a
+    NaN row)."""
+    if isinstance(values, np.ndarray) and values.ndim == 2:
+        present = ~np.isnan(values).any(axis=1)
+        return object_column(
+            [row if keep else None for row, keep in zip(values, present, strict=True)]
+        )
+    return values
+
+
+def frame_of(columns: FeatureColumns) -> pd.DataFrame:
+    """Hydrated columns as the frame `OnlineFeatures.hydrate` returns (vectors one per row)."""
+    return pd.DataFrame({name: _framed(values) for name, values in columns.items()})
 
 
 def feature_frame_differences(got: pd.DataFrame, expected: pd.DataFrame) -> list[str]:

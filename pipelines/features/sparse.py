@@ -14,6 +14,8 @@ from itertools import chain
 import numpy as np
 import pandas as pd
 
+from pipelines.features.spec import FeatureTable, row_count
+
 # Hashed text ids live in [1, TEXT_ID_SPACE); 0 is reserved for padding.
 TEXT_ID_SPACE = 2**31 - 1
 # Unigrams and bigrams kept per tweet (first occurrences, in text order).
@@ -172,8 +174,9 @@ def _list_values(column: pd.Series, slots: int) -> tuple[np.ndarray, np.ndarray,
     return rows, slot, values
 
 
-def sparse_ids(frame: pd.DataFrame, buckets: int) -> np.ndarray:
-    """Frame with the SPARSE_FIELDS columns -> hashed ids ``[N, S]`` int64 in [0, buckets).
+def sparse_ids(frame: FeatureTable, buckets: int) -> np.ndarray:
+    """Rows with the SPARSE_FIELDS columns (a frame, or columns) -> hashed ids ``[N, S]`` int64
+    in [0, buckets).
 
     Every value is hashed with SplitMix64, salted by its field, into [1, buckets); 0 marks a
     missing value or an unused slot. Column ``j`` belongs to the field :func:`field_slices` says.
@@ -183,14 +186,16 @@ def sparse_ids(frame: pd.DataFrame, buckets: int) -> np.ndarray:
         KeyError: the frame lacks some SPARSE_FIELDS columns (all of them are named).
         ValueError: ``buckets < 2``, which leaves no room for an id beside the padding.
     """
-    missing = [column for _, column, _ in SPARSE_FIELDS if column not in frame.columns]
+    missing = [column for _, column, _ in SPARSE_FIELDS if column not in frame]
     if missing:
         raise KeyError(f"sparse features need frame columns {missing}")
     if buckets < 2:
         raise ValueError(f"buckets must be >= 2 (0 is padding); got {buckets}")
-    ids = np.zeros((len(frame), sparse_width()), dtype=np.int64)
+    ids = np.zeros((row_count(frame), sparse_width()), dtype=np.int64)
     for (name, column, slots), where in zip(SPARSE_FIELDS, field_slices().values(), strict=True):
         series = frame[column]
+        if not isinstance(series, pd.Series):  # columns: an array
+            series = pd.Series(series, copy=False)
         rows, slot, values = _scalar_values(series) if slots == 1 else _list_values(series, slots)
         hashed = splitmix64(values.astype(np.uint64) ^ _field_salt(name))
         ids[rows, where.start + slot] = (hashed % np.uint64(buckets - 1)).astype(np.int64) + 1

@@ -7,12 +7,22 @@ order offline and online. Embedding columns are list-valued (one vector per row)
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from itertools import chain
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
+
+# Feature rows as a frame, or as columns: name -> [N] array, or [N, D] float matrix for a vector
+# feature (a row of NaN where the vector is missing). Serving hands columns to the model without
+# building frames; training and Feast's on-demand views hand frames. Every function here that
+# takes inputs takes either.
+FeatureTable: TypeAlias = pd.DataFrame | Mapping[str, np.ndarray]
+# What a list-valued cell holds (a tuple, not `list | tuple | ...`, which is built anew on every
+# isinstance call; these run per row).
+LIST_LIKE = (list, tuple, np.ndarray)
 
 # Request-time values: computed from the request (or impression) time and the joined rows.
 REQUEST_FEATURES: tuple[str, ...] = (
@@ -172,21 +182,34 @@ def log_mask(embedding_dim: int, feature_set: str = "full") -> np.ndarray:
     return np.array([name in LOG_FEATURES for name in feature_names(embedding_dim, feature_set)])
 
 
-def stack_embeddings(values: pd.Series, dim: int) -> np.ndarray:
+def stack_embeddings(values: pd.Series | np.ndarray, dim: int) -> np.ndarray:
     """A column of vectors (or missing values) -> [N, dim] float32; missing rows are zeros."""
     return stack_vectors(values, dim)[0]
 
 
-def stack_vectors(values: pd.Series, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """A column of vectors (lists or arrays; missing values) -> ([N, dim] float32, [N] bool
-    present). Missing rows, and vectors of another length, are zeros and not present."""
-    items = values.to_numpy()
+def _array(values: pd.Series | np.ndarray) -> np.ndarray:
+    return values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+
+
+def stack_vectors(values: pd.Series | np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """A column of vectors -> ([N, dim] float32, [N] bool present).
+
+    The column holds vectors (lists or arrays) and missing values, or is already a [N, D]
+    matrix with NaN rows for missing vectors. Missing rows, and vectors of another length, are
+    zeros and not present."""
+    items = _array(values)
+    if items.ndim == 2:
+        if items.shape[1] != dim:
+            return np.zeros((len(items), dim), dtype=np.float32), np.zeros(len(items), dtype=bool)
+        present = ~np.isnan(items).any(axis=1)
+        matrix = items.astype(np.float32, copy=False)
+        if not present.all():
+            matrix = np.where(present[:, None], matrix, np.float32(0.0))
+        return matrix, present
     if len(items):
         first = items[0]
         if (
-            isinstance(first, list | tuple | np.ndarray)
-            and len(first) == dim
-            and all(v is first for v in items)
+            isinstance(first, LIST_LIKE) and len(first) == dim and all(v is first for v in items)
         ):  # one vector on every row (the viewer's, in a feed request): stacked once
             row = np.asarray(first, dtype=np.float32).reshape(1, dim)
             return np.repeat(row, len(items), axis=0), np.ones(len(items), dtype=bool)
@@ -197,7 +220,7 @@ def stack_vectors(values: pd.Series, dim: int) -> tuple[np.ndarray, np.ndarray]:
         if stacked is not None and stacked.shape == (len(items), dim):
             return stacked, np.ones(len(items), dtype=bool)
     present = np.fromiter(
-        (isinstance(v, list | tuple | np.ndarray) and len(v) == dim for v in items),
+        (isinstance(v, LIST_LIKE) and len(v) == dim for v in items),
         dtype=bool,
         count=len(items),
     )
@@ -207,37 +230,73 @@ def stack_vectors(values: pd.Series, dim: int) -> tuple[np.ndarray, np.ndarray]:
     return out, present
 
 
+def row_count(inputs: FeatureTable) -> int:
+    """Rows of a frame, or the length of the columns' first column."""
+    if isinstance(inputs, pd.DataFrame):
+        return len(inputs.index)
+    return len(next(iter(inputs.values()))) if inputs else 0
+
+
+def _floats(inputs: FeatureTable, column: str) -> np.ndarray:
+    """[N] float64 values of a column (non-numbers and missing values NaN; all NaN when the
+    column is absent)."""
+    if column not in inputs:
+        return np.full(row_count(inputs), np.nan)
+    values = _array(inputs[column])
+    if values.dtype.kind in "fiub":
+        return values.astype(np.float64, copy=False)
+    return np.asarray(pd.to_numeric(values, errors="coerce"), dtype=np.float64)
+
+
 def feature_matrix(
-    frame: pd.DataFrame, embedding_dim: int, feature_set: str = "full"
+    frame: FeatureTable, embedding_dim: int, feature_set: str = "full"
 ) -> np.ndarray:
-    """Frame with the set's dense and the EMBEDDING_FEATURES columns -> model input [N, F] float32.
+    """Rows with the set's dense and the EMBEDDING_FEATURES columns (a frame, or columns) ->
+    model input [N, F] float32.
 
     Missing dense values stay NaN (the model's normalizer maps them to the mean; LightGBM handles
     them natively).
     """
     columns = dense_features(feature_set)
     vectors = embedding_features(feature_set)
-    missing = [c for c in (*columns, *vectors) if c not in frame.columns]
+    missing = [c for c in (*columns, *vectors) if c not in frame]
     if missing:
         raise KeyError(f"feature frame lacks columns {missing}")
-    dense = frame[list(columns)].astype("float64").to_numpy(dtype=np.float32, na_value=np.nan)
-    parts = [dense] + [stack_embeddings(frame[c], embedding_dim) for c in vectors]
-    return np.concatenate(parts, axis=1)
+    n = row_count(frame)
+    out = np.empty((n, len(columns) + embedding_dim * len(vectors)), dtype=np.float32)
+    if isinstance(frame, pd.DataFrame):
+        out[:, : len(columns)] = (
+            frame[list(columns)].astype("float64").to_numpy(dtype=np.float32, na_value=np.nan)
+        )
+    else:
+        for j, column in enumerate(columns):
+            out[:, j] = _floats(frame, column)
+    for k, column in enumerate(vectors):
+        start = len(columns) + k * embedding_dim
+        out[:, start : start + embedding_dim] = stack_embeddings(frame[column], embedding_dim)
+    return out
 
 
 def request_time_values(inputs: pd.DataFrame) -> pd.DataFrame:
+    """The body of Feast's `request_time` on-demand feature view: :func:`request_time_columns`
+    of a frame, as a frame (REQUEST_FEATURES columns, same index)."""
+    return pd.DataFrame(request_time_columns(inputs), index=inputs.index)
+
+
+def request_time_columns(inputs: FeatureTable) -> dict[str, np.ndarray]:
     """The REQUEST_FEATURES from joined rows, `request_time_s` (epoch s) and `viewer_follows_author`.
 
-    This is the body of Feast's `request_time` on-demand feature view, so offline (impression time)
-    and online (now) values come from this one function. Needs tweet_created_s, tweet_language,
-    viewer_language and the two embeddings. Returns only the REQUEST_FEATURES columns, same index.
+    Offline (impression time, through the `request_time` view) and online (now, on serving's
+    columns) values come from this one function. Needs tweet_created_s, tweet_language,
+    viewer_language, the tweet's engagement snapshot, the social embeddings and the two text
+    embeddings. Returns [N] float64 per REQUEST_FEATURES name, in order.
     """
-    seconds = inputs["request_time_s"].astype("float64").to_numpy()
+    seconds = _floats(inputs, "request_time_s")
     out: dict[str, np.ndarray] = {}
-    created = inputs["tweet_created_s"].astype("float64").to_numpy()
-    out["in_network"] = inputs["viewer_follows_author"].astype("float64").to_numpy()
-    tweet_language = inputs["tweet_language"].to_numpy(dtype=object)
-    viewer_language = inputs["viewer_language"].to_numpy(dtype=object)
+    created = _floats(inputs, "tweet_created_s")
+    out["in_network"] = _floats(inputs, "viewer_follows_author")
+    tweet_language = _array(inputs["tweet_language"]).astype(object, copy=False)
+    viewer_language = _array(inputs["viewer_language"]).astype(object, copy=False)
     # A missing language matches nothing, not even another missing one.
     out["same_language"] = (
         (tweet_language == viewer_language) & pd.notna(tweet_language) & pd.notna(viewer_language)
@@ -247,20 +306,16 @@ def request_time_values(inputs: pd.DataFrame) -> pd.DataFrame:
     # 1970-01-01 was a Thursday: shift so that Monday = 0.
     out["day_of_week"] = ((seconds // 86400 + 3) % 7).astype("float64")
     # Decay the snapshot's decayed total on to the request time: exact, whatever the snapshot age.
-    snapshot = inputs.get("tweet_engagement_snapshot_s", pd.Series(np.nan, index=inputs.index))
-    at_snapshot = inputs.get(
-        "tweet_engagements_decayed_at_snapshot", pd.Series(np.nan, index=inputs.index)
-    )
-    elapsed_h = np.maximum(0.0, (seconds - snapshot.astype("float64").to_numpy()) / 3600.0)
-    out["tweet_engagements_decayed"] = at_snapshot.astype("float64").to_numpy() * np.exp(
-        -elapsed_h / ENGAGEMENT_DECAY_HOURS
-    )
+    snapshot = _floats(inputs, "tweet_engagement_snapshot_s")
+    at_snapshot = _floats(inputs, "tweet_engagements_decayed_at_snapshot")
+    elapsed_h = np.maximum(0.0, (seconds - snapshot) / 3600.0)
+    out["tweet_engagements_decayed"] = at_snapshot * np.exp(-elapsed_h / ENGAGEMENT_DECAY_HOURS)
     out["season"] = season_of(seconds)
     out["days_to_holiday"] = days_to_next_holiday(seconds)
     out["va_social_similarity"] = _row_dot(
         inputs, "viewer_social_embedding", "author_social_embedding"
     )
-    dim = _vector_dim(inputs.get("tweet_embedding", pd.Series(dtype=object)))
+    dim = _vector_dim(inputs["tweet_embedding"]) if "tweet_embedding" in inputs else 0
     if dim:
         tweet = stack_embeddings(inputs["tweet_embedding"], dim)
         viewer = stack_embeddings(inputs["viewer_embedding"], dim)
@@ -268,8 +323,8 @@ def request_time_values(inputs: pd.DataFrame) -> pd.DataFrame:
         known = (np.abs(tweet).sum(axis=1) > 0) & (np.abs(viewer).sum(axis=1) > 0)
         out["viewer_tweet_similarity"] = np.where(known, similarity, np.nan).astype("float64")
     else:
-        out["viewer_tweet_similarity"] = np.full(len(inputs), np.nan)
-    return pd.DataFrame({name: out[name] for name in REQUEST_FEATURES}, index=inputs.index)
+        out["viewer_tweet_similarity"] = np.full(len(seconds), np.nan)
+    return {name: out[name] for name in REQUEST_FEATURES}
 
 
 def request_time_features(
@@ -335,10 +390,10 @@ def _per_day(seconds: np.ndarray, value: Callable[[date], float]) -> np.ndarray:
     return out
 
 
-def _row_dot(frame: pd.DataFrame, left: str, right: str) -> np.ndarray:
+def _row_dot(frame: FeatureTable, left: str, right: str) -> np.ndarray:
     """Row-wise dot product of two vector columns; NaN where either vector (or column) is missing."""
-    out = np.full(len(frame), np.nan)
-    if left not in frame.columns or right not in frame.columns:
+    out = np.full(row_count(frame), np.nan)
+    if left not in frame or right not in frame:
         return out
     dim = _vector_dim(frame[left])
     if not dim or _vector_dim(frame[right]) != dim:
@@ -349,37 +404,47 @@ def _row_dot(frame: pd.DataFrame, left: str, right: str) -> np.ndarray:
     return out
 
 
-def _vector_dim(values: pd.Series) -> int:
-    for vector in values.to_numpy():
-        if isinstance(vector, list | tuple | np.ndarray) and len(vector):
+def _vector_dim(values: pd.Series | np.ndarray) -> int:
+    """The length of the column's vectors: a matrix's width when some row is present, else the
+    first vector's; 0 for a column without any."""
+    items = _array(values)
+    if items.ndim == 2:
+        return int(items.shape[1]) if (~np.isnan(items[:, :1])).any() else 0
+    for vector in items:
+        if isinstance(vector, LIST_LIKE) and len(vector):
             return len(vector)
     return 0
 
 
+_NO_IDS = np.empty(0, dtype=np.int64)
+
+
 def _id_lists(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Id lists (or missing values) [N] -> (lengths [N], all ids concatenated [sum(lengths)])."""
-    lists = [v if isinstance(v, list | tuple | np.ndarray) else () for v in values]
+    lists = [v if isinstance(v, LIST_LIKE) else _NO_IDS for v in values]
     lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    if lists:
+        joined = np.concatenate(lists)  # id arrays, as serving's rows hold them: no per-id Python
+        if joined.dtype.kind in "iu" and len(joined) == lengths.sum():
+            return lengths, joined.astype(np.int64, copy=False)
     flat = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(lengths.sum()))
     return lengths, flat
 
 
-def network_counts(inputs: pd.DataFrame, actors: str) -> np.ndarray:
+def network_counts(inputs: FeatureTable, actors: str) -> np.ndarray:
     """[N] how many ids of the `actors` list column are among the row's `viewer_followees`.
 
     Rows are grouped by viewer (one group for a feed request), each group by one `isin` over the
     concatenated lists. NaN where the viewer's followees are unknown.
     """
-    n = len(inputs)
+    n = row_count(inputs)
     out = np.full(n, np.nan)
-    if actors not in inputs.columns or "viewer_followees" not in inputs.columns:
+    if actors not in inputs or "viewer_followees" not in inputs:
         return out
-    actor_lists = inputs[actors].to_numpy()
-    followees = inputs["viewer_followees"].to_numpy()
-    known = np.fromiter(
-        (isinstance(v, list | tuple | np.ndarray) for v in followees), dtype=bool, count=n
-    )
-    viewers = inputs["viewer_id"].to_numpy() if "viewer_id" in inputs.columns else np.arange(n)
+    actor_lists = _array(inputs[actors])
+    followees = _array(inputs["viewer_followees"])
+    known = np.fromiter((isinstance(v, LIST_LIKE) for v in followees), dtype=bool, count=n)
+    viewers = _array(inputs["viewer_id"]) if "viewer_id" in inputs else np.arange(n)
     for viewer in np.unique(viewers[known]):
         rows = np.flatnonzero(known & (viewers == viewer))
         lengths, ids = _id_lists(actor_lists[rows])
@@ -390,13 +455,13 @@ def network_counts(inputs: pd.DataFrame, actors: str) -> np.ndarray:
     return out
 
 
-def topic_rate(inputs: pd.DataFrame, column: str = "author_topic_rates") -> np.ndarray:
+def topic_rate(inputs: FeatureTable, column: str = "author_topic_rates") -> np.ndarray:
     """[N] a per-topic rate vector picked at the tweet's topic: ``inputs[column][tweet_topic]``
     (the author's or the viewer's engagement rate on the tweet's topic); NaN where unknown."""
-    out = np.full(len(inputs), np.nan)
-    if column not in inputs.columns or "tweet_topic" not in inputs.columns:
+    out = np.full(row_count(inputs), np.nan)
+    if column not in inputs or "tweet_topic" not in inputs:
         return out
-    topics = pd.to_numeric(inputs["tweet_topic"], errors="coerce").to_numpy(dtype=np.float64)
+    topics = _floats(inputs, "tweet_topic")
     k = _vector_dim(inputs[column])
     if not k:
         return out
@@ -408,13 +473,19 @@ def topic_rate(inputs: pd.DataFrame, column: str = "author_topic_rates") -> np.n
 
 
 def affinity_values(inputs: pd.DataFrame) -> pd.DataFrame:
-    """The AFFINITY_FEATURES from joined rows: the body of Feast's `request_affinity` view.
+    """The body of Feast's `request_affinity` on-demand feature view: :func:`affinity_columns`
+    of a frame, as a frame (AFFINITY_FEATURES columns, same index)."""
+    return pd.DataFrame(affinity_columns(inputs), index=inputs.index)
+
+
+def affinity_columns(inputs: FeatureTable) -> dict[str, np.ndarray]:
+    """The AFFINITY_FEATURES from joined rows, offline (the `request_affinity` view) and online.
 
     Needs the hashtag vectors of viewer, author and tweet, the viewer and author content
     embeddings, author_topic_rates, viewer_topic_rates and tweet_topic, the tweet's recent
     engager and faver lists, the viewer's followees (and viewer_id), va_engaged_tweets,
-    author_tweets_total and viewer_engagement_rate. Missing
-    inputs give NaN (the model maps them to defaults). Same index as `inputs`.
+    author_tweets_total and viewer_engagement_rate. Missing inputs give NaN (the model maps them
+    to defaults). Returns [N] float64 per AFFINITY_FEATURES name, in order.
     """
     out: dict[str, np.ndarray] = {}
     out["va_hashtag_similarity"] = _row_dot(
@@ -425,23 +496,25 @@ def affinity_values(inputs: pd.DataFrame) -> pd.DataFrame:
     out["author_topic_engagement_rate"] = topic_rate(inputs)
     out["tweet_network_engagements_3d"] = network_counts(inputs, "tweet_recent_engagers")
     out["tweet_network_favs_3d"] = network_counts(inputs, "tweet_recent_favers")
-    engaged = pd.to_numeric(
-        inputs.get("va_engaged_tweets", pd.Series(np.nan, index=inputs.index)), errors="coerce"
-    ).to_numpy(dtype=np.float64)
-    posted = pd.to_numeric(
-        inputs.get("author_tweets_total", pd.Series(np.nan, index=inputs.index)), errors="coerce"
-    ).to_numpy(dtype=np.float64)
+    engaged = _floats(inputs, "va_engaged_tweets")
+    posted = _floats(inputs, "author_tweets_total")
     # A pair the viewer never saw has engaged with none of the author's tweets.
     norm = np.nan_to_num(engaged, nan=0.0) / np.maximum(posted, 1.0)
     out["va_engaged_tweets_norm"] = np.where(np.isnan(posted), np.nan, norm)
     viewer_topic = topic_rate(inputs, "viewer_topic_rates")
     out["viewer_topic_engagement_rate"] = viewer_topic
-    viewer_rate = pd.to_numeric(
-        inputs.get("viewer_engagement_rate", pd.Series(np.nan, index=inputs.index)),
-        errors="coerce",
-    ).to_numpy(dtype=np.float64)
+    viewer_rate = _floats(inputs, "viewer_engagement_rate")
     out["viewer_topic_lift"] = viewer_topic / np.maximum(viewer_rate, 1e-3)
-    return pd.DataFrame({name: out[name] for name in AFFINITY_FEATURES}, index=inputs.index)
+    return {name: out[name] for name in AFFINITY_FEATURES}
+
+
+# The on-demand views whose transformation is one of the functions above, by view name: the
+# Feast views (feature_repo/definitions.py) wrap them for frames, serving calls them on columns
+# (a test checks each pair agrees).
+ON_DEMAND_COLUMNS: dict[str, Callable[[FeatureTable], dict[str, np.ndarray]]] = {
+    "request_time": request_time_columns,
+    "request_affinity": affinity_columns,
+}
 
 
 def epoch_seconds(values: pd.Series) -> pd.Series:

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from pipelines.config import RankerConfig
 from pipelines.features.sparse import SPARSE_FIELDS, sparse_ids
-from pipelines.features.spec import feature_matrix, feature_names
+from pipelines.features.spec import FeatureTable, feature_matrix, feature_names
 from pipelines.models.masknet import FeatureNormalizer, ParallelMaskNet
 
 
@@ -119,8 +118,8 @@ class RankerBundle:
             head: np.concatenate(parts) if parts else np.empty(0) for head, parts in outputs.items()
         }
 
-    def predict(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Feature frame -> {head: probabilities [N]}.
+    def predict(self, features: FeatureTable) -> dict[str, np.ndarray]:
+        """Feature rows (a frame, or serving's columns) -> {head: probabilities [N]}.
 
         The frame holds the spec's columns and, for a sparse bundle, the SPARSE_FIELDS columns
         (ids, country, recent hashtags, n-gram ids); a missing one is a KeyError naming it.
@@ -142,8 +141,9 @@ class InputSpec:
     sparse_buckets: int  # 0: the model reads no sparse ids
 
 
-def frame_inputs(features: pd.DataFrame, spec: InputSpec) -> tuple[np.ndarray, np.ndarray | None]:
-    """A feature frame -> the model's ``x`` [N, F] float32 and sparse ids [N, S] (or None).
+def frame_inputs(features: FeatureTable, spec: InputSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    """Feature rows (a frame, or columns) -> the model's ``x`` [N, F] float32 and sparse ids
+    [N, S] (or None).
 
     Serving computes these where the features are, so only two arrays travel to the ranker.
     """

@@ -31,6 +31,13 @@ def assert_same_features(got: pd.DataFrame, expected: pd.DataFrame) -> None:
             assert got[name].dtype == expected[name].dtype, name
 
 
+def _framed(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The fast path's columns as the frame the SDK returns (`frame_of`)."""
+    from pipelines.features.online_fast import frame_of
+
+    return frame_of(columns)
+
+
 def _request(cfg: FeedrankConfig, n: int = 45) -> tuple[int, pd.DataFrame, pd.Timestamp]:
     """The most active viewer of the last day and `n` of that day's tweets, plus unknown keys."""
     raw = cfg.paths.raw
@@ -70,17 +77,31 @@ def test_fast_path_equals_the_sdk_on_the_trained_world(trained_cfg: FeedrankConf
     assert expected["tweet_length"].notna().sum() >= len(candidates) - 4
     unknown_tweet = expected["tweet_id"] == UNKNOWN
     assert expected.loc[unknown_tweet, "tweet_length"].isna().all()
-    for got in (fast.hydrate(viewer, candidates, now), cold.hydrate(viewer, candidates, now)):
+    for got in (
+        _framed(fast.hydrate(viewer, candidates, now)),
+        _framed(cold.hydrate(viewer, candidates, now)),
+    ):
         assert list(got.columns[:3]) == ["tweet_id", "author_id", "viewer_id"]
         assert_same_features(got, expected)
-    warm = fast.hydrate(viewer, candidates, now)
+    warm = _framed(fast.hydrate(viewer, candidates, now))
     assert fast.cache.stats.hits > 0
     assert_same_features(warm, expected)
+
+    # What the ranker is given: the same matrices from the served columns (vectors as matrices,
+    # no frame) as from the SDK's frame.
+    from pipelines.features.sparse import sparse_ids
+    from pipelines.features.spec import feature_matrix
+
+    served = fast.hydrate(viewer, candidates, now)
+    assert served["tweet_embedding"].ndim == 2
+    dim = served["tweet_embedding"].shape[1]
+    np.testing.assert_array_equal(feature_matrix(served, dim), feature_matrix(expected, dim))
+    np.testing.assert_array_equal(sparse_ids(served, 2**15), sparse_ids(expected, 2**15))
 
     # A viewer the store has never seen: every viewer and viewer-author value is missing.
     stranger = sdk.hydrate(UNKNOWN, candidates, now)
     assert stranger["viewer_following_count"].isna().all()
-    assert_same_features(fast.hydrate(UNKNOWN, candidates, now), stranger)
+    assert_same_features(_framed(fast.hydrate(UNKNOWN, candidates, now)), stranger)
 
 
 # ------------------------------------------------------------------- staleness, per store
@@ -147,7 +168,7 @@ def test_materialized_values_are_served_within_the_cache_ttl(backend_cfg: Feedra
     def followers(frame: pd.DataFrame) -> list[float]:
         return frame["author_follower_count"].fillna(-1).tolist()
 
-    first = fast.hydrate(7, candidates, now)
+    first = _framed(fast.hydrate(7, candidates, now))
     assert_same_features(first, sdk.hydrate(7, candidates, now))
     assert followers(first) == [110, 50, -1]
 
@@ -159,9 +180,9 @@ def test_materialized_values_are_served_within_the_cache_ttl(backend_cfg: Feedra
     assert followers(fresh) == [130, 50, -1]
 
     clock.now += TTL_S - 1  # within the TTL: the cached value, at most TTL_S old
-    assert followers(fast.hydrate(7, candidates, now)) == [110, 50, -1]
+    assert followers(_framed(fast.hydrate(7, candidates, now))) == [110, 50, -1]
     clock.now += 2
-    assert_same_features(fast.hydrate(7, candidates, now), fresh)
+    assert_same_features(_framed(fast.hydrate(7, candidates, now)), fresh)
 
 
 def test_a_replica_serves_what_the_sdk_serves_and_syncs_later_writes(
@@ -187,17 +208,17 @@ def test_a_replica_serves_what_the_sdk_serves_and_syncs_later_writes(
     candidates = pd.DataFrame({"tweet_id": [1, 2, 3], "author_id": [1, 2, 3], "in_network": 0})
     now = pd.Timestamp(LATER_END)
     before = fast.cache.stats.store_reads
-    assert_same_features(fast.hydrate(7, candidates, now), sdk.hydrate(7, candidates, now))
+    assert_same_features(_framed(fast.hydrate(7, candidates, now)), sdk.hydrate(7, candidates, now))
     assert fast.cache.stats.store_reads == before  # served from memory
 
     write_feature_table(
         backend_cfg, "author_stats", _author_stats(backend_cfg, [*history, (1, 3, 130), (3, 3, 5)])
     )
     materialize(backend_cfg, LATER_END, feature_views=["author_stats"])
-    stale = fast.hydrate(7, candidates, now)["author_follower_count"].fillna(-1).tolist()
+    stale = _framed(fast.hydrate(7, candidates, now))["author_follower_count"].fillna(-1).tolist()
     assert stale == [110, 50, -1]  # the replica serves what it holds until it syncs
     assert fast.sync() == 2  # authors 1 and 3, written with a later event time
-    fresh = fast.hydrate(7, candidates, now)
+    fresh = _framed(fast.hydrate(7, candidates, now))
     assert fresh["author_follower_count"].tolist() == [130, 50, 5]
     assert_same_features(fresh, sdk.hydrate(7, candidates, now))
     assert fast.sync() == 0

@@ -129,6 +129,12 @@ def test_values_decode_as_the_sdk_converts_them(index: int) -> None:
         assert isinstance(got, np.ndarray) and got.dtype == np.float32
         assert got.tolist() == expected
         return
+    if value.WhichOneof("val") == "int64_list_val":
+        # id lists come back as read-only int64 arrays of the same values
+        assert isinstance(got, np.ndarray) and got.dtype == np.int64
+        assert not got.flags.writeable
+        assert got.tolist() == expected
+        return
     assert type(got) is type(expected)
     assert got == expected
 
@@ -169,7 +175,8 @@ def test_column_kinds_follow_feast_value_types() -> None:
     assert column_kind(ValueType.FLOAT.value) == "number"
     assert column_kind(ValueType.BOOL.value) == "bool"
     assert column_kind(ValueType.STRING.value) == "other"
-    assert column_kind(ValueType.FLOAT_LIST.value) == "other"
+    assert column_kind(ValueType.FLOAT_LIST.value) == "vector"  # framed as "other"
+    assert column_kind(ValueType.INT64_LIST.value) == "other"
 
 
 @pytest.mark.parametrize(
