@@ -245,3 +245,83 @@ def test_the_no_text_set_reads_nothing_derived_from_the_text() -> None:
     assert len(feature_names(4, "full")) == len(DENSE_FEATURES) + 2 * 4
     frame = pd.DataFrame({name: [1.0] for name in DENSE_FEATURES})
     assert feature_matrix(frame, 4, "no_text").shape == (1, len(names))  # no embedding columns
+
+
+def _as_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A frame as serving's columns hold it: vectors as one float32 matrix (NaN rows where
+    missing), id lists as int64 arrays, everything else as it is."""
+    columns: dict[str, np.ndarray] = {}
+    for name in frame.columns:
+        values = frame[name].to_numpy()
+        cells = [v for v in values if isinstance(v, list | np.ndarray)]
+        if cells and all(isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in cells):
+            matrix = np.full((len(values), len(cells[0])), np.nan, dtype=np.float32)
+            for i, v in enumerate(values):
+                if isinstance(v, np.ndarray):
+                    matrix[i] = v
+            columns[name] = matrix
+        elif cells:
+            ids = [np.array(v, dtype=np.int64) if isinstance(v, list) else v for v in values]
+            columns[name] = np.fromiter(ids, dtype=object, count=len(ids))
+        else:
+            columns[name] = values
+    return columns
+
+
+def test_on_demand_functions_give_the_same_on_columns_as_on_frames() -> None:
+    """Serving runs the on-demand views' functions on columns (vectors as matrices), Feast on
+    frames: the values must not depend on which."""
+    from pipelines.features.spec import (
+        ON_DEMAND_COLUMNS,
+        REQUEST_FEATURES,
+        request_time_columns,
+        request_time_values,
+    )
+
+    viewer = unit_rows(np.eye(HASHTAG_DIM, dtype=np.float32)[[0]])[0]
+    now = at(30).timestamp()
+    frame = pd.DataFrame(
+        {
+            "viewer_id": [1, 1, 1],
+            "viewer_hashtag_vector": [viewer, viewer, viewer],
+            "author_hashtag_vector": [viewer, np.zeros(HASHTAG_DIM, dtype=np.float32), None],
+            "tweet_hashtag_vector": [viewer * 0.5, None, viewer],
+            "viewer_embedding": [np.array([1.0, 0.0], dtype=np.float32)] * 3,
+            "tweet_embedding": [np.array([0.6, 0.8], dtype=np.float32), None, None],
+            "author_content_embedding": [np.array([0.6, 0.8], dtype=np.float32), None, None],
+            "author_topic_rates": [np.array([0.2, 0.4], dtype=np.float32), None, None],
+            "viewer_topic_rates": [np.array([0.05, 0.3], dtype=np.float32)] * 3,
+            "viewer_social_embedding": [np.array([0.5, 0.5], dtype=np.float32)] * 3,
+            "author_social_embedding": [None, np.array([1.0, 0.0], dtype=np.float32), None],
+            "tweet_topic": [1, 0, np.nan],
+            "tweet_recent_engagers": [[3, 4], None, []],
+            "tweet_recent_favers": [[4], [], [4, 5]],
+            "viewer_followees": [[4, 5], [4, 5], [4, 5]],
+            "va_engaged_tweets": [2.0, np.nan, 1.0],
+            "author_tweets_total": [8.0, 3.0, np.nan],
+            "viewer_engagement_rate": [0.1, 0.1, 0.1],
+            "request_time_s": [now] * 3,
+            "viewer_follows_author": [1, 0, 0],
+            "tweet_created_s": [now - 7200.0, now - 60.0, np.nan],
+            "tweet_language": ["en", "de", None],
+            "viewer_language": ["en", "en", "en"],
+            "tweet_engagement_snapshot_s": [now - 3600.0, np.nan, now],
+            "tweet_engagements_decayed_at_snapshot": [10.0, np.nan, 2.0],
+        }
+    )
+    columns = _as_columns(frame)
+    assert columns["tweet_embedding"].ndim == 2  # the matrix path is the one tested
+    pairs = {"request_time": request_time_values, "request_affinity": affinity_values}
+    assert set(ON_DEMAND_COLUMNS) == set(pairs)
+    for name, on_frame in pairs.items():
+        expected = on_frame(frame)
+        got = ON_DEMAND_COLUMNS[name](columns)
+        assert list(got) == list(expected.columns)
+        for column in expected.columns:
+            np.testing.assert_array_equal(got[column], expected[column].to_numpy(), column)
+    times = request_time_columns(columns)
+    assert list(times) == list(REQUEST_FEATURES)
+    assert times["viewer_tweet_similarity"][0] == pytest.approx(0.6)
+    assert np.isnan(times["viewer_tweet_similarity"][1])
+    assert times["va_social_similarity"][1] == pytest.approx(0.5)
+    assert np.isnan(times["va_social_similarity"][0])

@@ -492,3 +492,34 @@ def test_a_replicas_code_index_finds_the_slots_the_dict_finds(pairs: bool) -> No
     # Keys of another width never match a code of this index.
     other = [(1, 2)] * 70 if not pairs else list(range(70))
     assert held.slots(other).tolist() == [-1] * 70
+
+
+def test_vector_features_are_gathered_as_matrices_with_nan_rows_where_missing() -> None:
+    view = ViewPlan(
+        name="tweet_embedding",
+        table=None,
+        join_keys=("tweet_id",),
+        request_columns=("tweet_id",),
+        features=("embedding", "length"),
+        kinds=("vector", "number"),
+        encoder=KeyEncoder(["tweet_id"], [VALUE_TYPE_INT64]),
+    )
+    held = ViewColumns(view, capacity=2)
+    vector = np.array([0.5, 0.25], dtype=np.float32)
+    # key 1 has no vector yet (no matrix either), then one comes; key 3's is of another length
+    held.store({1: (None, 3), 2: (vector, 4), 3: (np.ones(3, dtype=np.float32), 5)}, now=0.0)
+    held.store({4: (vector * 2, 6), 5: None}, now=1.0)  # grows past the capacity; 5 is absent
+    slots = held.slots([2, 1, 4, 3, 5, 2])
+    matrix, lengths = held.gather(slots, dense=True)
+    assert matrix.dtype == np.float32 and matrix.shape == (6, 2)
+    np.testing.assert_array_equal(matrix[[0, 2, 5]], [vector, vector * 2, vector])
+    assert np.isnan(matrix[[1, 3, 4]]).all()
+    assert lengths[:4].tolist() == [4, 3, 6, 5]
+    # Without `dense`, vectors stay one object per row, as the SDK's frame holds them.
+    framed, _ = held.gather(slots)
+    assert framed.dtype == object and framed[1] is None and len(framed[3]) == 3
+    # Dropping old keys keeps each vector with its key.
+    held.keep_newest(2)
+    kept, _ = held.gather(held.slots([4, 5]), dense=True)
+    np.testing.assert_array_equal(kept[0], vector * 2)
+    assert np.isnan(kept[1]).all()
