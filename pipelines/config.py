@@ -256,6 +256,11 @@ class RankerConfig(StrictModel):
     regression_loss_weight: float = Field(
         0.3, ge=0.0, description="Weight of each regression head's squared error in the loss."
     )
+    wide: bool = Field(
+        True,
+        description="Add a linear logit per head on the model input (wide & deep), so the ranker "
+        "represents directly what a logistic regression on its inputs learns.",
+    )
 
     @model_validator(mode="after")
     def _sparse_table_has_room(self) -> RankerConfig:

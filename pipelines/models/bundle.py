@@ -184,4 +184,5 @@ def unpack_inputs(packed: np.ndarray, dense_width: int) -> tuple[np.ndarray, np.
 def _with_sparse_default(ranker: dict[str, Any]) -> dict[str, Any]:
     # Bundles saved before sparse inputs existed have no `sparse_buckets`: they are dense-only;
     # those saved before negative downsampling trained on every negative: nothing to correct.
-    return {"sparse_buckets": 0, "negative_sample_rates": {}, **ranker}
+    # and those saved before the wide part had none.
+    return {"sparse_buckets": 0, "negative_sample_rates": {}, "wide": False, **ranker}

@@ -279,6 +279,9 @@ class ParallelMaskNet(nn.Module):
             concatenated), "serial" (each block gates the previous block's output with a mask of
             the model input; the last block feeds the MLP) or "mlp" (no mask blocks: a shared-bottom
             MLP on the input).
+        wide: add a linear logit per head on the block input to the tower's (wide & deep): what
+            a logistic regression on the same inputs learns, the ranker can represent directly.
+            Starts at zero.
     """
 
     def __init__(
@@ -295,6 +298,7 @@ class ParallelMaskNet(nn.Module):
         architecture: str = "parallel",
         regression_heads: Sequence[str] = (),
         sample_rates: Mapping[str, float] | None = None,
+        wide: bool = False,
     ) -> None:
         super().__init__()
         if architecture not in ARCHITECTURES:
@@ -336,6 +340,11 @@ class ParallelMaskNet(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.mlp.apply(_init_weights)
         self.towers = nn.ModuleDict({head: _tower(width, tower_dim) for head in self.heads})
+        self.wide: nn.Linear | None = None
+        if wide:
+            self.wide = nn.Linear(input_dim, len(self.heads))
+            nn.init.zeros_(self.wide.weight)
+            nn.init.zeros_(self.wide.bias)
 
     @classmethod
     def from_config(
@@ -365,6 +374,7 @@ class ParallelMaskNet(nn.Module):
             architecture=cfg.architecture,
             regression_heads=[h for h in cfg.heads if h in REGRESSION_HEADS],
             sample_rates={h: cfg.sample_rate(h) for h in cfg.binary_heads},
+            wide=cfg.wide,
         )
 
     def model_input(self, x: Tensor, ids: Tensor | None = None) -> Tensor:
@@ -397,7 +407,11 @@ class ParallelMaskNet(nn.Module):
         else:
             hidden = z  # [B, F + K * E]: the shared-bottom MLP reads the input itself
         shared = self.mlp(hidden)  # [B, M]
-        return {head: tower(shared).squeeze(-1) for head, tower in self.towers.items()}
+        out = {head: tower(shared).squeeze(-1) for head, tower in self.towers.items()}
+        if self.wide is not None:
+            linear = self.wide(z)  # [B, H], one column per head in self.heads order
+            out = {head: out[head] + linear[:, i] for i, head in enumerate(self.heads)}
+        return out
 
     @torch.no_grad()
     def predict_proba(self, x: Tensor, ids: Tensor | None = None) -> dict[str, Tensor]:

@@ -570,3 +570,51 @@ def test_a_bundle_trained_on_another_feature_spec_is_refused_by_name(tmp_path: P
     meta["feature_names"] = list(names)
     RankerBundle(model, meta).save(tmp_path / "bundle")
     assert RankerBundle.load(tmp_path / "bundle").heads == HEADS
+
+
+def test_the_wide_part_adds_one_linear_logit_per_head_on_the_model_input() -> None:
+    torch.manual_seed(0)
+    deep = _tiny_model()
+    wide = ParallelMaskNet(
+        num_features=NUM_FEATURES,
+        heads=HEADS,
+        num_blocks=2,
+        mask_hidden_dim=16,
+        block_dim=8,
+        mlp_dims=(16, 8),
+        tower_dim=4,
+        normalizer=FeatureNormalizer.identity(NUM_FEATURES),
+        wide=True,
+    )
+    assert wide.wide is not None and deep.wide is None
+    wide.load_state_dict(
+        {**deep.state_dict(), **{f"wide.{k}": v for k, v in wide.wide.state_dict().items()}}
+    )
+    x = torch.randn(5, NUM_FEATURES)
+    # It starts at zero: the same logits as the deep part alone.
+    for head, logits in wide(x).items():
+        torch.testing.assert_close(logits, deep(x)[head])
+    with torch.no_grad():
+        wide.wide.weight.copy_(torch.arange(len(HEADS) * NUM_FEATURES).view(len(HEADS), -1) / 10)
+        wide.wide.bias.copy_(torch.tensor([1.0, -1.0, 0.5]))
+    z = wide.model_input(x)
+    for i, head in enumerate(HEADS):
+        expected = deep(x)[head] + z @ wide.wide.weight[i] + wide.wide.bias[i]
+        torch.testing.assert_close(wide(x)[head], expected)
+
+
+def test_bundles_saved_before_the_wide_part_load_without_it(tmp_path: Path) -> None:
+    ranker = RankerConfig(heads=("fav",), num_blocks=1, sparse_buckets=0, wide=False)
+    num_features = len(feature_names(2, ranker.feature_set))
+    model = RankerBundle.build(ranker, 2, FeatureNormalizer.identity(num_features))
+    meta = _bundle_meta(ranker, 2)
+    old_ranker = {k: v for k, v in ranker.model_dump(mode="json").items() if k != "wide"}
+    RankerBundle(model, {**meta, "ranker": old_ranker}).save(tmp_path / "old")
+    loaded = RankerBundle.load(tmp_path / "old")
+    assert loaded.model.wide is None
+    assert (
+        RankerBundle.build(
+            RankerConfig(), 2, FeatureNormalizer.identity(len(feature_names(2)))
+        ).wide
+        is not None
+    )  # new bundles have it by default
