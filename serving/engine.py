@@ -63,7 +63,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Scores a features frame [N rows] into head -> probabilities [N]; awaitable (a Serve handle call).
+# Scores feature rows (columns or a frame) into head -> probabilities [N]; awaitable (a Serve
+# handle call).
 Scorer = Callable[[FeatureTable], Awaitable[Mapping[str, np.ndarray]]]
 HYDRATE_COLUMNS = ["tweet_id", "author_id", "in_network"]
 
@@ -281,9 +282,9 @@ class FeedEngine:
             log.warning("feed: online features failed (%r); degrading", exc)
         keys = candidates[HYDRATE_COLUMNS].reset_index(drop=True)
         try:
-            frame, coverage = self.features.hydrate_cached(user_id, keys, self.now())
+            cached, coverage = self.features.hydrate_cached(user_id, keys, self.now())
             if coverage > 0:
-                return frame, "cached"
+                return cached, "cached"
         except Exception as exc:
             log.warning("feed: cached features failed too (%r)", exc)
         return self.features.hydrate_default(user_id, keys, self.now()), "default"

@@ -243,10 +243,10 @@ def _decode_float_list(blob: bytes) -> np.ndarray | None:
 def frame_column(values: list[Any], kind: str) -> np.ndarray | list[Any]:
     """A column of Feast Python values as `pd.DataFrame` would type it, built directly.
 
-    kind: "number", "bool" or "other". pandas types python ints int64, floats float64, numbers
-    with a None float64 (None -> NaN) and anything else object; a typed array (an object array
-    for "other") is several times faster to frame than the list, and a column framed more than
-    once (the on-demand views read it too) is converted once.
+    kind: "number", "bool", "vector" or "other" (a vector is framed as "other"). pandas types
+    python ints int64, floats float64, numbers with a None float64 (None -> NaN) and anything else
+    object; a typed array (an object array for "other") is several times faster to frame than the
+    list, and a column framed more than once (the on-demand views read it too) is converted once.
     """
     if not values:
         return values
@@ -642,7 +642,8 @@ class ViewColumns:
     value. "number" features live in a float64 array (plus a null mask; a feature whose values are
     Python ints comes back int64, as pandas types a list of ints); the others in object arrays.
     "vector" features are also held as a float32 matrix [slots, D] (a NaN row where the vector is
-    missing or of another length than the first one stored), which `gather` hands out whole.
+    missing), which `gather` hands out whole; a feature whose vectors come in two lengths loses its
+    matrix and is gathered as objects, as the frame holds it.
     """
 
     def __init__(self, view: ViewPlan, capacity: int = 1024) -> None:
@@ -657,6 +658,7 @@ class ViewColumns:
         self.nulls = [np.ones(capacity, dtype=bool) for _ in view.features]
         self.vector = [kind == "vector" for kind in view.kinds]
         self.dense: dict[int, np.ndarray] = {}  # vector feature -> [capacity, D] float32
+        self.ragged: set[int] = set()  # vector features seen with two lengths: no matrix
         # (sorted key codes, their slots, key width, keys held when built): see index_codes.
         self._codes: tuple[np.ndarray, np.ndarray, int, int] | None = None
 
@@ -766,7 +768,8 @@ class ViewColumns:
 
     def store(self, rows: Mapping[Hashable, Row | None], now: float) -> None:
         """Write freshly read rows (None: the store has no such key) as loaded at `now`."""
-        self._grow(len(self.keys) + len(rows))
+        index = self.index
+        self._grow(len(self.keys) + sum(1 for key in rows if key not in index))
         for key, row in rows.items():
             slot = self.index.get(key)
             if slot is None:
@@ -786,6 +789,8 @@ class ViewColumns:
                 self.values[feature][slot] = value
 
     def _store_vector(self, feature: int, slot: int, value: Any) -> None:
+        if feature in self.ragged:
+            return
         matrix = self.dense.get(feature)
         is_vector = isinstance(value, LIST_LIKE) and len(value) > 0
         if matrix is None:
@@ -794,10 +799,20 @@ class ViewColumns:
             width = len(value)
             matrix = np.full((len(self.loaded_at), width), np.nan, dtype=np.float32)
             self.dense[feature] = matrix
-        if is_vector and len(value) == matrix.shape[1]:
-            matrix[slot] = value
-        else:
+        if not is_vector:
             matrix[slot] = np.nan
+        elif len(value) == matrix.shape[1]:
+            matrix[slot] = value
+        else:  # vectors of two lengths: no matrix; gathered one object per row from now on
+            del self.dense[feature]
+            self.ragged.add(feature)
+            log.warning(
+                "view %s: feature %s holds vectors of lengths %d and %d; served as objects",
+                self.view.name,
+                self.view.features[feature],
+                matrix.shape[1],
+                len(value),
+            )
 
     def row(self, slot: int) -> Row:
         """The values of one slot as the reader returned them (None where null)."""
@@ -946,7 +961,10 @@ class RowCache:
         out: list[np.ndarray] = []
         for column in columns:
             values = np.asarray(column)
-            if values.dtype.kind in "biuf":
+            if values.ndim == 2:  # a vector matrix: NaN rows for the keys never read
+                values = values.copy()
+                values[~known] = np.nan
+            elif values.dtype.kind in "biuf":
                 values = values.astype(np.float64)
                 values[~known] = np.nan
             else:
@@ -994,7 +1012,8 @@ class FastOnlineFeatures:
     cache_ttl_s: how long a decoded row may be served before it is read again (seconds; 0 reads
     the store on every request); max_cached_keys: per view; clock: monotonic seconds (tests pass a
     fake); replica_max_keys: the largest view :meth:`replicate` holds whole. The service is
-    resolved once, here: a `feast apply` that changes it needs a new instance. List values (embeddings) in returned frames are shared with the cache: read-only.
+    resolved once, here: a `feast apply` that changes it needs a new instance. Id-list values
+    (int64 arrays) in returned columns are shared with the cache: read-only.
     One instance per serving replica; the cache is guarded by a lock.
     """
 
@@ -1027,7 +1046,7 @@ class FastOnlineFeatures:
             self.reader, cache_ttl_s, max_cached_keys, clock, batch_ttl_s=batch_ttl_s
         )
         self._lock = threading.Lock()
-        # Seconds the last hydrate spent reading rows, in on-demand views and framing.
+        # Seconds the last hydrate spent reading rows and in on-demand views.
         self.last_timings: dict[str, float] = {}
         # The replica (see `replicate`): the latest event time synced per view, and its thread.
         self._watermarks: dict[str, Any] = {}
@@ -1301,7 +1320,7 @@ def run_on_demand_columns(
     function = ON_DEMAND_COLUMNS.get(plan.view.name)
     if function is None:
         return {name: np.asarray(values) for name, values in run_on_demand(plan, columns).items()}
-    result = function(columns)
+    result = function({name: columns[name] for name in plan.inputs})  # what Feast would give it
     out: dict[str, np.ndarray] = {}
     for name, value_type in plan.outputs:
         values = result[name]
@@ -1315,13 +1334,15 @@ def run_on_demand_columns(
 
 
 def _framed(values: np.ndarray | list[Any]) -> np.ndarray | list[Any]:
-    """A column as a frame holds it: a vector matrix [N, D] becomes one array per row (None for a
-    NaN row)."""
+    """A column as the SDK's frame holds it: a vector matrix [N, D] becomes one array per row
+    (None for a NaN row), a column of NaN only a column of None."""
     if isinstance(values, np.ndarray) and values.ndim == 2:
-        present = ~np.isnan(values).any(axis=1)
+        present = ~np.isnan(values).all(axis=1)
         return object_column(
             [row if keep else None for row, keep in zip(values, present, strict=True)]
         )
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f" and np.isnan(values).all():
+        return np.full(len(values), None, dtype=object)  # as the SDK frames an all-null column
     return values
 
 

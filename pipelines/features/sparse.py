@@ -14,7 +14,7 @@ from itertools import chain
 import numpy as np
 import pandas as pd
 
-from pipelines.features.spec import FeatureTable, row_count
+from pipelines.features.spec import LIST_LIKE, FeatureTable, row_count
 
 # Hashed text ids live in [1, TEXT_ID_SPACE); 0 is reserved for padding.
 TEXT_ID_SPACE = 2**31 - 1
@@ -67,7 +67,7 @@ SPARSE_FIELDS: tuple[tuple[str, str, int], ...] = (
 # Hashed sparse ids are in [1, buckets); 0 is padding: a missing value or an unused slot.
 PADDING_ID = 0
 _GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
-_LIST_LIKE = (list, tuple, np.ndarray)
+
 _MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
@@ -137,12 +137,12 @@ def _list_values(column: pd.Series, slots: int) -> tuple[np.ndarray, np.ndarray,
     """
     items = column.to_numpy()
     first = items[0] if len(items) > 1 else None
-    if isinstance(first, _LIST_LIKE) and all(value is first for value in items):
+    if isinstance(first, LIST_LIKE) and all(value is first for value in items):
         # One list on every row (the viewer's, in a feed request): converted once.
         rows, slot, values = _list_values(pd.Series([first], dtype=object), slots)
         n = len(items)
         return np.repeat(np.arange(n), len(values)), np.tile(slot, n), np.tile(values, n)
-    lists = [value if isinstance(value, _LIST_LIKE) else () for value in items]
+    lists = [value if isinstance(value, LIST_LIKE) else () for value in items]
     lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
     total = int(lengths.sum())
     if total == 0:

@@ -195,13 +195,13 @@ def stack_vectors(values: pd.Series | np.ndarray, dim: int) -> tuple[np.ndarray,
     """A column of vectors -> ([N, dim] float32, [N] bool present).
 
     The column holds vectors (lists or arrays) and missing values, or is already a [N, D]
-    matrix with NaN rows for missing vectors. Missing rows, and vectors of another length, are
+    matrix with rows of NaN only for missing vectors. Missing rows, and vectors of another length, are
     zeros and not present."""
     items = _array(values)
     if items.ndim == 2:
         if items.shape[1] != dim:
             return np.zeros((len(items), dim), dtype=np.float32), np.zeros(len(items), dtype=bool)
-        present = ~np.isnan(items).any(axis=1)
+        present = ~np.isnan(items).all(axis=1)
         matrix = items.astype(np.float32, copy=False)
         if not present.all():
             matrix = np.where(present[:, None], matrix, np.float32(0.0))
@@ -231,10 +231,15 @@ def stack_vectors(values: pd.Series | np.ndarray, dim: int) -> tuple[np.ndarray,
 
 
 def row_count(inputs: FeatureTable) -> int:
-    """Rows of a frame, or the length of the columns' first column."""
+    """Rows of a frame, or of columns (raises ValueError naming a column of another length)."""
     if isinstance(inputs, pd.DataFrame):
         return len(inputs.index)
-    return len(next(iter(inputs.values()))) if inputs else 0
+    lengths = {name: len(values) for name, values in inputs.items()}
+    count = next(iter(lengths.values()), 0)
+    odd = sorted(name for name, length in lengths.items() if length != count)
+    if odd:
+        raise ValueError(f"feature columns {odd} do not have the {count} rows of the others")
+    return count
 
 
 def _floats(inputs: FeatureTable, column: str) -> np.ndarray:
@@ -409,7 +414,7 @@ def _vector_dim(values: pd.Series | np.ndarray) -> int:
     first vector's; 0 for a column without any."""
     items = _array(values)
     if items.ndim == 2:
-        return int(items.shape[1]) if (~np.isnan(items[:, :1])).any() else 0
+        return int(items.shape[1]) if (~np.isnan(items).all(axis=1)).any() else 0
     for vector in items:
         if isinstance(vector, LIST_LIKE) and len(vector):
             return len(vector)

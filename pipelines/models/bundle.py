@@ -62,7 +62,7 @@ class RankerBundle:
     @classmethod
     def load(cls, directory: Path) -> RankerBundle:
         meta = json.loads((Path(directory) / "meta.json").read_text())
-        ranker = RankerConfig.model_validate(_with_sparse_default(meta["ranker"]))
+        ranker = RankerConfig.model_validate(_old_bundle_defaults(meta["ranker"]))
         if ranker.uses_sparse and meta.get("sparse_fields") != sparse_meta():
             # The hashed ids depend on the field order, slots and salts: another layout is garbage.
             raise ValueError(
@@ -181,8 +181,8 @@ def unpack_inputs(packed: np.ndarray, dense_width: int) -> tuple[np.ndarray, np.
     return x, packed[:, dense_width:].astype(np.int64)
 
 
-def _with_sparse_default(ranker: dict[str, Any]) -> dict[str, Any]:
+def _old_bundle_defaults(ranker: dict[str, Any]) -> dict[str, Any]:
     # Bundles saved before sparse inputs existed have no `sparse_buckets`: they are dense-only;
-    # those saved before negative downsampling trained on every negative: nothing to correct.
-    # and those saved before the wide part had none.
+    # those saved before negative downsampling trained on every negative (nothing to correct);
+    # those saved before the wide part have none.
     return {"sparse_buckets": 0, "negative_sample_rates": {}, "wide": False, **ranker}

@@ -32,7 +32,7 @@ def assert_same_features(got: pd.DataFrame, expected: pd.DataFrame) -> None:
 
 
 def _framed(columns: dict[str, np.ndarray]) -> pd.DataFrame:
-    """The fast path's columns as the frame the SDK returns (`frame_of`)."""
+    """The fast path's columns as the frame the SDK returns (`online_fast.frame_of`)."""
     from pipelines.features.online_fast import frame_of
 
     return frame_of(columns)
@@ -93,8 +93,8 @@ def test_fast_path_equals_the_sdk_on_the_trained_world(trained_cfg: FeedrankConf
     from pipelines.features.spec import feature_matrix
 
     served = fast.hydrate(viewer, candidates, now)
-    assert served["tweet_embedding"].ndim == 2
-    dim = served["tweet_embedding"].shape[1]
+    dim = trained_cfg.encoder.embedding_dim
+    assert served["tweet_embedding"].shape == (len(candidates), dim)
     np.testing.assert_array_equal(feature_matrix(served, dim), feature_matrix(expected, dim))
     np.testing.assert_array_equal(sparse_ids(served, 2**15), sparse_ids(expected, 2**15))
 

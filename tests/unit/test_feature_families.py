@@ -3,6 +3,9 @@ rates, viewer-author shares, and that none of them sees a value from its future.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -260,7 +263,7 @@ def _as_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
                 if isinstance(v, np.ndarray):
                     matrix[i] = v
             columns[name] = matrix
-        elif cells:
+        elif cells and all(isinstance(i, int) for v in cells for i in v):
             ids = [np.array(v, dtype=np.int64) if isinstance(v, list) else v for v in values]
             columns[name] = np.fromiter(ids, dtype=object, count=len(ids))
         else:
@@ -268,15 +271,25 @@ def _as_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return columns
 
 
+def _feast_on_demand_views() -> dict[str, Any]:
+    """The on-demand views of feature_repo/definitions.py, by name."""
+    import importlib.util
+
+    from feast.on_demand_feature_view import OnDemandFeatureView
+
+    path = Path(__file__).resolve().parents[2] / "feature_repo" / "definitions.py"
+    spec = importlib.util.spec_from_file_location("feature_repo_definitions", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    views = [v for v in vars(module).values() if isinstance(v, OnDemandFeatureView)]
+    return {view.name: view for view in views}
+
+
 def test_on_demand_functions_give_the_same_on_columns_as_on_frames() -> None:
     """Serving runs the on-demand views' functions on columns (vectors as matrices), Feast on
     frames: the values must not depend on which."""
-    from pipelines.features.spec import (
-        ON_DEMAND_COLUMNS,
-        REQUEST_FEATURES,
-        request_time_columns,
-        request_time_values,
-    )
+    from pipelines.features.spec import ON_DEMAND_COLUMNS, REQUEST_FEATURES, request_time_columns
 
     viewer = unit_rows(np.eye(HASHTAG_DIM, dtype=np.float32)[[0]])[0]
     now = at(30).timestamp()
@@ -311,10 +324,10 @@ def test_on_demand_functions_give_the_same_on_columns_as_on_frames() -> None:
     )
     columns = _as_columns(frame)
     assert columns["tweet_embedding"].ndim == 2  # the matrix path is the one tested
-    pairs = {"request_time": request_time_values, "request_affinity": affinity_values}
-    assert set(ON_DEMAND_COLUMNS) == set(pairs)
-    for name, on_frame in pairs.items():
-        expected = on_frame(frame)
+    views = _feast_on_demand_views()
+    assert set(ON_DEMAND_COLUMNS) == set(views)  # serving knows each view's function
+    for name, view in views.items():
+        expected = view.feature_transformation.transform(frame)  # what Feast computes offline
         got = ON_DEMAND_COLUMNS[name](columns)
         assert list(got) == list(expected.columns)
         for column in expected.columns:
@@ -325,3 +338,32 @@ def test_on_demand_functions_give_the_same_on_columns_as_on_frames() -> None:
     assert np.isnan(times["viewer_tweet_similarity"][1])
     assert times["va_social_similarity"][1] == pytest.approx(0.5)
     assert np.isnan(times["va_social_similarity"][0])
+
+
+def test_model_inputs_are_the_same_from_columns_as_from_a_frame() -> None:
+    from pipelines.features.sparse import sparse_ids
+    from pipelines.features.spec import dense_features, feature_matrix
+
+    rng = np.random.default_rng(0)
+    n = 6
+    frame = pd.DataFrame({name: rng.normal(size=n) for name in dense_features()})
+    frame.loc[1, "tweet_length"] = np.nan
+    tweet = [rng.normal(size=4).astype(np.float32) for _ in range(n)]
+    tweet[2] = None
+    frame["tweet_embedding"] = pd.Series(tweet, dtype=object)
+    frame["viewer_embedding"] = pd.Series([np.ones(4, dtype=np.float32)] * n, dtype=object)
+    frame["viewer_id"] = 7
+    frame["author_id"] = rng.integers(1, 100, n)
+    frame["tweet_id"] = rng.integers(1, 10_000, n)
+    frame["viewer_country"] = ["GB", None, "DE", "GB", "US", "GB"]
+    frame["viewer_recent_hashtags"] = pd.Series([["ai", "music"]] * n, dtype=object)
+    frame["tweet_ngram_ids"] = pd.Series(
+        [[int(i) for i in rng.integers(1, 2**31 - 1, k)] for k in (3, 0, 5, 30, 1, 2)],
+        dtype=object,
+    )
+    columns = _as_columns(frame)
+    assert columns["tweet_embedding"].ndim == 2
+    np.testing.assert_array_equal(feature_matrix(columns, 4), feature_matrix(frame, 4))
+    np.testing.assert_array_equal(sparse_ids(columns, 2**15), sparse_ids(frame, 2**15))
+    with pytest.raises(ValueError, match="tweet_id"):  # columns of another length are named
+        feature_matrix({**columns, "tweet_id": columns["tweet_id"][:2]}, 4)

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 
 from pipelines.config import ALL_HEADS, FeedrankConfig, PathsConfig, ServeConfig
 from pipelines.event_log import EventLog
+from pipelines.features.spec import FeatureTable
 from pipelines.schema import STATIC_PARTITION, TABLES, write_partition
 from serving.api import make_api
 from serving.engine import ArmModel, FeedEngine, NotFoundError
@@ -103,9 +104,16 @@ def make_cfg(root: Path | None = None, **serve: Any) -> FeedrankConfig:
     return FeedrankConfig(paths=paths, serve=ServeConfig(**serve))
 
 
+def _columns(candidates: pd.DataFrame, age_h: float) -> dict[str, np.ndarray]:
+    """The candidates plus one feature, as columns (what FastOnlineFeatures returns)."""
+    columns = {name: candidates[name].to_numpy() for name in candidates.columns}
+    return {**columns, "tweet_age_h": np.full(len(candidates), age_h)}
+
+
 class FakeFeatures:
-    """Stands in for FastOnlineFeatures: echoes the candidates plus one feature column; can fail
-    or be slow (the store), and answer from a 'cache' or with defaults (the degraded paths)."""
+    """Stands in for FastOnlineFeatures: echoes the candidates plus one feature column, as
+    columns; can fail or be slow (the store), and answer from a 'cache' or with defaults (the
+    degraded paths)."""
 
     def __init__(
         self,
@@ -121,35 +129,37 @@ class FakeFeatures:
     def for_serving(cls, cfg: FeedrankConfig) -> FakeFeatures:
         return cls(cfg)
 
-    def hydrate(self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+    def hydrate(
+        self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
+    ) -> dict[str, np.ndarray]:
         self.calls.append((viewer_id, now))
         if self.delay_s:
             time.sleep(self.delay_s)
         if self.fail:
             raise ConnectionError("online store is down")
-        return candidates.assign(tweet_age_h=1.0)
+        return _columns(candidates, 1.0)
 
     def hydrate_cached(
         self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
-    ) -> tuple[pd.DataFrame, float]:
-        return candidates.assign(tweet_age_h=np.nan), (1.0 if self.cached else 0.0)
+    ) -> tuple[dict[str, np.ndarray], float]:
+        return _columns(candidates, np.nan), (1.0 if self.cached else 0.0)
 
     def hydrate_default(
         self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
-    ) -> pd.DataFrame:
-        return candidates.assign(tweet_age_h=np.nan)
+    ) -> dict[str, np.ndarray]:
+        return _columns(candidates, np.nan)
 
 
-def fake_predictions(features: pd.DataFrame) -> dict[str, np.ndarray]:
+def fake_predictions(features: FeatureTable) -> dict[str, np.ndarray]:
     """A deterministic 'model': p(fav) grows with tweet_id % 10, other heads are small."""
-    ids = features["tweet_id"].to_numpy()
+    ids = np.asarray(features["tweet_id"])
     out = {head: np.zeros(len(ids)) for head in ALL_HEADS}
     out["fav"] = (ids % 10) / 10.0 + 0.05
     return out
 
 
 def fake_arm(version: str) -> ArmModel:
-    async def score(features: pd.DataFrame) -> Mapping[str, np.ndarray]:
+    async def score(features: FeatureTable) -> Mapping[str, np.ndarray]:
         return fake_predictions(features)
 
     return ArmModel(version=version, heads=ALL_HEADS, score=score)
@@ -396,7 +406,7 @@ def test_a_slow_feature_store_is_cut_at_its_budget(tmp_path: Path) -> None:
 def test_a_failing_model_gives_a_reverse_chronological_feed(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path)
 
-    async def broken(features: pd.DataFrame) -> Mapping[str, np.ndarray]:
+    async def broken(features: FeatureTable) -> Mapping[str, np.ndarray]:
         raise RuntimeError("ranker replica died")
 
     engine = make_engine(cfg, champion=ArmModel(version="v1", heads=ALL_HEADS, score=broken))
@@ -548,7 +558,7 @@ class FakeRanker:
     version = "7"
     heads = ALL_HEADS
 
-    def predict(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
+    def predict(self, features: FeatureTable) -> dict[str, np.ndarray]:
         return fake_predictions(features)
 
 
