@@ -39,7 +39,7 @@ from serving.run import base_url, wait_healthy
 CONCURRENCY = (1, 8, 32)
 # Source quotas that fill the 1500-candidate cap for the busiest viewers of the default world
 # (whose own quotas give them ~1250 candidates after the filters).
-FILL_CAP = ("retrieval.embedding_candidates=1100", "serve.out_of_network_candidates=1050")
+FILL_CAP = ("retrieval.embedding_candidates=1300", "serve.out_of_network_candidates=1250")
 
 
 def percentiles(latencies_ms: list[float]) -> dict[str, float]:
