@@ -40,6 +40,7 @@ def _tiny_model(
     heads: tuple[str, ...] = HEADS,
     sparse: SparseEmbedder | None = None,
     architecture: str = "parallel",
+    wide: bool = False,
 ) -> ParallelMaskNet:
     return ParallelMaskNet(
         num_features=num_features,
@@ -52,6 +53,7 @@ def _tiny_model(
         normalizer=FeatureNormalizer.identity(num_features),
         sparse=sparse,
         architecture=architecture,
+        wide=wide,
     )
 
 
@@ -575,17 +577,7 @@ def test_a_bundle_trained_on_another_feature_spec_is_refused_by_name(tmp_path: P
 def test_the_wide_part_adds_one_linear_logit_per_head_on_the_model_input() -> None:
     torch.manual_seed(0)
     deep = _tiny_model()
-    wide = ParallelMaskNet(
-        num_features=NUM_FEATURES,
-        heads=HEADS,
-        num_blocks=2,
-        mask_hidden_dim=16,
-        block_dim=8,
-        mlp_dims=(16, 8),
-        tower_dim=4,
-        normalizer=FeatureNormalizer.identity(NUM_FEATURES),
-        wide=True,
-    )
+    wide = _tiny_model(wide=True)
     assert wide.wide is not None and deep.wide is None
     wide.load_state_dict(
         {**deep.state_dict(), **{f"wide.{k}": v for k, v in wide.wide.state_dict().items()}}
