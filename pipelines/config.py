@@ -218,7 +218,7 @@ class RankerConfig(StrictModel):
     )
     block_dim: int = Field(64, ge=1, description="Output width of each MaskNet block.")
     mlp_dims: tuple[int, ...] = Field((128, 64), description="Shared MLP after the blocks.")
-    tower_dim: int = Field(32, ge=1, description="Hidden width of each per-head tower.")
+    tower_dim: int = Field(64, ge=1, description="Hidden width of each per-head tower.")
     epochs: int = Field(
         3,
         ge=1,
