@@ -44,8 +44,9 @@ from pipelines.features.store import feature_service_name, feature_store
 
 log = logging.getLogger(__name__)
 
-# Hydrated features: name -> [N] values, or [N, D] float32 for a vector feature (NaN rows where
-# missing); `frame_of` turns them into the frame the Feast SDK returns.
+# Hydrated features: name -> [N] values, or [N, D] float32 for a vector feature (rows of NaN where
+# missing; a vector feature with no vector held, as in `hydrate_default`, is a [N] column of
+# missing values); `frame_of` turns them into the frame the Feast SDK returns.
 FeatureColumns = dict[str, np.ndarray]
 
 ENTITY_KEY_SERIALIZATION_VERSION = 3
@@ -271,22 +272,32 @@ def on_demand_column(values: np.ndarray, value_type: int) -> np.ndarray | list[A
     Floats keep their value (FLOAT is rounded to float32) and NaN becomes a null, so a column of
     NaN only is an object column of None; other types go through Feast's own conversion.
     """
-    from feast.value_type import ValueType
-
-    if value_type in (ValueType.DOUBLE.value, ValueType.FLOAT.value) and values.dtype.kind in "fiu":
-        floats = values.astype(np.float64)
-        if value_type == ValueType.FLOAT.value:
-            floats = floats.astype(np.float32).astype(np.float64)
-        if np.isnan(floats).all():
-            return [None] * len(floats)
-        return floats
+    floats = on_demand_floats(values, value_type)
+    if floats is not None:
+        return [None] * len(floats) if np.isnan(floats).all() else floats
     from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+    from feast.value_type import ValueType
 
     # Feast hands the array itself to this conversion, so it is given the same here.
     protos = python_values_to_proto_values(cast(list[Any], values), ValueType(value_type))
     return frame_column(
         [feast_value_type_to_python_type(p) for p in protos], column_kind(value_type)
     )
+
+
+def on_demand_floats(values: np.ndarray, value_type: int) -> np.ndarray | None:
+    """A numeric on-demand output of a float type as Feast stores it (float64; FLOAT rounded to
+    float32), NaN kept; None for any other output."""
+    from feast.value_type import ValueType
+
+    if value_type not in (ValueType.DOUBLE.value, ValueType.FLOAT.value):
+        return None
+    if values.dtype.kind not in "fiu":
+        return None
+    floats = values.astype(np.float64)
+    if value_type == ValueType.FLOAT.value:
+        floats = floats.astype(np.float32).astype(np.float64)
+    return floats
 
 
 def column_kind(value_type: int) -> str:
@@ -1315,21 +1326,16 @@ def run_on_demand_columns(
     (`spec.ON_DEMAND_COLUMNS`), called on the columns without a frame, outputs typed as the
     view declares them; a view without such a function runs its own transformation
     (:func:`run_on_demand`) on a frame of the columns."""
-    from feast.value_type import ValueType
-
     function = ON_DEMAND_COLUMNS.get(plan.view.name)
     if function is None:
         return {name: np.asarray(values) for name, values in run_on_demand(plan, columns).items()}
     result = function({name: columns[name] for name in plan.inputs})  # what Feast would give it
     out: dict[str, np.ndarray] = {}
     for name, value_type in plan.outputs:
-        values = result[name]
-        if value_type == ValueType.DOUBLE.value:
-            out[name] = values.astype(np.float64, copy=False)
-        elif value_type == ValueType.FLOAT.value:
-            out[name] = values.astype(np.float32).astype(np.float64)
-        else:
-            out[name] = np.asarray(on_demand_column(values, value_type))
+        floats = on_demand_floats(result[name], value_type)  # NaN stays NaN: `frame_of` frames it
+        out[name] = (
+            floats if floats is not None else np.asarray(on_demand_column(result[name], value_type))
+        )
     return out
 
 
