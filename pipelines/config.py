@@ -226,6 +226,16 @@ class RankerConfig(StrictModel):
     )
     batch_size: int = Field(1024, ge=1, description="Rows per step per worker.")
     lr: float = Field(2e-3, gt=0, description="Adam learning rate.")
+    weight_decay: float = Field(
+        0.05, ge=0.0, description="AdamW's decoupled weight decay (0 = plain Adam)."
+    )
+    ema_decay: float = Field(
+        0.99,
+        ge=0.0,
+        lt=1.0,
+        description="Validate and keep an exponential moving average of the weights (this decay "
+        "per step, ~1 / (1 - decay) steps) instead of the last step's weights; 0 = off.",
+    )
     num_workers: int = Field(2, ge=1, description="Ray Train workers (DDP).")
     use_gpu: bool = Field(False, description="Train on GPUs (one per worker).")
     lgbm_rounds: int = Field(150, ge=1, description="Boosting rounds of the LightGBM baseline.")

@@ -8,6 +8,7 @@ sparse ids when the ranker uses them, ``y`` labels, per split); each worker read
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import tempfile
@@ -94,7 +95,7 @@ def train_step(
     ranker: RankerConfig,
     weights: torch.Tensor | None = None,
 ) -> float:
-    """One Adam step on a batch: ``model(*inputs)`` (e.g. ``(x [B, F], ids [B, S])``), y [B, H],
+    """One optimizer step on a batch: ``model(*inputs)`` (e.g. ``(x [B, F], ids [B, S])``), y [B, H],
     per-head loss weights [B, H] (the negative downsampling) or None."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -132,8 +133,40 @@ def eval_step(
     return {"loss": float(loss), **{f"loss_{h}": v for h, v in per_head.items()}}
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights, a smoother model than the last step's.
+
+    After step t the average is ``sum_i (1 - d) d^(t - i) w_i / (1 - d^t)``: each step's weights
+    weighted by ``decay`` per step since, over the last ~1 / (1 - decay) steps, and normalized
+    (Adam's bias correction) so the initial random weights carry no weight even in a short run.
+    :attr:`model` is a copy of the model holding the average (buffers as the model's last).
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.steps = 0
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+        self._sums = [torch.zeros_like(p) for p in self.model.parameters()]
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Fold in the weights of one more step and refresh :attr:`model`."""
+        self.steps += 1
+        scale = 1.0 / (1.0 - self.decay**self.steps)
+        pairs = zip(self._sums, self.model.parameters(), model.parameters(), strict=True)
+        for total, avg, new in pairs:
+            total.lerp_(new.detach(), 1.0 - self.decay)
+            torch.mul(total, scale, out=avg)
+        for avg_buffer, buffer in zip(self.model.buffers(), model.buffers(), strict=True):
+            avg_buffer.copy_(buffer)
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """One Ray Train worker: its shard of the rows, DDP-wrapped model, epochs of Adam."""
+    """One Ray Train worker: its shard of the rows, DDP-wrapped model, epochs of AdamW
+    (weight decay), validating the moving average of the weights when `ema_decay` is set."""
     import ray.train
     import ray.train.torch
 
@@ -164,7 +197,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if ranker.sparse is not None:
         ranker.sparse.restrict_to(torch.from_numpy(arrays["sparse_known"]))
     model: nn.Module = ray.train.torch.prepare_model(ranker)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.ranker.lr)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.ranker.lr, weight_decay=cfg.ranker.weight_decay
+    )
+    inner = model.module if isinstance(model, DistributedDataParallel) else model
+    average = WeightAverage(inner, cfg.ranker.ema_decay) if cfg.ranker.ema_decay > 0 else None
     batch = cfg.ranker.batch_size
     generator = np.random.default_rng(cfg.world.seed + rank)
     # The epoch with the lowest validation loss is the one kept (early stopping without a stop:
@@ -179,6 +216,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             yb = torch.from_numpy(y_train[index]).to(device)
             wb = torch.from_numpy(w_train[index]).to(device)
             losses.append(train_step(model, optimizer, inputs, yb, cfg.ranker, wb))
+            if average is not None:
+                average.update(inner)
             if rank == 0 and step % 100 == 0:
                 log.info("ranker: epoch %d step %d loss %.4f", epoch, step, losses[-1])
         metrics = {
@@ -186,11 +225,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "train_loss": float(np.mean(losses)),
             "epoch_seconds": time.perf_counter() - started,
             "rows_per_second": len(y_train) / (time.perf_counter() - started),
-            **{f"val_{k}": v for k, v in eval_step(model, inputs_val, y_val, cfg.ranker).items()},
         }
-        inner = model.module if isinstance(model, DistributedDataParallel) else model
+        kept = inner if average is None else average.model
+        metrics |= {
+            f"val_{k}": v for k, v in eval_step(kept, inputs_val, y_val, cfg.ranker).items()
+        }
         if best is None or metrics["val_loss"] < best[0]:
-            state = {k: v.detach().to("cpu", copy=True) for k, v in inner.state_dict().items()}
+            state = {k: v.detach().to("cpu", copy=True) for k, v in kept.state_dict().items()}
             best = (metrics["val_loss"], epoch, state)
         metrics["best_epoch"] = best[1]
         last = epoch == cfg.ranker.epochs - 1
