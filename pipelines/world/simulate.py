@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -388,7 +389,7 @@ class World:
         video = self.tweets.column("has_video")[tweet].astype(bool)
         image = self.tweets.column("has_image")[tweet].astype(bool)
         n = self.w.n_users
-        affinity = np.log(pop.interests[viewer, topic] * self.w.n_topics + 0.05)
+        affinity = topic_affinity(pop, viewer, topic, self.w.n_topics)
         follows = adjacency[viewer, author].astype(float)
         past = np.log1p(
             np.array(
@@ -553,43 +554,100 @@ class World:
         )
 
 
+@dataclass
+class SimulatedDay:
+    """One simulated day's rows: its tweets, and (from day 0 on) its impressions and their truth."""
+
+    label: str  # ISO date, the lake partition
+    tweets: pd.DataFrame
+    impressions: pd.DataFrame | None  # None before the first session day
+    truth: pd.DataFrame | None
+
+
+@dataclass
+class Simulation:
+    """A world under way: its population, follow graph and the days simulated one at a time."""
+
+    world: World
+    pop: Population
+    adjacency: np.ndarray  # [N, N] bool, follower x followee
+    users: pd.DataFrame
+    follows: pd.DataFrame
+
+    @classmethod
+    def start(cls, cfg: FeedrankConfig) -> Simulation:
+        world = World(cfg)
+        pop = world.build_population()
+        world.user_tweets = [[] for _ in range(cfg.world.n_users)]
+        follows, adjacency = world.build_follows(pop)
+        users = pop.frame.assign(
+            follower_count=adjacency.sum(axis=0).astype(np.int64),
+            following_count=adjacency.sum(axis=1).astype(np.int64),
+        )
+        return cls(world, pop, adjacency, users, follows)
+
+    def days(self) -> Iterator[SimulatedDay]:
+        """The prehistory days (tweets only), then every session day, in order."""
+        cfg, n = self.world.cfg, self.world.w.n_users
+        last_visit = np.full(n, -np.inf)
+        seen: list[set[int]] = [set() for _ in range(n)]
+        for day in range(-PREHISTORY_DAYS, cfg.world.days):
+            label = (cfg.world.start_date + timedelta(days=day)).isoformat()
+            tweets = self.world.post_tweets(self.pop, day)
+            if day < 0:
+                yield SimulatedDay(label, tweets, None, None)
+                continue
+            impressions, truth = self.world.run_sessions(
+                self.pop, self.adjacency, day, last_visit, seen
+            )
+            yield SimulatedDay(label, tweets, impressions, truth)
+
+    def latent(self, impressions: pd.DataFrame) -> pd.DataFrame:
+        """The latent state behind `impressions`' probabilities that no table shows: the viewer's
+        affinity to the tweet's topic and the tweet's quality, per ``impression_id``."""
+        viewer = impressions["viewer_id"].to_numpy(np.int64) - 1
+        tweet = impressions["tweet_id"].to_numpy(np.int64) - self.world.tweet_id_base
+        topic = self.world.tweets.column("topic").astype(int)[tweet]
+        return pd.DataFrame(
+            {
+                "impression_id": impressions["impression_id"].to_numpy(np.int64),
+                "topic_affinity": topic_affinity(self.pop, viewer, topic, self.world.w.n_topics),
+                "tweet_quality": self.world.tweets.column("quality")[tweet],
+            }
+        )
+
+
+def topic_affinity(
+    pop: Population, viewer: np.ndarray, topic: np.ndarray, n_topics: int
+) -> np.ndarray:
+    """``log(interest * K + 0.05)`` per (viewer, topic) pair: 0 at a uniform interest of 1 / K."""
+    return np.log(pop.interests[viewer, topic] * n_topics + 0.05)
+
+
 def build_world(cfg: FeedrankConfig) -> dict[str, int]:
     """Simulate the world of `cfg` and write raw tables and truth to the lake (replacing them)."""
     started = time.perf_counter()
     raw, truth_dir = cfg.paths.raw, cfg.paths.truth
     for folder in (raw, truth_dir, cfg.paths.quarantine):
         shutil.rmtree(folder, ignore_errors=True)
-    world = World(cfg)
-    pop = world.build_population()
-    world.user_tweets = [[] for _ in range(cfg.world.n_users)]
-    follows, adjacency = world.build_follows(pop)
-    users = pop.frame.assign(
-        follower_count=adjacency.sum(axis=0).astype(np.int64),
-        following_count=adjacency.sum(axis=1).astype(np.int64),
-    )
-    write_partition(users, raw, "users", STATIC_PARTITION, USERS)
-    write_partition(follows, raw, "follows", STATIC_PARTITION, FOLLOWS)
-    log.info("world: %d users, %d follows", len(users), len(follows))
-
-    last_visit = np.full(cfg.world.n_users, -np.inf)
-    seen: list[set[int]] = [set() for _ in range(cfg.world.n_users)]
-    totals = {"users": len(users), "follows": len(follows), "tweets": 0, "impressions": 0}
-    for day in range(-PREHISTORY_DAYS, cfg.world.days):
-        label = (cfg.world.start_date + timedelta(days=day)).isoformat()
-        tweets = world.post_tweets(pop, day)
-        write_partition(tweets, raw, "tweets", label, TWEETS)
-        totals["tweets"] += len(tweets)
-        if day < 0:
+    sim = Simulation.start(cfg)
+    write_partition(sim.users, raw, "users", STATIC_PARTITION, USERS)
+    write_partition(sim.follows, raw, "follows", STATIC_PARTITION, FOLLOWS)
+    log.info("world: %d users, %d follows", len(sim.users), len(sim.follows))
+    totals = {"users": len(sim.users), "follows": len(sim.follows), "tweets": 0, "impressions": 0}
+    for day in sim.days():
+        write_partition(day.tweets, raw, "tweets", day.label, TWEETS)
+        totals["tweets"] += len(day.tweets)
+        if day.impressions is None or day.truth is None:
             continue
-        impressions, truth = world.run_sessions(pop, adjacency, day, last_visit, seen)
-        write_partition(impressions, raw, "impressions", label, IMPRESSIONS)
-        write_partition(truth, truth_dir, "truth", label, TRUTH)
-        totals["impressions"] += len(impressions)
+        write_partition(day.impressions, raw, "impressions", day.label, IMPRESSIONS)
+        write_partition(day.truth, truth_dir, "truth", day.label, TRUTH)
+        totals["impressions"] += len(day.impressions)
         log.info(
             "world: day %s done: %d tweets, %d impressions (%.0f s elapsed)",
-            label,
-            len(tweets),
-            len(impressions),
+            day.label,
+            len(day.tweets),
+            len(day.impressions),
             time.perf_counter() - started,
         )
     totals["topics"] = min(cfg.world.n_topics, len(TOPIC_NAMES))

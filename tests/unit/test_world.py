@@ -102,3 +102,33 @@ def test_follow_graph_is_heavy_tailed(tmp_path: Path, monkeypatch: pytest.Monkey
     users = tables(tiny_world(tmp_path, monkeypatch, n_users=300, mean_following=15))["users"]
     followers = users["follower_count"].to_numpy()
     assert followers.max() > 5 * np.median(followers)
+
+
+def test_a_rerun_is_the_lake_world_and_names_its_latent_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.world.simulate import Simulation
+
+    cfg = tiny_world(tmp_path, monkeypatch)
+    lake = tables(cfg)
+    sim = Simulation.start(cfg)
+    days = list(sim.days())
+    assert [d.impressions is None for d in days].count(False) == cfg.world.days
+    impressions = pd.concat([d.impressions for d in days if d.impressions is not None])
+    truth = pd.concat([d.truth for d in days if d.truth is not None], ignore_index=True)
+    # The days a Simulation yields are the rows build_world wrote.
+    pd.testing.assert_frame_equal(
+        truth.reset_index(drop=True), lake["truth"].reset_index(drop=True)
+    )
+    latent = sim.latent(impressions)
+    assert latent["impression_id"].tolist() == impressions["impression_id"].tolist()
+    viewer = impressions["viewer_id"].to_numpy() - 1
+    tweet = impressions["tweet_id"].to_numpy() - sim.world.tweet_id_base
+    topic = sim.world.tweets.column("topic").astype(int)[tweet]
+    interest = sim.pop.interests[viewer, topic]
+    np.testing.assert_allclose(
+        latent["topic_affinity"], np.log(interest * cfg.world.n_topics + 0.05)
+    )
+    np.testing.assert_array_equal(
+        latent["tweet_quality"], sim.world.tweets.column("quality")[tweet]
+    )
