@@ -108,7 +108,8 @@ async def http_level(
     async def client_loop(client: httpx.AsyncClient) -> None:
         nonlocal degraded
         for i in counter:
-            body = {"user_id": users[i % len(users)], "limit": limit}
+            # Marked synthetic: logged like any page, but never exported as training impressions.
+            body = {"user_id": users[i % len(users)], "limit": limit, "synthetic": True}
             tic = time.perf_counter()
             response = await client.post(f"{url}/feed", json=body)
             latencies.append((time.perf_counter() - tic) * 1000)
@@ -180,7 +181,9 @@ def in_process(
             for i in range(requests + 5):
                 user = users[i % len(users)]
                 tic = time.perf_counter()
-                loop.run_until_complete(engine.feed(FeedRequest(user_id=user, limit=limit)))
+                loop.run_until_complete(
+                    engine.feed(FeedRequest(user_id=user, limit=limit, synthetic=True))
+                )
                 if i >= 5:  # warm-up
                     feed_ms.append((time.perf_counter() - tic) * 1000)
                 prepared = engine._prepare(user, "benchmark")

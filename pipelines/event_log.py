@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS served (
     surface TEXT NOT NULL,
     model_version TEXT NOT NULL,
     arm TEXT NOT NULL,
+    synthetic INTEGER NOT NULL DEFAULT 0,
     version INTEGER NOT NULL DEFAULT 0,
     exported_version INTEGER,
     UNIQUE (request_id, tweet_id)
@@ -93,9 +94,24 @@ CREATE INDEX IF NOT EXISTS engagements_viewer ON engagements (viewer_id, action)
 
 
 def _pending(table: str = "") -> str:
-    """SQL condition: the served row's latest labels are not in the lake."""
+    """SQL condition: the served row is live traffic whose latest labels are not in the lake."""
     prefix = f"{table}." if table else ""
-    return f"({prefix}exported_version IS NULL OR {prefix}exported_version <> {prefix}version)"
+    return (
+        f"({prefix}synthetic = 0 AND "
+        f"({prefix}exported_version IS NULL OR {prefix}exported_version <> {prefix}version))"
+    )
+
+
+# Columns added to `served` after its first release: (name, definition) for logs made before.
+_ADDED_SERVED_COLUMNS = (("synthetic", "INTEGER NOT NULL DEFAULT 0"),)
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Bring a log written by an older release up to `_SCHEMA` (its rows get the defaults)."""
+    present = {row[1] for row in connection.execute("PRAGMA table_info(served)")}
+    for name, definition in _ADDED_SERVED_COLUMNS:
+        if name not in present:
+            connection.execute(f"ALTER TABLE served ADD COLUMN {name} {definition}")
 
 
 class UnservedItemError(LookupError):
@@ -210,6 +226,7 @@ class EventLog:
                 ).fetchone()
                 if not tables:
                     connection.executescript(_SCHEMA)
+                _add_missing_columns(connection)
             except BaseException:
                 connection.close()
                 raise
@@ -249,8 +266,11 @@ class EventLog:
         model_version: str,
         arm: str,
         surface: str = "home",
+        synthetic: bool = False,
     ) -> None:
-        """Log one served page (all its items or none).
+        """Log one served page (all its items or none). A `synthetic` page (load tests, probes)
+        is served and logged like any other, but never exported to the lake as impressions: no
+        viewer saw it, so its missing engagements are not labels.
 
         Raises ValueError for a malformed request (ids not hex, an unknown surface, a negative
         position) and for an item already logged under this request_id: a log is never
@@ -277,6 +297,7 @@ class EventLog:
                 surface,
                 model_version,
                 arm,
+                int(synthetic),
             )
             for item in items
         ]
@@ -284,8 +305,8 @@ class EventLog:
             with self._transaction(write=True) as db:
                 db.executemany(
                     "INSERT INTO served (request_id, session_id, viewer_id, tweet_id, author_id, "
-                    "position, source, score, served_at_us, surface, model_version, arm) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "position, source, score, served_at_us, surface, model_version, arm, "
+                    "synthetic) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
         except sqlite3.IntegrityError as exc:
@@ -433,18 +454,26 @@ class EventLog:
         )
 
     def counts(self) -> dict[str, int]:
-        """Rows served, engagements recorded, and served rows whose latest labels are exported."""
+        """Rows served, engagements recorded, served rows whose latest labels are exported, and
+        synthetic served rows (never exported)."""
         with self._transaction() as db:
-            served, exported = db.execute(
-                f"SELECT COUNT(*), COALESCE(SUM(NOT {_pending()}), 0) FROM served"
+            served, exported, synthetic = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(synthetic = 0 AND exported_version = version), 0), "
+                "COALESCE(SUM(synthetic), 0) FROM served"
             ).fetchone()
             (engagements,) = db.execute("SELECT COUNT(*) FROM engagements").fetchone()
-        return {"served": served, "engagements": engagements, "exported": exported}
+        return {
+            "served": served,
+            "engagements": engagements,
+            "exported": exported,
+            "synthetic": synthetic,
+        }
 
     # ------------------------------------------------------------------ export (for training)
 
     def pending_export(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Served rows not in the lake with their latest labels, and their engagements.
+        """Served live rows (not synthetic) not in the lake with their latest labels, and their
+        engagements.
 
         Returns ``(served, engagements)`` read in one transaction: `served` has ``row_id,
         version, request_id, session_id, viewer_id, tweet_id, author_id, position, source, score,

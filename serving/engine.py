@@ -363,7 +363,14 @@ class FeedEngine:
                 for item in items
             ]
             await self._blocking(
-                self._log_served, request_id, session, request.user_id, served, model.version, arm
+                self._log_served,
+                request_id,
+                session,
+                request.user_id,
+                served,
+                model.version,
+                arm,
+                request.synthetic,
             )
             clock.lap("log")
         next_cursor = None
@@ -394,11 +401,19 @@ class FeedEngine:
         items: list[ServedItem],
         version: str,
         arm: str,
+        synthetic: bool = False,
     ) -> None:
         assert self.events is not None
         try:
             self.events.log_served(
-                request_id, session, user_id, self.now(), items, model_version=version, arm=arm
+                request_id,
+                session,
+                user_id,
+                self.now(),
+                items,
+                model_version=version,
+                arm=arm,
+                synthetic=synthetic,
             )
         except Exception as exc:
             raise EventLogError(f"could not log the served impressions: {exc!r}") from exc

@@ -56,6 +56,11 @@ class FeedRequest(RequestModel):
         max_length=512,
         description="`next_cursor` of the previous page: the next page, without repeats.",
     )
+    synthetic: bool = Field(
+        False,
+        description="Load-test or probe traffic: ranked, served and logged as usual, but never "
+        "exported to the lake as training impressions (no viewer saw the page).",
+    )
 
 
 class FeedItem(BaseModel):

@@ -184,7 +184,7 @@ def test_served_rows_join_the_lake_with_their_labels(cfg: FeedrankConfig, served
     validated = validate_lake(cfg)
     assert validated["failed"] == 0
     assert validated["tables"]["impressions"]["rows"] == 5
-    assert served.events.counts() == {"served": 5, "engagements": 8, "exported": 3}
+    assert served.events.counts() == {"served": 5, "engagements": 8, "exported": 3, "synthetic": 0}
 
 
 def test_a_rerun_adds_nothing_and_unknown_rows_stay_pending(

@@ -57,7 +57,7 @@ def test_the_log_is_created_on_first_use_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "new" / "folder" / "events.db"
     log = EventLog(path)
     assert not path.exists()  # nothing until used
-    assert log.counts() == {"served": 0, "engagements": 0, "exported": 0}
+    assert log.counts() == {"served": 0, "engagements": 0, "exported": 0, "synthetic": 0}
     assert path.exists()
     log.close()
     with sqlite3.connect(path) as db:
@@ -78,7 +78,7 @@ def test_served_items_read_back_per_viewer_and_session(events: EventLog) -> None
     assert events.served_to(OTHER).tolist() == [201]
     assert events.served_to(VIEWER, since=T0 + pd.Timedelta(seconds=30)).tolist() == [104, 105]
     assert events.served_to(VIEWER).dtype == np.int64
-    assert events.counts() == {"served": 8, "engagements": 0, "exported": 0}
+    assert events.counts() == {"served": 8, "engagements": 0, "exported": 0, "synthetic": 0}
 
 
 def test_what_a_viewer_was_served_is_read_from_an_index_alone(events: EventLog) -> None:
@@ -157,7 +157,7 @@ def test_a_repeated_engagement_returns_the_first_record(events: EventLog) -> Non
     assert events.record_engagement(request, VIEWER, 101, "dwell", T0, 99).dwell_ms == 1200
     assert dwell.new
     events.record_engagement(request, VIEWER, 102, "fav", T0)  # same action, another item
-    assert events.counts() == {"served": 2, "engagements": 3, "exported": 0}
+    assert events.counts() == {"served": 2, "engagements": 3, "exported": 0, "synthetic": 0}
 
 
 def test_author_controls_by_the_served_items_author(events: EventLog) -> None:
@@ -204,7 +204,12 @@ def test_two_replicas_writing_at_once_lose_nothing(tmp_path: Path) -> None:
         thread.join()
     assert errors == []
     check = EventLog(path)
-    assert check.counts() == {"served": 3 * pages * 3, "engagements": 3 * pages, "exported": 0}
+    assert check.counts() == {
+        "served": 3 * pages * 3,
+        "engagements": 3 * pages,
+        "exported": 0,
+        "synthetic": 0,
+    }
     for viewer in (1, 2, 3):
         assert len(check.served_to(viewer)) == pages * 3
     for log in (shared, replica, check):
@@ -232,3 +237,35 @@ def test_replicas_opening_a_new_log_at_once_all_succeed(tmp_path: Path) -> None:
         for log in logs:
             log.close()
         assert errors == [], f"round {round_}: {errors}"
+
+
+def test_synthetic_pages_are_logged_but_never_exported(events: EventLog) -> None:
+    live = serve(events, 101, 102)
+    probe = hex_id()
+    events.log_served(probe, hex_id(), OTHER, T0, items(103, 104), "3", "champion", synthetic=True)
+    events.record_engagement(probe, OTHER, 103, "fav", T0 + pd.Timedelta(seconds=5))
+    events.record_engagement(live, VIEWER, 102, "fav", T0 + pd.Timedelta(seconds=5))
+    served, engagements = events.pending_export()
+    assert served["request_id"].tolist() == [live, live]
+    assert engagements["row_id"].isin(served["row_id"]).all() and len(engagements) == 1
+    assert events.counts() == {"served": 4, "engagements": 2, "exported": 0, "synthetic": 2}
+    events.mark_exported(served["row_id"].tolist(), served["version"].tolist())
+    assert events.pending_export()[0].empty  # the synthetic rows never become pending
+    assert events.counts()["exported"] == 2
+    # They are still what was served: the feed does not serve them to that viewer again.
+    assert events.served_to(OTHER).tolist() == [103, 104]
+
+
+def test_a_log_from_before_the_synthetic_column_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    old = EventLog(path)
+    request = serve(old, 101)
+    old.close()
+    with sqlite3.connect(path) as db:  # the served table as the previous release made it
+        db.execute("ALTER TABLE served DROP COLUMN synthetic")
+    upgraded = EventLog(path)
+    served, _ = upgraded.pending_export()
+    assert served["request_id"].tolist() == [request]  # old rows are live traffic
+    upgraded.log_served(hex_id(), hex_id(), VIEWER, T0, items(102), "3", "champion", synthetic=True)
+    assert upgraded.counts()["synthetic"] == 1
+    upgraded.close()

@@ -334,6 +334,22 @@ def test_every_served_item_is_logged_with_request_position_version_and_arm(
     assert [item["tweet_id"] for item in again["items"]] == [101]
 
 
+def test_a_synthetic_page_is_served_and_logged_but_not_exported(
+    served_engine: tuple[FeedEngine, TestClient],
+) -> None:
+    engine, client = served_engine
+    probe = client.post("/feed", json={"user_id": 1, "limit": 2, "synthetic": True})
+    assert probe.status_code == 200 and len(probe.json()["items"]) == 2
+    assert engine.events is not None
+    assert engine.events.counts()["synthetic"] == 2
+    assert engine.events.pending_export()[0].empty
+    live = client.post("/feed", json={"user_id": 2, "limit": 1}).json()
+    served, _ = engine.events.pending_export()
+    assert served["request_id"].tolist() == [live["request_id"]]
+    bad = client.post("/feed", json={"user_id": 1, "synthetic": "maybe"})
+    assert bad.status_code == 422 and _error_fields(bad) == ["synthetic"]
+
+
 def test_engagement_is_validated_against_what_was_served(client: TestClient) -> None:
     page = client.post("/feed", json={"user_id": 1, "limit": 2}).json()
     event = {"request_id": page["request_id"], "user_id": 1, "tweet_id": 103, "action": "fav"}
