@@ -499,11 +499,11 @@ class EventLog:
         return served, engagements
 
     def exported_rows(self) -> pd.DataFrame:
-        """``row_id, served_at`` of every served row marked as present in the lake."""
+        """``row_id, served_at`` of every live served row marked as present in the lake."""
         with self._transaction() as db:
             frame = pd.read_sql_query(
                 "SELECT id AS row_id, served_at_us FROM served "
-                "WHERE exported_version IS NOT NULL ORDER BY id",
+                "WHERE synthetic = 0 AND exported_version IS NOT NULL ORDER BY id",
                 db,
             )
         frame["served_at"] = pd.to_datetime(frame.pop("served_at_us"), unit="us", utc=True)

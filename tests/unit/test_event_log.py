@@ -252,6 +252,7 @@ def test_synthetic_pages_are_logged_but_never_exported(events: EventLog) -> None
     events.mark_exported(served["row_id"].tolist(), served["version"].tolist())
     assert events.pending_export()[0].empty  # the synthetic rows never become pending
     assert events.counts()["exported"] == 2
+    assert events.exported_rows()["row_id"].tolist() == served["row_id"].tolist()
     # They are still what was served: the feed does not serve them to that viewer again.
     assert events.served_to(OTHER).tolist() == [103, 104]
 
