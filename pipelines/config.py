@@ -225,7 +225,7 @@ class RankerConfig(StrictModel):
         description="Passes over the training set; the one with the lowest validation loss is kept.",
     )
     batch_size: int = Field(1024, ge=1, description="Rows per step per worker.")
-    lr: float = Field(2e-3, gt=0, description="Adam learning rate.")
+    lr: float = Field(2e-3, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(
         0.05, ge=0.0, description="AdamW's decoupled weight decay (0 = plain Adam)."
     )
