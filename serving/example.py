@@ -20,7 +20,8 @@ def main(config: str = typer.Option("default", "--config", "-c")) -> None:
     index = WorldIndex.load(cfg)
     user_id = next(u for u in range(1, index.n_users + 1) if len(index.candidates(u)) > 0)
     body = {"user_id": int(user_id), "limit": 5}
-    feed = httpx.post(f"{url}/feed", json=body, timeout=60)
+    # This try is a probe, not a viewer's visit: marked synthetic, it is not exported for training.
+    feed = httpx.post(f"{url}/feed", json={**body, "synthetic": True}, timeout=60)
     typer.echo(f"\nfeedrank is serving on {url} (models: {json.dumps(health)})")
     typer.echo(f"OpenAPI docs: {url}/docs")
     typer.echo("\nTry it:")
