@@ -71,6 +71,36 @@ def serve(
     typer.echo(f"serving on {url}")
 
 
+@app.command("mark-synthetic")
+def mark_synthetic(
+    since: Annotated[str, typer.Option(help="Start of the window (ISO 8601; naive = UTC).")],
+    until: Annotated[str, typer.Option(help="End of the window, exclusive.")],
+    config: ConfigOption = "default",
+) -> None:
+    """Mark the pages served in a time window synthetic: a load test logged as live traffic is
+    then never exported for training (and the next lake rebuild leaves out what was)."""
+    import pandas as pd
+
+    from pipelines.event_log import EventLog
+
+    path = load_config(config).paths.serving_events
+    if not path.exists():
+        typer.echo(f"no serving event log at {path}", err=True)
+        raise typer.Exit(code=1)
+    try:
+        window = pd.Timestamp(since), pd.Timestamp(until)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--since / --until must be ISO 8601 timestamps: {exc}") from exc
+    events = EventLog(path)
+    try:
+        marked = events.mark_synthetic(*window)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    finally:
+        events.close()
+    typer.echo(json.dumps({"marked_synthetic": marked, "since": since, "until": until}))
+
+
 @app.command()
 def airflow_env(config: ConfigOption = "default") -> None:
     """Print the environment Airflow needs for this repo (eval it in a shell)."""

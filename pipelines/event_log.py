@@ -7,7 +7,7 @@ One file per machine (``cfg.paths.serving_events``) shared by every serving repl
 readers never wait for the writer, writers queue on SQLite's lock (``BUSY_TIMEOUT_S``). Every call
 is one transaction, committed with ``synchronous=FULL`` before it returns, so a logged event
 survives a crash of the process or the machine. Rows are only ever inserted; the only updates
-are the bookkeeping columns ``version`` and ``exported_version`` of `served`.
+are the bookkeeping columns ``version``, ``exported_version`` and ``synthetic`` of `served`.
 
 Tables:
 
@@ -15,6 +15,8 @@ Tables:
   ``(request_id, tweet_id)`` is unique. ``version`` counts the engagements recorded on the row and
   ``exported_version`` is the version last written to the raw lake (NULL: never), so an engagement
   that arrives after an export makes the row pending again instead of being lost to training.
+  ``synthetic`` (0/1) marks load-test and probe pages: served and logged, but no viewer saw them,
+  so they are never exported, and the feed does not count them as seen by the viewer.
 - ``engagements``: one row per (request_id, tweet_id, action), pointing at its ``served`` row.
 
 Timestamps are stored as integer microseconds since the epoch, UTC (a naive timestamp is taken
@@ -75,7 +77,7 @@ CREATE INDEX IF NOT EXISTS served_session ON served (session_id);
 CREATE INDEX IF NOT EXISTS served_viewer ON served (viewer_id, served_at_us);
 -- Covers served_to (every feed request): what a viewer was served, distinct and in order,
 -- from the index alone.
-CREATE INDEX IF NOT EXISTS served_viewer_tweet ON served (viewer_id, tweet_id);
+CREATE INDEX IF NOT EXISTS served_viewer_live ON served (viewer_id, synthetic, tweet_id);
 CREATE TABLE IF NOT EXISTS engagements (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     served_id INTEGER NOT NULL REFERENCES served (id),
@@ -104,14 +106,26 @@ def _pending(table: str = "") -> str:
 
 # Columns added to `served` after its first release: (name, definition) for logs made before.
 _ADDED_SERVED_COLUMNS = (("synthetic", "INTEGER NOT NULL DEFAULT 0"),)
+# What a viewer was served (live pages only), read on every feed request from an index alone.
+SERVED_TO_SQL = "SELECT DISTINCT tweet_id FROM served WHERE viewer_id = ? AND synthetic = 0"
 
 
-def _add_missing_columns(connection: sqlite3.Connection) -> None:
-    """Bring a log written by an older release up to `_SCHEMA` (its rows get the defaults)."""
+def _upgrade(connection: sqlite3.Connection) -> None:
+    """Bring a log written by an older release up to `_SCHEMA`: missing columns (its rows get
+    the defaults) and the index `served_to` reads, in place of the one it replaces."""
     present = {row[1] for row in connection.execute("PRAGMA table_info(served)")}
     for name, definition in _ADDED_SERVED_COLUMNS:
         if name not in present:
             connection.execute(f"ALTER TABLE served ADD COLUMN {name} {definition}")
+    indexes = {
+        row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+    }
+    if "served_viewer_live" not in indexes:
+        connection.execute(
+            "CREATE INDEX served_viewer_live ON served (viewer_id, synthetic, tweet_id)"
+        )
+    if "served_viewer_tweet" in indexes:
+        connection.execute("DROP INDEX served_viewer_tweet")
 
 
 class UnservedItemError(LookupError):
@@ -226,7 +240,7 @@ class EventLog:
                 ).fetchone()
                 if not tables:
                     connection.executescript(_SCHEMA)
-                _add_missing_columns(connection)
+                _upgrade(connection)
             except BaseException:
                 connection.close()
                 raise
@@ -324,8 +338,9 @@ class EventLog:
         return np.asarray([r[0] for r in rows], dtype=np.int64)
 
     def served_to(self, viewer_id: int, since: pd.Timestamp | None = None) -> np.ndarray:
-        """Distinct tweet ids served to the viewer (at or after `since`), sorted `[T]`."""
-        query, parameters = "SELECT DISTINCT tweet_id FROM served WHERE viewer_id = ?", [viewer_id]
+        """Distinct tweet ids served to the viewer (at or after `since`) on live pages, sorted
+        `[T]`; synthetic pages were seen by nobody."""
+        query, parameters = SERVED_TO_SQL, [viewer_id]
         if since is not None:
             query += " AND served_at_us >= ?"
             parameters.append(to_micros(since))
@@ -497,6 +512,23 @@ class EventLog:
         served["served_at"] = pd.to_datetime(served.pop("served_at_us"), unit="us", utc=True)
         engagements["at"] = pd.to_datetime(engagements.pop("at_us"), unit="us", utc=True)
         return served, engagements
+
+    def mark_synthetic(self, since: pd.Timestamp, until: pd.Timestamp) -> int:
+        """Mark every served row of ``[since, until)`` synthetic; returns how many changed.
+
+        For load tests logged as live traffic (before the flag existed, or by a client that did
+        not send it): from then on they are never exported, the next lake rebuild leaves them out
+        (`ingest_served` restores live rows only), and they no longer count as seen.
+        """
+        if until <= since:
+            raise ValueError(f"until ({until}) must be after since ({since})")
+        with self._transaction(write=True) as db:
+            changed = db.execute(
+                "UPDATE served SET synthetic = 1 WHERE synthetic = 0 "
+                "AND served_at_us >= ? AND served_at_us < ?",
+                (to_micros(since), to_micros(until)),
+            ).rowcount
+        return int(changed)
 
     def exported_rows(self) -> pd.DataFrame:
         """``row_id, served_at`` of every live served row marked as present in the lake."""

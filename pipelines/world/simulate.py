@@ -573,6 +573,7 @@ class Simulation:
     adjacency: np.ndarray  # [N, N] bool, follower x followee
     users: pd.DataFrame
     follows: pd.DataFrame
+    _started: bool = False
 
     @classmethod
     def start(cls, cfg: FeedrankConfig) -> Simulation:
@@ -587,7 +588,11 @@ class Simulation:
         return cls(world, pop, adjacency, users, follows)
 
     def days(self) -> Iterator[SimulatedDay]:
-        """The prehistory days (tweets only), then every session day, in order."""
+        """The prehistory days (tweets only), then every session day, in order. Once per
+        Simulation: a second pass would go on drawing from the same random stream."""
+        if self._started:
+            raise RuntimeError("Simulation.days() runs once; start a new Simulation to re-run")
+        self._started = True
         cfg, n = self.world.cfg, self.world.w.n_users
         last_visit = np.full(n, -np.inf)
         seen: list[set[int]] = [set() for _ in range(n)]

@@ -14,6 +14,7 @@ import pytest
 
 from pipelines.event_log import (
     ENGAGEMENT_ACTIONS,
+    SERVED_TO_SQL,
     EventLog,
     InvalidActionError,
     ServedItem,
@@ -85,13 +86,9 @@ def test_what_a_viewer_was_served_is_read_from_an_index_alone(events: EventLog) 
     # served_to runs on every feed request: no table rows, no sort for DISTINCT / ORDER BY
     serve(events, 101, 102)
     with sqlite3.connect(events.path) as db:
-        plan = db.execute(
-            "EXPLAIN QUERY PLAN SELECT DISTINCT tweet_id FROM served WHERE viewer_id = ? "
-            "ORDER BY tweet_id",
-            (VIEWER,),
-        ).fetchall()
-    details = " | ".join(row[-1] for row in plan)
-    assert "COVERING INDEX served_viewer_tweet" in details and "TEMP B-TREE" not in details
+        plan = db.execute(f"EXPLAIN QUERY PLAN {SERVED_TO_SQL} ORDER BY tweet_id", (VIEWER,))
+        details = " | ".join(row[-1] for row in plan.fetchall())
+    assert "COVERING INDEX served_viewer_live" in details and "TEMP B-TREE" not in details
 
 
 def test_a_logged_page_is_never_overwritten(events: EventLog) -> None:
@@ -253,8 +250,31 @@ def test_synthetic_pages_are_logged_but_never_exported(events: EventLog) -> None
     assert events.pending_export()[0].empty  # the synthetic rows never become pending
     assert events.counts()["exported"] == 2
     assert events.exported_rows()["row_id"].tolist() == served["row_id"].tolist()
-    # They are still what was served: the feed does not serve them to that viewer again.
-    assert events.served_to(OTHER).tolist() == [103, 104]
+    # Nobody saw them: they do not count as served to that viewer.
+    assert events.served_to(OTHER).tolist() == []
+    assert events.served_to(VIEWER).tolist() == [101, 102]
+
+
+def test_a_load_test_logged_as_live_is_marked_synthetic_after_the_fact(events: EventLog) -> None:
+    early = serve(events, 101)
+    events.log_served(
+        hex_id(), hex_id(), VIEWER, T0 + pd.Timedelta(minutes=5), items(102), "3", "a"
+    )
+    late = hex_id()
+    events.log_served(late, hex_id(), VIEWER, T0 + pd.Timedelta(hours=1), items(103), "3", "a")
+    served, _ = events.pending_export()
+    events.mark_exported(served["row_id"].tolist(), served["version"].tolist())
+    marked = events.mark_synthetic(T0 + pd.Timedelta(minutes=1), T0 + pd.Timedelta(minutes=10))
+    assert marked == 1
+    # The exported row is neither restored to the lake nor pending; the others are untouched.
+    exported = events.exported_rows()
+    assert exported["row_id"].tolist() == served["row_id"][[0, 2]].tolist()
+    assert events.pending_export()[0].empty
+    assert events.served_to(VIEWER).tolist() == [101, 103]
+    assert events.counts()["synthetic"] == 1 and events.counts()["exported"] == 2
+    assert {early, late} == set(served["request_id"][[0, 2]])
+    with pytest.raises(ValueError, match="after since"):
+        events.mark_synthetic(T0, T0)
 
 
 def test_a_log_from_before_the_synthetic_column_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -262,11 +282,41 @@ def test_a_log_from_before_the_synthetic_column_is_upgraded_in_place(tmp_path: P
     old = EventLog(path)
     request = serve(old, 101)
     old.close()
-    with sqlite3.connect(path) as db:  # the served table as the previous release made it
+    with sqlite3.connect(path) as db:  # the served table and its index as the last release made
+        db.execute("DROP INDEX served_viewer_live")
         db.execute("ALTER TABLE served DROP COLUMN synthetic")
+        db.execute("CREATE INDEX served_viewer_tweet ON served (viewer_id, tweet_id)")
     upgraded = EventLog(path)
     served, _ = upgraded.pending_export()
     assert served["request_id"].tolist() == [request]  # old rows are live traffic
+    with sqlite3.connect(path) as db:
+        indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "served_viewer_live" in indexes and "served_viewer_tweet" not in indexes
     upgraded.log_served(hex_id(), hex_id(), VIEWER, T0, items(102), "3", "champion", synthetic=True)
     assert upgraded.counts()["synthetic"] == 1
     upgraded.close()
+
+
+def test_the_cli_marks_a_window_synthetic_and_names_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    monkeypatch.setenv("FEEDRANK_HOME", str(tmp_path))
+    runner = CliRunner()
+    missing = runner.invoke(
+        app, ["mark-synthetic", "--since", "2026-03-12", "--until", "2026-03-13"]
+    )
+    assert missing.exit_code == 1 and "no serving event log" in missing.output
+    log = EventLog(tmp_path / "serving" / "events.db")
+    serve(log, 101, 102)
+    args = ["mark-synthetic", "--since", "2026-03-12T11:00", "--until", "2026-03-12T13:00"]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert '"marked_synthetic": 2' in done.output
+    assert log.counts()["synthetic"] == 2
+    bad = runner.invoke(app, ["mark-synthetic", "--since", "yesterday-ish", "--until", "x"])
+    assert bad.exit_code == 2 and "ISO 8601" in bad.output
+    log.close()

@@ -132,3 +132,13 @@ def test_a_rerun_is_the_lake_world_and_names_its_latent_state(
     np.testing.assert_array_equal(
         latent["tweet_quality"], sim.world.tweets.column("quality")[tweet]
     )
+
+
+def test_a_simulation_runs_its_days_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.world.simulate import Simulation
+
+    monkeypatch.setenv("FEEDRANK_HOME", str(tmp_path))
+    sim = Simulation.start(FeedrankConfig.model_validate({"world": TINY}))
+    assert len(list(sim.days())) > 0
+    with pytest.raises(RuntimeError, match="runs once"):
+        next(sim.days())
