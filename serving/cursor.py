@@ -34,6 +34,7 @@ class Cursor:
     page: int  # the page this cursor leads to (1 = the second page)
     offset: int  # position of the next page's first item in the visit
     issued: float  # unix seconds
+    synthetic: bool = False  # the visit is load-test / probe traffic: its pages are too
 
 
 def load_key(path: Path) -> bytes:
@@ -65,9 +66,13 @@ class CursorCodec:
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
 
-    def encode(self, session: str, user_id: int, page: int, offset: int) -> str:
+    def encode(
+        self, session: str, user_id: int, page: int, offset: int, synthetic: bool = False
+    ) -> str:
         body = {"s": session, "u": int(user_id), "p": int(page), "o": int(offset)}
         body["t"] = int(self._clock())
+        if synthetic:  # only then, so a live visit's cursors are as before
+            body["x"] = 1
         payload = json.dumps(body, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(payload + self._sign(payload)).decode().rstrip("=")
 
@@ -87,6 +92,7 @@ class CursorCodec:
             page=int(body["p"]),
             offset=int(body["o"]),
             issued=float(body["t"]),
+            synthetic=bool(body.get("x", 0)),
         )
         if cursor.user_id != int(user_id):
             raise CursorError(f"cursor belongs to another user than {user_id}")

@@ -317,6 +317,8 @@ class FeedEngine:
                 raise InvalidFieldError("cursor", str(exc), request.cursor, "value_error") from exc
         session = cursor.session if cursor is not None else uuid.uuid4().hex
         offset = cursor.offset if cursor is not None else 0
+        # A synthetic visit stays synthetic on its next pages, flag or not.
+        synthetic = request.synthetic or (cursor is not None and cursor.synthetic)
         arm = self.arm_of(request.user_id)
         model = self.arms[arm]
         clock = _StageClock(started)
@@ -370,13 +372,17 @@ class FeedEngine:
                 served,
                 model.version,
                 arm,
-                request.synthetic,
+                synthetic,
             )
             clock.lap("log")
         next_cursor = None
         if len(ranked) > len(page):
             next_cursor = self.cursors.encode(
-                session, request.user_id, (cursor.page + 1 if cursor else 1), offset + len(items)
+                session,
+                request.user_id,
+                (cursor.page + 1 if cursor else 1),
+                offset + len(items),
+                synthetic=synthetic,
             )
         return FeedResponse(
             items=items,

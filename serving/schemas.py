@@ -59,7 +59,8 @@ class FeedRequest(RequestModel):
     synthetic: bool = Field(
         False,
         description="Load-test or probe traffic: ranked, served and logged as usual, but never "
-        "exported to the lake as training impressions (no viewer saw the page).",
+        "exported to the lake as training impressions (no viewer saw the page). The visit's "
+        "next pages (by `next_cursor`) are synthetic too.",
     )
 
 

@@ -52,3 +52,16 @@ def test_key_is_created_once_and_shared(tmp_path: Path) -> None:
     first = load_key(path)
     assert len(first) == 32 and load_key(path) == first
     assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_a_synthetic_visit_is_carried_by_its_cursor_and_a_live_one_is_unchanged() -> None:
+    import base64
+    import json
+
+    codec = CursorCodec(b"k" * 32, ttl_s=60, clock=Clock())
+    probe = codec.encode("ab" * 16, user_id=7, page=1, offset=20, synthetic=True)
+    assert codec.decode(probe, user_id=7).synthetic
+    live = codec.encode("ab" * 16, user_id=7, page=1, offset=20)
+    assert not codec.decode(live, user_id=7).synthetic
+    raw = base64.urlsafe_b64decode(live + "=" * (-len(live) % 4))[:-16]
+    assert set(json.loads(raw)) == {"s", "u", "p", "o", "t"}  # the format live cursors had

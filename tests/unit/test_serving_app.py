@@ -350,6 +350,22 @@ def test_a_synthetic_page_is_served_and_logged_but_not_exported(
     assert bad.status_code == 422 and _error_fields(bad) == ["synthetic"]
 
 
+def test_the_next_page_of_a_synthetic_visit_is_synthetic_without_the_flag(
+    served_engine: tuple[FeedEngine, TestClient],
+) -> None:
+    engine, client = served_engine
+    first = client.post("/feed", json={"user_id": 1, "limit": 1, "synthetic": True}).json()
+    second = client.post("/feed", json={"user_id": 1, "limit": 1, "cursor": first["next_cursor"]})
+    assert second.status_code == 200 and len(second.json()["items"]) == 1
+    assert engine.events is not None
+    assert engine.events.counts()["synthetic"] == 2
+    assert engine.events.pending_export()[0].empty
+    # A live visit's pages stay live.
+    live = client.post("/feed", json={"user_id": 2, "limit": 1}).json()
+    client.post("/feed", json={"user_id": 2, "limit": 1, "cursor": live["next_cursor"]})
+    assert len(engine.events.pending_export()[0]) == 2
+
+
 def test_engagement_is_validated_against_what_was_served(client: TestClient) -> None:
     page = client.post("/feed", json={"user_id": 1, "limit": 2}).json()
     event = {"request_id": page["request_id"], "user_id": 1, "tweet_id": 103, "action": "fav"}
