@@ -139,7 +139,8 @@ class WeightAverage:
     After step t the average is ``sum_i (1 - d) d^(t - i) w_i / (1 - d^t)``: each step's weights
     weighted by ``decay`` per step since, over the last ~1 / (1 - decay) steps, and normalized
     (Adam's bias correction) so the initial random weights carry no weight even in a short run.
-    :attr:`model` is a copy of the model holding the average (buffers as the model's last).
+    A step only folds the weights into running sums; :meth:`averaged` writes the average (and the
+    model's current buffers) into a copy of the model when it is read.
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
@@ -147,21 +148,30 @@ class WeightAverage:
             raise ValueError(f"ema decay must be in (0, 1), got {decay}")
         self.decay = decay
         self.steps = 0
-        self.model = copy.deepcopy(model)
-        self.model.requires_grad_(False)
-        self._sums = [torch.zeros_like(p) for p in self.model.parameters()]
+        self.source = model
+        self._copy = copy.deepcopy(model)
+        self._copy.requires_grad_(False)
+        self._sums = [torch.zeros_like(p) for p in self._copy.parameters()]
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Fold in the weights of one more step and refresh :attr:`model`."""
+    def update(self) -> None:
+        """Fold in the source model's weights after one more step."""
         self.steps += 1
-        scale = 1.0 / (1.0 - self.decay**self.steps)
-        pairs = zip(self._sums, self.model.parameters(), model.parameters(), strict=True)
-        for total, avg, new in pairs:
+        for total, new in zip(self._sums, self.source.parameters(), strict=True):
             total.lerp_(new.detach(), 1.0 - self.decay)
+
+    @torch.no_grad()
+    def averaged(self) -> nn.Module:
+        """The copy of the model holding the average of the steps so far (the source's
+        buffers); the source itself when no step was taken."""
+        if self.steps == 0:
+            return self.source
+        scale = 1.0 / (1.0 - self.decay**self.steps)
+        for total, avg in zip(self._sums, self._copy.parameters(), strict=True):
             torch.mul(total, scale, out=avg)
-        for avg_buffer, buffer in zip(self.model.buffers(), model.buffers(), strict=True):
+        for avg_buffer, buffer in zip(self._copy.buffers(), self.source.buffers(), strict=True):
             avg_buffer.copy_(buffer)
+        return self._copy
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -217,7 +227,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             wb = torch.from_numpy(w_train[index]).to(device)
             losses.append(train_step(model, optimizer, inputs, yb, cfg.ranker, wb))
             if average is not None:
-                average.update(inner)
+                average.update()
             if rank == 0 and step % 100 == 0:
                 log.info("ranker: epoch %d step %d loss %.4f", epoch, step, losses[-1])
         metrics = {
@@ -226,7 +236,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "epoch_seconds": time.perf_counter() - started,
             "rows_per_second": len(y_train) / (time.perf_counter() - started),
         }
-        kept = inner if average is None else average.model
+        kept = inner if average is None else average.averaged()
         metrics |= {
             f"val_{k}": v for k, v in eval_step(kept, inputs_val, y_val, cfg.ranker).items()
         }
