@@ -4,8 +4,8 @@
 in Python: for one feed request (1500 candidates, the full `ranker_v1` service, ~30k stored values)
 it costs several times a plain read of the same rows, and far more than the 20 ms a ranking
 request can spend on features (`benchmarks/online_features.py` measures all three paths).
-:class:`FastOnlineFeatures` keeps the :class:`~pipelines.features.online.OnlineFeatures` contract
-and its values, and gets there by
+:class:`FastOnlineFeatures` serves the values of :class:`~pipelines.features.online.OnlineFeatures`
+as columns (name -> array, vectors as [N, D] matrices; :func:`frame_of` gives the SDK's frame), by
 
 - resolving the feature service once (views, join keys, on-demand views) from the Feast registry;
 - reading the sqlite online store's tables directly: one prepared, fixed-size ``IN`` query per
@@ -15,8 +15,10 @@ and its values, and gets there by
 - caching each entity's decoded row in process for at most `cache_ttl_s` seconds, so a tweet or an
   author shared by many requests is read once per TTL. Served values are those Feast materialized
   (or pushed), at most `cache_ttl_s` old; keys absent from the store are cached as absent too;
-- running the service's on-demand views through Feast's own transformation (`transform_arrow`), on
-  the same inputs the SDK gives them, so request-time features match to the bit.
+- running each on-demand view's columns function (`spec.ON_DEMAND_COLUMNS`, the function its
+  Feast pandas transformation wraps) on the view's declared inputs, outputs typed as Feast stores
+  them, so request-time features match the SDK's to the bit; a view without one runs its own
+  transformation on a frame (:func:`run_on_demand`).
 
 Column order: entity columns (tweet_id, author_id, viewer_id), then each view's features in the
 order the service declares, then on-demand outputs. Feast orders features within a view by a Python
@@ -39,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.features.spec import LIST_LIKE, ON_DEMAND_COLUMNS
+from pipelines.features.spec import LIST_LIKE, ON_DEMAND_COLUMNS, present_rows
 from pipelines.features.store import feature_service_name, feature_store
 
 log = logging.getLogger(__name__)
@@ -247,7 +249,7 @@ def frame_column(values: list[Any], kind: str) -> np.ndarray | list[Any]:
     kind: "number", "bool", "vector" or "other" (a vector is framed as "other"). pandas types
     python ints int64, floats float64, numbers with a None float64 (None -> NaN) and anything else
     object; a typed array (an object array for "other") is several times faster to frame than the
-    list, and a column framed more than once (the on-demand views read it too) is converted once.
+    list.
     """
     if not values:
         return values
@@ -853,14 +855,15 @@ class ViewColumns:
         for matrix in self.dense.values():
             matrix[:count] = matrix[order]
 
-    def gather(self, slots: np.ndarray, dense: bool = False) -> list[np.ndarray]:
+    def gather(self, slots: np.ndarray) -> list[np.ndarray]:
         """One column per feature for these slots, typed as `pd.DataFrame` types the SDK's lists:
         numbers int64 or float64 (float64 with NaN where some are null, an all-null column holds
-        None), bools bool where none is null, anything else object. With `dense`, a vector
-        feature comes as its [N, D] float32 matrix rows (NaN rows where missing)."""
+        None), bools bool where none is null, anything else object. A vector feature held as a
+        matrix comes as its [N, D] float32 rows (NaN rows where missing); one seen with two
+        lengths, as one object per row."""
         columns: list[np.ndarray] = []
         for feature, kind in enumerate(self.view.kinds):
-            if dense and feature in self.dense:
+            if feature in self.dense:
                 columns.append(self.dense[feature][slots])
                 continue
             nulls = self.nulls[feature][slots]
@@ -912,13 +915,11 @@ class RowCache:
         # Views held whole (see `install`): served from memory, never read per request.
         self._replicated: set[str] = set()
 
-    def columns(
-        self, view: ViewPlan, keys: Sequence[Hashable], dense: bool = False
-    ) -> list[np.ndarray]:
-        """One column per feature of `view` (in its order) for `keys`; missing where absent.
-        `dense`: vectors as matrices (see :meth:`ViewColumns.gather`)."""
+    def columns(self, view: ViewPlan, keys: Sequence[Hashable]) -> list[np.ndarray]:
+        """One column per feature of `view` (in its order) for `keys`; missing where absent
+        (columns as :meth:`ViewColumns.gather` types them)."""
         held, slots = self._lookup(view, keys)
-        columns = held.gather(slots, dense)
+        columns = held.gather(slots)
         self._bound(held)
         return columns
 
@@ -956,7 +957,7 @@ class RowCache:
         return held, slots
 
     def cached_columns(
-        self, view: ViewPlan, keys: Sequence[Hashable], dense: bool = False
+        self, view: ViewPlan, keys: Sequence[Hashable]
     ) -> tuple[list[np.ndarray], int]:
         """Like :meth:`columns` without touching the store (the degraded path when it is slow or
         down): held values whatever their age, missing values for keys never read. Also returns
@@ -966,14 +967,13 @@ class RowCache:
             return [np.full(len(keys), np.nan) for _ in view.kinds], 0
         slots = held.slots(keys)
         known = slots >= 0
-        columns = held.gather(np.where(known, slots, 0), dense)
+        columns = held.gather(np.where(known, slots, 0))
         if known.all():
             return columns, len(keys)
         out: list[np.ndarray] = []
         for column in columns:
             values = np.asarray(column)
-            if values.ndim == 2:  # a vector matrix: NaN rows for the keys never read
-                values = values.copy()
+            if values.ndim == 2:  # a vector matrix (a fresh gather): NaN rows for keys never read
                 values[~known] = np.nan
             elif values.dtype.kind in "biuf":
                 values = values.astype(np.float64)
@@ -1018,7 +1018,7 @@ class RowCache:
 
 
 class FastOnlineFeatures:
-    """`OnlineFeatures` with the same `hydrate` contract and values, read directly and cached.
+    """`OnlineFeatures`' values as columns (:data:`FeatureColumns`), read directly and cached.
 
     cache_ttl_s: how long a decoded row may be served before it is read again (seconds; 0 reads
     the store on every request); max_cached_keys: per view; clock: monotonic seconds (tests pass a
@@ -1183,7 +1183,7 @@ class FastOnlineFeatures:
         started = time.perf_counter()
         with self._lock:
             for view in self.plan.views:
-                gathered = self.cache.columns(view, view.keys(request), dense=True)
+                gathered = self.cache.columns(view, view.keys(request))
                 columns.update(zip(view.features, gathered, strict=True))
         return self._finish(request, columns, started)
 
@@ -1206,7 +1206,7 @@ class FastOnlineFeatures:
             found = wanted = 0
             for view in self.plan.views:
                 keys = view.keys(request)
-                gathered, held = self.cache.cached_columns(view, keys, dense=True)
+                gathered, held = self.cache.cached_columns(view, keys)
                 columns.update(zip(view.features, gathered, strict=True))
                 found, wanted = found + held, wanted + len(keys)
         finally:
@@ -1343,7 +1343,7 @@ def _framed(values: np.ndarray | list[Any]) -> np.ndarray | list[Any]:
     """A column as the SDK's frame holds it: a vector matrix [N, D] becomes one array per row
     (None for a NaN row), a column of NaN only a column of None."""
     if isinstance(values, np.ndarray) and values.ndim == 2:
-        present = ~np.isnan(values).all(axis=1)
+        present = present_rows(values)
         return object_column(
             [row if keep else None for row, keep in zip(values, present, strict=True)]
         )

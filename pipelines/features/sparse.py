@@ -10,11 +10,12 @@ import re
 import zlib
 from collections.abc import Iterable
 from itertools import chain
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipelines.features.spec import LIST_LIKE, FeatureTable, row_count
+from pipelines.features.spec import LIST_LIKE, FeatureTable, flat_ids, row_count
 
 # Hashed text ids live in [1, TEXT_ID_SPACE); 0 is reserved for padding.
 TEXT_ID_SPACE = 2**31 - 1
@@ -130,6 +131,15 @@ def _scalar_values(column: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return rows, np.zeros(len(rows), dtype=np.int64), values
 
 
+def _integral(lists: list[Any]) -> bool:
+    """Whether the lists hold integer ids (their first value is an int), not strings."""
+    for values in lists:
+        if len(values):
+            first = values[0]
+            return isinstance(first, int | np.integer) and not isinstance(first, bool)
+    return True
+
+
 def _list_values(column: pd.Series, slots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A list-valued column (lists, arrays or missing) -> (rows, slots, int64 values).
 
@@ -148,16 +158,9 @@ def _list_values(column: pd.Series, slots: int) -> tuple[np.ndarray, np.ndarray,
     if total == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
-    filled = [values for values in lists if len(values)]
-    flat = None
-    if all(isinstance(values, np.ndarray) and values.dtype.kind in "iu" for values in filled):
-        flat = np.concatenate(filled)  # id arrays: no per-value Python
-    elif type(filled[0][0]) is int:  # lists of ids, as a store returns them
-        try:
-            flat = np.fromiter(chain.from_iterable(filled), dtype=np.int64, count=total)
-        except (TypeError, ValueError, OverflowError):  # a None, a string: per value below
-            flat = None
-    if flat is None:
+    flat = flat_ids(lists, total) if _integral(lists) else None
+    if flat is None:  # strings, or a None among ids: per value below
+        filled = [values for values in lists if len(values)]
         flat = np.fromiter(chain.from_iterable(filled), dtype=object, count=total)
     rows = np.repeat(np.arange(len(lists)), lengths)
     slot = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)

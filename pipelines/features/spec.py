@@ -1,16 +1,18 @@
 """The ranker's feature contract: which columns, in which order, and how they become a matrix.
 
 Training and serving both call :func:`feature_matrix`, so the model sees the same columns in the same
-order offline and online. Embedding columns are list-valued (one vector per row) and are expanded.
+order offline and online. Rows come as a frame or as columns (:data:`FeatureTable`); an embedding
+column holds one vector per row (lists or arrays, or a [N, D] matrix with NaN rows where missing)
+and is expanded.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta
 from itertools import chain
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -191,6 +193,11 @@ def _array(values: pd.Series | np.ndarray) -> np.ndarray:
     return values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
 
 
+def present_rows(matrix: np.ndarray) -> np.ndarray:
+    """[N] bool: the rows of a [N, D] vector matrix that hold a vector (a missing one is NaN only)."""
+    return ~np.isnan(matrix).all(axis=1)
+
+
 def stack_vectors(values: pd.Series | np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """A column of vectors -> ([N, dim] float32, [N] bool present).
 
@@ -201,7 +208,7 @@ def stack_vectors(values: pd.Series | np.ndarray, dim: int) -> tuple[np.ndarray,
     if items.ndim == 2:
         if items.shape[1] != dim:
             return np.zeros((len(items), dim), dtype=np.float32), np.zeros(len(items), dtype=bool)
-        present = ~np.isnan(items).all(axis=1)
+        present = present_rows(items)
         matrix = items.astype(np.float32, copy=False)
         if not present.all():
             matrix = np.where(present[:, None], matrix, np.float32(0.0))
@@ -410,11 +417,11 @@ def _row_dot(frame: FeatureTable, left: str, right: str) -> np.ndarray:
 
 
 def _vector_dim(values: pd.Series | np.ndarray) -> int:
-    """The length of the column's vectors: a matrix's width when some row is present, else the
-    first vector's; 0 for a column without any."""
+    """The length of the column's vectors: a matrix's width, else the first vector's; 0 for a
+    column without any (callers find a matrix's missing rows when they stack it)."""
     items = _array(values)
     if items.ndim == 2:
-        return int(items.shape[1]) if (~np.isnan(items).all(axis=1)).any() else 0
+        return int(items.shape[1])
     for vector in items:
         if isinstance(vector, LIST_LIKE) and len(vector):
             return len(vector)
@@ -424,15 +431,32 @@ def _vector_dim(values: pd.Series | np.ndarray) -> int:
 _NO_IDS = np.empty(0, dtype=np.int64)
 
 
+def flat_ids(lists: Sequence[Any], total: int) -> np.ndarray | None:
+    """Id lists (arrays or lists; empty ones too) holding `total` ids -> those ids concatenated
+    [total] int64; None when some value is not an integer (a None, a string).
+
+    Int arrays, as serving's rows hold them, are joined without per-id Python; Python lists of
+    ints, as a store or a frame holds them, are read in one pass.
+    """
+    filled = [values for values in lists if len(values)]
+    if not filled:
+        return _NO_IDS
+    if all(isinstance(values, np.ndarray) and values.dtype.kind in "iu" for values in filled):
+        return np.concatenate(filled).astype(np.int64, copy=False)
+    try:
+        return np.fromiter(chain.from_iterable(filled), dtype=np.int64, count=total)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def _id_lists(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Id lists (or missing values) [N] -> (lengths [N], all ids concatenated [sum(lengths)])."""
     lists = [v if isinstance(v, LIST_LIKE) else _NO_IDS for v in values]
     lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-    if lists:
-        joined = np.concatenate(lists)  # id arrays, as serving's rows hold them: no per-id Python
-        if joined.dtype.kind in "iu" and len(joined) == lengths.sum():
-            return lengths, joined.astype(np.int64, copy=False)
-    flat = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(lengths.sum()))
+    total = int(lengths.sum())
+    flat = flat_ids(lists, total)
+    if flat is None:
+        raise ValueError("id lists hold a value that is not an integer id")
     return lengths, flat
 
 

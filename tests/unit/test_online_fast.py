@@ -517,18 +517,15 @@ def test_vector_features_are_gathered_as_matrices_with_nan_rows_where_missing() 
     held.store(known, now=2.0)  # 5 held + 4 rows > 8, but all 4 keys are held already
     assert len(held.loaded_at) == 8  # no growth for keys already held
     slots = held.slots([2, 1, 4, 3, 5, 2])
-    matrix, lengths = held.gather(slots, dense=True)
+    matrix, lengths = held.gather(slots)
     assert matrix.dtype == np.float32 and matrix.shape == (6, 2)
     np.testing.assert_array_equal(matrix[[0, 2, 5]], [vector, vector * 2, vector])
     assert np.isnan(matrix[[1, 4]]).all()
     np.testing.assert_array_equal(matrix[3], [np.nan, 1.0])  # present, with a NaN element
     assert lengths[:4].tolist() == [4, 3, 6, 5]
-    # Without `dense`, vectors stay one object per row, as the SDK's frame holds them.
-    framed, _ = held.gather(slots)
-    assert framed.dtype == object and framed[1] is None and len(framed[3]) == 2
     # Dropping old keys keeps each vector with its key.
     held.keep_newest(2)
-    kept, _ = held.gather(held.slots([4, 5]), dense=True)
+    kept, _ = held.gather(held.slots([4, 5]))
     np.testing.assert_array_equal(kept[0], vector * 2)
     assert np.isnan(kept[1]).all()
 
@@ -536,17 +533,17 @@ def test_vector_features_are_gathered_as_matrices_with_nan_rows_where_missing() 
 def test_a_vector_feature_of_two_lengths_is_gathered_as_objects() -> None:
     held = ViewColumns(_vector_view())
     held.store({1: (np.ones(2, dtype=np.float32), 1), 2: (np.ones(3, dtype=np.float32), 2)}, 0.0)
-    column, _ = held.gather(held.slots([1, 2]), dense=True)
+    column, _ = held.gather(held.slots([1, 2]))
     assert column.dtype == object and [len(v) for v in column] == [2, 3]
     held.store({3: (np.ones(2, dtype=np.float32), 3)}, 1.0)
-    assert held.gather(held.slots([3]), dense=True)[0].dtype == object
+    assert held.gather(held.slots([3]))[0].dtype == object
 
 
 def test_cached_columns_mark_unread_keys_missing_in_vector_matrices() -> None:
     view = _vector_view()
     cache = RowCache(FakeStore({7: (np.ones(2, dtype=np.float32), 1)}), ttl_s=60, max_keys=10)
     cache.columns(view, [7])
-    (matrix, lengths), held = cache.cached_columns(view, [7, 8], dense=True)
+    (matrix, lengths), held = cache.cached_columns(view, [7, 8])
     assert held == 1 and matrix.dtype == np.float32 and matrix.shape == (2, 2)
     np.testing.assert_array_equal(matrix[0], [1.0, 1.0])
     assert np.isnan(matrix[1]).all() and np.isnan(lengths[1])
