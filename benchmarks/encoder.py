@@ -44,7 +44,6 @@ import typer
 from pipelines.config import FeedrankConfig, load_config
 from pipelines.models.text_encoder import EMBEDDER_META, TextEmbedder
 from pipelines.schema import read_table
-from pipelines.steps import encoder_dir
 from pipelines.train.encoder import write_training_pairs
 
 DEFAULT_BATCH_SIZES = [32, 64, 128, 256, 512]
@@ -82,7 +81,7 @@ def train_throughput(
             run_cfg, pairs_path, out_root / run_name, run_name=run_name, checkpoint_every=None
         )
     finally:
-        shutil.rmtree(cfg.paths.root_dir / "ray_results" / run_name, ignore_errors=True)
+        shutil.rmtree(cfg.paths.ray_results / run_name, ignore_errors=True)
     steps, step_seconds = int(summary["steps"]), float(summary["step_seconds"])
     samples = steps * enc.batch_size * workers
     return {
@@ -114,7 +113,7 @@ def main(
         typer.echo(f"(feedrank build-world --config {config})", err=True)
         raise typer.Exit(code=1)
     sample = sample_texts(tweets, texts, seed)
-    model_dir = encoder_dir(cfg)
+    model_dir = cfg.paths.encoder_dir
     fine_tuned = (model_dir / EMBEDDER_META).is_file()
     if fine_tuned:
         embedder, kind = TextEmbedder.load(model_dir), "fine-tuned"

@@ -22,15 +22,17 @@ import typer
 from pipelines.config import FeedrankConfig, load_config
 from pipelines.evaluate.metrics import head_metrics
 from pipelines.models.bundle import RankerBundle
-from pipelines.train.ranker import arrays_path, model_inputs, ranker_dir, train_ranker
+from pipelines.train.ranker import model_inputs, train_ranker
 
 
 def rce_per_head(cfg: FeedrankConfig) -> dict[str, float]:
     """Train the ranker of `cfg` and return its held-out RCE per head."""
     train_ranker(cfg)
-    arrays = np.load(arrays_path(cfg))
+    arrays = np.load(cfg.paths.ranker_arrays(cfg.ranker.feature_set))
     inputs = [arrays[f"{name}_test"] for name in model_inputs(cfg.ranker)]
-    predictions = RankerBundle.load(ranker_dir(cfg)).predict_matrix(*inputs)
+    predictions = RankerBundle.load(cfg.paths.ranker_dir(cfg.ranker.feature_set)).predict_matrix(
+        *inputs
+    )
     y = arrays["y_test"]
     return {
         head: head_metrics(y[:, i], predictions[head])["rce"]

@@ -33,10 +33,8 @@ import typer
 from pipelines.config import FeedrankConfig, load_config
 from pipelines.evaluate.metrics import rce
 from pipelines.evaluate.offline import with_truth
-from pipelines.features.training_set import training_set_path
 from pipelines.schema import read_table
 from pipelines.train.baselines import fit_lightgbm, predict_lightgbm
-from pipelines.train.ranker import arrays_path
 from pipelines.world.simulate import Simulation
 
 log = logging.getLogger("oracle_gap")
@@ -87,11 +85,14 @@ def main(
     unknown = [h for h in wanted if h not in cfg.ranker.binary_heads]
     if unknown:
         raise typer.BadParameter(f"not binary heads of the config: {unknown}")
-    if not arrays_path(cfg).is_file():
-        typer.echo(f"no arrays at {arrays_path(cfg)}: run `feedrank train-ranker` first", err=True)
+    if not cfg.paths.ranker_arrays(cfg.ranker.feature_set).is_file():
+        typer.echo(
+            f"no arrays at {cfg.paths.ranker_arrays(cfg.ranker.feature_set)}: run `feedrank train-ranker` first",
+            err=True,
+        )
         raise typer.Exit(code=1)
-    arrays = np.load(arrays_path(cfg))
-    ids = pd.read_parquet(training_set_path(cfg), columns=["impression_id", "split"])
+    arrays = np.load(cfg.paths.ranker_arrays(cfg.ranker.feature_set))
+    ids = pd.read_parquet(cfg.paths.training_set, columns=["impression_id", "split"])
     ids_of = {
         split: ids.loc[ids["split"] == split, "impression_id"].to_numpy()
         for split in ("train", "test")

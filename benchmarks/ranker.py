@@ -46,10 +46,9 @@ import typer
 from pipelines.config import FeedrankConfig, load_config
 from pipelines.features.sparse import sparse_ids
 from pipelines.features.spec import feature_matrix
-from pipelines.features.training_set import training_set_path
 from pipelines.models.bundle import RankerBundle
 from pipelines.train import ranker as ranker_training
-from pipelines.train.ranker import arrays_path, prepare_arrays, ranker_dir
+from pipelines.train.ranker import prepare_arrays
 
 TRAIN_WORKERS = (1, 2)
 VALIDATION_SHARE = 0.05  # the training loop holds out the last 5% of training rows
@@ -73,7 +72,7 @@ def stage_root(cfg: FeedrankConfig, root: Path) -> FeedrankConfig:
     link to the pipeline's would be written through.
     """
     staged = with_root(cfg, root)
-    source, target = training_set_path(cfg), training_set_path(staged)
+    source, target = cfg.paths.training_set, staged.paths.training_set
     target.parent.mkdir(parents=True, exist_ok=True)
     target.symlink_to(source.resolve())
     return staged
@@ -105,7 +104,7 @@ def sparse_buckets(bundle: RankerBundle) -> int:
 
 def pick_bundle(cfg: FeedrankConfig, trained: Path, features: int) -> tuple[RankerBundle, str]:
     """The pipeline's bundle when it exists and reads these arrays, else the benchmark's own."""
-    directory = ranker_dir(cfg)
+    directory = cfg.paths.ranker_dir(cfg.ranker.feature_set)
     if not (directory / "meta.json").is_file():
         print(f"no pipeline ranker bundle at {directory}: scoring the one trained here")
         return RankerBundle.load(trained), "benchmark"
@@ -127,12 +126,12 @@ def request_rows(
     cfg: FeedrankConfig, candidates: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray | None, pd.DataFrame]:
     """x [C, F], ids [C, S] or None, and the matching test rows of the training-set parquet."""
-    arrays = np.load(arrays_path(cfg))
+    arrays = np.load(cfg.paths.ranker_arrays(cfg.ranker.feature_set))
     x_test = arrays["x_test"]
     rng = np.random.default_rng(seed)
     index = rng.choice(len(x_test), size=candidates, replace=len(x_test) < candidates)
     ids = arrays["s_test"][index] if "s_test" in arrays.files else None
-    test = pd.read_parquet(training_set_path(cfg), filters=[("split", "==", "test")])
+    test = pd.read_parquet(cfg.paths.training_set, filters=[("split", "==", "test")])
     if len(test) != len(x_test):
         raise RuntimeError(f"{len(test)} test rows in the parquet, {len(x_test)} in the arrays")
     return x_test[index], ids, test.iloc[index].reset_index(drop=True)
@@ -176,11 +175,11 @@ def main(
     cfg = with_root(loaded, loaded.paths.root_dir)
     # FEEDRANK_HOME would override the temp root of the fits: pin the source root, drop the override.
     os.environ.pop("FEEDRANK_HOME", None)
-    if not training_set_path(cfg).is_file():
-        typer.echo(f"no training set at {training_set_path(cfg)}: run the pipeline first", err=True)
+    if not cfg.paths.training_set.is_file():
+        typer.echo(f"no training set at {cfg.paths.training_set}: run the pipeline first", err=True)
         typer.echo(f"(feedrank build-training-set --config {config})", err=True)
         raise typer.Exit(code=1)
-    print(f"{cfg.ranker.architecture} ranker, training set {training_set_path(cfg)}")
+    print(f"{cfg.ranker.architecture} ranker, training set {cfg.paths.training_set}")
     print(f"{torch.get_num_threads()} torch threads, load average {load_start:.2f}")
 
     from pipelines.train.ray_runtime import ray_session
@@ -201,7 +200,9 @@ def main(
                 train[workers] = fit(staged, sizes, workers, epochs)
                 print(f"  {train[workers]['samples_per_s']:.0f} samples/s (wall)")
         x, ids, frame = request_rows(staged, candidates, seed)
-        bundle, bundle_source = pick_bundle(cfg, ranker_dir(staged), x.shape[1])
+        bundle, bundle_source = pick_bundle(
+            cfg, staged.paths.ranker_dir(staged.ranker.feature_set), x.shape[1]
+        )
 
     buckets = sparse_buckets(bundle)
     sparse_input = ids if bundle.uses_sparse else None

@@ -122,7 +122,7 @@ def airflow_environment(cfg: FeedrankConfig) -> dict[str, str]:
         "FEEDRANK_CONFIG": cfg.name,
         "FEEDRANK_HOME": str(cfg.paths.root_dir),
         "PYTHONPATH": str(REPO_ROOT),
-        "MPLCONFIGDIR": str(cfg.paths.root_dir / "mpl"),
+        "MPLCONFIGDIR": str(cfg.paths.matplotlib),
     }
 
 

@@ -16,25 +16,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipelines.schema import HEADS, REGRESSION_HEADS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
-
-# The engagement actions the world labels and the ranker predicts, in a fixed order.
-ALL_HEADS: tuple[str, ...] = (
-    "fav",
-    "reply",
-    "retweet",
-    "quote",
-    "profile_click",
-    "negative",
-    "report",
-    "dwell",
-    "reply_engaged_by_author",
-    "dwell_time",
-)
-# Heads that predict a real value (squared-error loss) rather than a probability: `dwell_time` is
-# the expected log of the dwell in seconds. Every other head is binary.
-REGRESSION_HEADS: frozenset[str] = frozenset({"dwell_time"})
 
 
 class StrictModel(BaseModel):
@@ -42,6 +27,13 @@ class StrictModel(BaseModel):
 
 
 class PathsConfig(StrictModel):
+    """The artifact map: every directory and file a run writes, named once, under one root.
+
+    Steps hand their outputs to later steps through these paths (typed by `pipelines.handoffs`);
+    a bundle's own inner files (a ranker's `model.pt`, an index's `index.faiss`) belong to the
+    class that writes the bundle.
+    """
+
     root: str = Field(
         ".feedrank",
         description="Folder for all run-time state; relative paths are taken from the repo root; "
@@ -54,6 +46,7 @@ class PathsConfig(StrictModel):
         path = Path(raw)
         return path if path.is_absolute() else REPO_ROOT / path
 
+    # -- the lake -------------------------------------------------------------------------------
     @property
     def lake(self) -> Path:
         return self.root_dir / "lake"
@@ -73,27 +66,120 @@ class PathsConfig(StrictModel):
 
     @property
     def features(self) -> Path:
+        """Batch feature tables: the Feast offline sources."""
         return self.lake / "features"
+
+    def feature_table(self, name: str) -> Path:
+        return self.features / f"{name}.parquet"
 
     @property
     def datasets(self) -> Path:
         return self.lake / "datasets"
 
     @property
+    def encoder_pairs(self) -> Path:
+        """(viewer history, engaged tweet) pairs the text encoder is fine-tuned on."""
+        return self.datasets / "encoder_pairs.parquet"
+
+    @property
+    def training_set(self) -> Path:
+        """The point-in-time ranker training set from Feast."""
+        return self.datasets / "ranker_training_set.parquet"
+
+    def ranker_arrays(self, feature_set: str = "full") -> Path:
+        """The training set as model-input arrays, per feature set."""
+        return self.datasets / f"ranker_arrays{_feature_set_suffix(feature_set)}.npz"
+
+    # -- models ---------------------------------------------------------------------------------
+    @property
     def models(self) -> Path:
         return self.root_dir / "models"
 
+    @property
+    def encoder_dir(self) -> Path:
+        """The fine-tuned text embedder (a `TextEmbedder` directory)."""
+        return self.models / "text_encoder"
+
+    @property
+    def encoder_training(self) -> Path:
+        return self.models / "text_encoder_training.json"
+
+    @property
+    def topic_centroids(self) -> Path:
+        """[K, D] centroids of the tweet embeddings; fresh tweets get their topic from these."""
+        return self.models / "topic_centroids.npy"
+
+    @property
+    def tweet_index(self) -> Path:
+        """The ANN index of tweet embeddings (versioned with the encoder that built it)."""
+        return self.models / "tweet_index"
+
+    def ranker_dir(self, feature_set: str = "full") -> Path:
+        """The trained ranker bundle, per feature set."""
+        return self.models / f"ranker{_feature_set_suffix(feature_set)}"
+
+    def ranker_training(self, feature_set: str = "full") -> Path:
+        return self.ranker_dir(feature_set) / "training.json"
+
+    @property
+    def registration(self) -> Path:
+        return self.models / "registration.json"
+
+    # -- reports --------------------------------------------------------------------------------
     @property
     def reports(self) -> Path:
         return self.root_dir / "reports"
 
     @property
+    def validation_reports(self) -> Path:
+        return self.reports / "validation"
+
+    @property
+    def validation_summary(self) -> Path:
+        return self.validation_reports / "summary.json"
+
+    @property
+    def evaluation(self) -> Path:
+        """The offline evaluation report: metrics, tables and plots."""
+        return self.reports / "evaluation"
+
+    @property
+    def evaluation_metrics(self) -> Path:
+        return self.evaluation / "metrics.json"
+
+    @property
+    def champion_comparison(self) -> Path:
+        return self.evaluation / "champion_comparison.json"
+
+    @property
+    def retrieval_reports(self) -> Path:
+        return self.reports / "retrieval"
+
+    @property
+    def retrieval_metrics(self) -> Path:
+        return self.retrieval_reports / "retrieval_metrics.json"
+
+    # -- services -------------------------------------------------------------------------------
+    @property
     def feast(self) -> Path:
         return self.root_dir / "feast"
 
     @property
+    def feast_online_db(self) -> Path:
+        return self.feast / "online.db"
+
+    @property
+    def materialized_manifest(self) -> Path:
+        """What the last materialization loaded, for an idempotent rerun."""
+        return self.feast / "materialized.json"
+
+    @property
     def mlflow_db(self) -> Path:
         return self.root_dir / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.root_dir / "mlartifacts"
 
     @property
     def serving_events(self) -> Path:
@@ -101,18 +187,32 @@ class PathsConfig(StrictModel):
         return self.root_dir / "serving" / "events.db"
 
     @property
-    def mlflow_artifacts(self) -> Path:
-        return self.root_dir / "mlartifacts"
+    def cursor_key(self) -> Path:
+        """The key that signs feed cursors, shared by every replica."""
+        return self.serving_events.with_name("cursor.key")
 
     @property
     def airflow_home(self) -> Path:
         return self.root_dir / "airflow"
 
     @property
+    def ray_results(self) -> Path:
+        """Ray Train checkpoints; on a multi-node cluster this root must be shared storage."""
+        return self.root_dir / "ray_results"
+
+    @property
+    def matplotlib(self) -> Path:
+        return self.root_dir / "mpl"
+
+    @property
     def ray_tmp(self) -> Path:
         # Ray's socket paths must stay under 107 bytes, so it lives in /tmp keyed by the root's name.
         digest = hashlib.sha1(str(self.root_dir).encode()).hexdigest()[:10]
         return Path("/tmp") / f"ray_{digest}"
+
+
+def _feature_set_suffix(feature_set: str) -> str:
+    return "" if feature_set == "full" else f"_{feature_set}"
 
 
 class WorldConfig(StrictModel):
@@ -203,7 +303,7 @@ class EncoderConfig(StrictModel):
 
 
 class RankerConfig(StrictModel):
-    heads: tuple[str, ...] = Field(ALL_HEADS, description="Heads of the multi-task ranker.")
+    heads: tuple[str, ...] = Field(HEADS, description="Heads of the multi-task ranker.")
     feature_set: Literal["full", "skeleton", "no_text"] = Field(
         "full",
         description="Features the ranker reads: full, issue 2's skeleton, or full without text.",
@@ -280,7 +380,7 @@ class RankerConfig(StrictModel):
 
     @model_validator(mode="after")
     def _sample_rates_name_binary_heads(self) -> RankerConfig:
-        binary = [h for h in ALL_HEADS if h not in REGRESSION_HEADS]
+        binary = [h for h in HEADS if h not in REGRESSION_HEADS]
         wrong = [h for h in self.negative_sample_rates if h not in binary]
         if wrong:
             raise ValueError(
@@ -502,9 +602,9 @@ class FeedrankConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> FeedrankConfig:
-        unknown = [h for h in self.ranker.heads if h not in ALL_HEADS]
+        unknown = [h for h in self.ranker.heads if h not in HEADS]
         if unknown:
-            raise ValueError(f"ranker.heads has unknown heads {unknown}; known: {list(ALL_HEADS)}")
+            raise ValueError(f"ranker.heads has unknown heads {unknown}; known: {list(HEADS)}")
         stray = [h for h in self.blend.weights if h not in self.ranker.heads]
         if stray:
             raise ValueError(

@@ -194,17 +194,12 @@ class TweetIndex:
         return cls(index, authors, int(meta["dim"]), meta["kind"])
 
 
-def index_dir(cfg: FeedrankConfig) -> Path:
-    return cfg.paths.models / "tweet_index"
-
-
 def build_index(cfg: FeedrankConfig, kind: IndexKind | None = None) -> dict[str, Any]:
     """Index every embedded tweet (the `tweet_embedding` feature source) under models/tweet_index."""
-    from pipelines.features.batch import feature_table_path
     from pipelines.schema import read_table
 
     started = time.perf_counter()
-    embeddings = pd.read_parquet(feature_table_path(cfg, "tweet_embedding"))
+    embeddings = pd.read_parquet(cfg.paths.feature_table("tweet_embedding"))
     tweets = read_table(cfg.paths.raw, "tweets")[["tweet_id", "author_id"]]
     rows = embeddings.merge(tweets, on="tweet_id", how="inner", validate="one_to_one")
     vectors = np.stack(rows["tweet_embedding"].to_numpy()).astype(np.float32)
@@ -212,9 +207,9 @@ def build_index(cfg: FeedrankConfig, kind: IndexKind | None = None) -> dict[str,
     index = TweetIndex.build(
         rows["tweet_id"].to_numpy(), vectors, rows["author_id"].to_numpy(), chosen
     )
-    encoder_meta = cfg.paths.models / "text_encoder_training.json"
+    encoder_meta = cfg.paths.encoder_training
     run = json.loads(encoder_meta.read_text()).get("run_name") if encoder_meta.exists() else None
-    directory = index.save(index_dir(cfg), {"encoder_run": run})
+    directory = index.save(cfg.paths.tweet_index, {"encoder_run": run})
     seconds = time.perf_counter() - started
     log.info("retrieval: indexed %d tweets (%s) in %.1f s", len(index), chosen, seconds)
     return {"tweets": len(index), "kind": chosen, "dir": str(directory), "seconds": seconds}
@@ -226,14 +221,13 @@ def embed_fresh_tweets(cfg: FeedrankConfig, tweets: pd.DataFrame, index: TweetIn
     retrieval and ranking between two daily runs. Returns the number of tweets embedded."""
     from pipelines.features.freshness import push_tweet_embeddings
     from pipelines.models.text_encoder import TextEmbedder
-    from pipelines.steps import encoder_dir
 
     missing = [c for c in ("tweet_id", "author_id", "text", "created_at") if c not in tweets]
     if missing:
         raise ValueError(f"fresh tweets are missing columns {missing}")
     if tweets.empty:
         return 0
-    vectors = TextEmbedder.load(encoder_dir(cfg)).embed(tweets["text"].astype(str).tolist())
+    vectors = TextEmbedder.load(cfg.paths.encoder_dir).embed(tweets["text"].astype(str).tolist())
     index.add(tweets["tweet_id"].to_numpy(), vectors, tweets["author_id"].to_numpy())
     push_tweet_embeddings(cfg, tweets[["tweet_id", "created_at"]], vectors)
     return len(tweets)

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 TS = pa.timestamp("us", tz="UTC")
 
+# The one vocabulary of actions, heads and engagements: every other module imports these.
 # Actions labelled on every impression; each binary one has a `<action>_at` timestamp column.
 BINARY_ACTIONS: tuple[str, ...] = (
     "fav",
@@ -30,7 +31,20 @@ BINARY_ACTIONS: tuple[str, ...] = (
 # `reply_engaged_by_author`: the viewer replied and the tweet's author engaged with that reply
 # (Twitter's most valuable action); only ever True where `reply` is.
 DERIVED_ACTIONS: dict[str, str] = {"reply_engaged_by_author": "reply"}
+# The public engagements a tweet accumulates (its counts, trending, the world's memory of them).
+ENGAGEMENTS: tuple[str, ...] = ("fav", "reply", "retweet", "quote")
 DWELL_THRESHOLD_MS = 15_000  # the `dwell` head: dwelled at least this long
+# The heads a ranker may predict, in a fixed order: every binary action a viewer does, `dwell`
+# (dwelled at least DWELL_THRESHOLD_MS), the derived actions, and `dwell_time`.
+HEADS: tuple[str, ...] = (
+    *(action for action in BINARY_ACTIONS if action not in DERIVED_ACTIONS),
+    "dwell",
+    *DERIVED_ACTIONS,
+    "dwell_time",
+)
+# Heads that predict a real value (squared-error loss) rather than a probability: `dwell_time` is
+# the expected log of the dwell in seconds. Every other head is binary.
+REGRESSION_HEADS: frozenset[str] = frozenset({"dwell_time"})
 SURFACES: tuple[str, ...] = ("home", "conversation")
 
 USERS = pa.schema(
@@ -96,6 +110,7 @@ TABLES: dict[str, pa.Schema] = {
 }
 DAILY_TABLES: dict[str, str] = {"tweets": "created_at", "impressions": "served_at"}
 STATIC_PARTITION = "static"
+PART_FILE = "part.parquet"  # the one file of a partition
 
 
 def id_array(ids: Collection[int] | np.ndarray) -> np.ndarray:
@@ -114,7 +129,7 @@ def write_partition(df: pd.DataFrame, root: Path, table: str, day: str, schema: 
     target = partition_dir(root, table, day)
     target.mkdir(parents=True, exist_ok=True)
     arrow = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
-    path = target / "part.parquet"
+    path = target / PART_FILE
     pq.write_table(arrow, path)
     return path
 
@@ -131,9 +146,9 @@ def read_table(root: Path, table: str, days: list[str] | None = None) -> pd.Data
     schema = TRUTH if table == "truth" else TABLES[table]
     wanted = list_partitions(root, table) if days is None else days
     frames = [
-        pq.read_table(partition_dir(root, table, day) / "part.parquet", schema=schema).to_pandas()
+        pq.read_table(partition_dir(root, table, day) / PART_FILE, schema=schema).to_pandas()
         for day in wanted
-        if (partition_dir(root, table, day) / "part.parquet").exists()
+        if (partition_dir(root, table, day) / PART_FILE).exists()
     ]
     if not frames:
         return schema.empty_table().to_pandas()

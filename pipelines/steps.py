@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,10 +53,6 @@ def _timed(name: str, started: float, summary: dict[str, Any]) -> dict[str, Any]
     return summary
 
 
-def encoder_dir(cfg: FeedrankConfig) -> Path:
-    return cfg.paths.models / "text_encoder"
-
-
 def build_world(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
     """Simulate the world (DESIGN section 4) into the raw lake, truth stored apart."""
     from pipelines.world.simulate import build_world as simulate
@@ -99,11 +94,11 @@ def train_encoder(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
     from pipelines.train.ray_runtime import ray_session
 
     started, cfg = time.perf_counter(), _cfg(config)
-    pairs_path = cfg.paths.datasets / "encoder_pairs.parquet"
+    pairs_path = cfg.paths.encoder_pairs
     pairs = write_training_pairs(cfg, pairs_path)
     with ray_session(cfg):
-        result = fit(cfg, pairs_path, encoder_dir(cfg))
-    (cfg.paths.models / "text_encoder_training.json").write_text(json.dumps(result, default=float))
+        result = fit(cfg, pairs_path, cfg.paths.encoder_dir)
+    (cfg.paths.encoder_training).write_text(json.dumps(result, default=float))
     return _timed(
         "train_encoder",
         started,
@@ -121,7 +116,6 @@ def embed(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
     from pipelines.features.batch import engagement_events, write_feature_table
     from pipelines.features.embeddings import (
         author_content_table,
-        topic_centroids_path,
         topic_clusters,
         tweet_embedding_table,
         viewer_embedding_table,
@@ -133,15 +127,15 @@ def embed(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
 
     started, cfg = time.perf_counter(), _cfg(config)
     tweets = read_table(cfg.paths.raw, "tweets")
-    vectors = embed_texts(cfg, encoder_dir(cfg), tweets["text"].tolist())
+    vectors = embed_texts(cfg, cfg.paths.encoder_dir, tweets["text"].tolist())
     # Topic centroids from the tweets posted before the held-out days.
     fit_rows = (pd.to_datetime(tweets["created_at"], utc=True) < split_boundary(cfg)).to_numpy()
     topics, centroids = topic_clusters(
         vectors, fit_rows, cfg.features.topic_clusters, cfg.world.seed
     )
-    np.save(topic_centroids_path(cfg), centroids)  # fresh tweets get their topic from these
+    np.save(cfg.paths.topic_centroids, centroids)  # fresh tweets get their topic from these
     write_feature_table(cfg, "tweet_embedding", tweet_embedding_table(tweets, vectors, topics))
-    embedder = TextEmbedder.load(encoder_dir(cfg))
+    embedder = TextEmbedder.load(cfg.paths.encoder_dir)
     impressions = read_table(cfg.paths.raw, "impressions")
     events = engagement_events(impressions, tweets)
     authors = author_content_table(cfg, tweets, vectors, topics, impressions, events)
@@ -174,7 +168,7 @@ def evaluate_retrieval(config: str | FeedrankConfig | None = None) -> dict[str, 
 
     started, cfg = time.perf_counter(), _cfg(config)
     metrics = run(cfg)
-    log_retrieval(cfg, metrics, cfg.paths.reports / "retrieval")
+    log_retrieval(cfg, metrics, cfg.paths.retrieval_reports)
     recalls = {k: v for k, v in metrics.items() if "recall_at" in k or k == "viewers"}
     return _timed("evaluate_retrieval", started, recalls)
 
@@ -232,32 +226,31 @@ def evaluate(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
 
 def register(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
     """Log the run to MLflow and register the ranker as `challenger`."""
-    from pipelines.evaluate.offline import evaluation_dir
     from pipelines.registry import log_and_register, write_json
-    from pipelines.retrieval import index_dir
-    from pipelines.train.ranker import ranker_dir
 
     started, cfg = time.perf_counter(), _cfg(config)
-    metrics = json.loads((evaluation_dir(cfg) / "metrics.json").read_text())
-    training = json.loads((ranker_dir(cfg) / "training.json").read_text())
-    encoder = json.loads((cfg.paths.models / "text_encoder_training.json").read_text())
+    metrics = json.loads((cfg.paths.evaluation / "metrics.json").read_text())
+    training = json.loads(
+        (cfg.paths.ranker_dir(cfg.ranker.feature_set) / "training.json").read_text()
+    )
+    encoder = json.loads((cfg.paths.encoder_training).read_text())
     history = training.get("history", [])
     metrics["encoder_loss_first"] = float(encoder["loss_first"])
     metrics["encoder_loss_last"] = float(encoder["loss_last"])
     metrics["ranker_train_seconds"] = float(training["seconds"])
-    validation = cfg.paths.reports / "validation" / "summary.json"
+    validation = cfg.paths.validation_summary
     result = log_and_register(
         cfg,
-        ranker_dir(cfg),
-        encoder_dir(cfg),
-        evaluation_dir(cfg),
+        cfg.paths.ranker_dir(cfg.ranker.feature_set),
+        cfg.paths.encoder_dir,
+        cfg.paths.evaluation,
         metrics,
         history,
         # The index belongs to the encoder version that built it: both are artifacts of this run.
-        extra_artifacts={"validation": validation, "tweet_index": index_dir(cfg)},
+        extra_artifacts={"validation": validation, "tweet_index": cfg.paths.tweet_index},
         series={"encoder_loss": [float(p["loss"]) for p in encoder.get("loss_curve", [])]},
     )
-    write_json(cfg.paths.models / "registration.json", result)
+    write_json(cfg.paths.registration, result)
     return _timed("register", started, result)
 
 
@@ -265,13 +258,12 @@ def promote(config: str | FeedrankConfig | None = None) -> dict[str, Any]:
     """Gate the challenger against the serving champion (bootstrap NDCG gain, RCE per head), or
     against LightGBM while there is no champion; it becomes `champion` only if it passes."""
     from pipelines.evaluate.gate import compare_with_champion
-    from pipelines.evaluate.offline import evaluation_dir
     from pipelines.registry import promote as decide
 
     started, cfg = time.perf_counter(), _cfg(config)
-    registration = json.loads((cfg.paths.models / "registration.json").read_text())
-    metrics = json.loads((evaluation_dir(cfg) / "metrics.json").read_text())
-    comparison = compare_with_champion(cfg, evaluation_dir(cfg))
+    registration = json.loads((cfg.paths.registration).read_text())
+    metrics = json.loads((cfg.paths.evaluation / "metrics.json").read_text())
+    comparison = compare_with_champion(cfg, cfg.paths.evaluation)
     decision = decide(cfg, registration["run_id"], registration["version"], metrics, comparison)
     return _timed("promote", started, decision)
 

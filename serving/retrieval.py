@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.retrieval import TweetIndex, index_dir
+from pipelines.retrieval import TweetIndex
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class EmbeddingRetriever:
     def load(cls, cfg: FeedrankConfig) -> EmbeddingRetriever | None:
         """The pipeline's index and Feast's online viewer embeddings; None (and a log line) when
         no index has been built, so the feed still serves its other sources."""
-        directory = index_dir(cfg)
+        directory = cfg.paths.tweet_index
         if cfg.retrieval.embedding_candidates == 0:
             return None
         try:

@@ -24,11 +24,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.config import FeedrankConfig
-from pipelines.schema import TABLES, list_partitions, partition_dir
+from pipelines.schema import ENGAGEMENTS, PART_FILE, TABLES, list_partitions, partition_dir
 
 log = logging.getLogger(__name__)
 
-ENGAGEMENTS: tuple[str, ...] = ("fav", "reply", "retweet", "quote")
 TRENDING_WINDOW = pd.Timedelta(hours=48)
 CANDIDATE_COLUMNS: tuple[str, ...] = ("tweet_id", "author_id", "in_network", "source")
 REPLY_COLUMNS: tuple[str, ...] = (
@@ -63,9 +62,7 @@ def read_columns(root: Path, table: str, columns: list[str]) -> pd.DataFrame:
     """Read some columns of every partition of a raw table, with their canonical types."""
     schema = TABLES[table]
     wanted = pa.schema([schema.field(name) for name in columns])
-    paths = [
-        partition_dir(root, table, day) / "part.parquet" for day in list_partitions(root, table)
-    ]
+    paths = [partition_dir(root, table, day) / PART_FILE for day in list_partitions(root, table)]
     frames = [
         pq.read_table(path, columns=columns, schema=schema).to_pandas()
         for path in paths

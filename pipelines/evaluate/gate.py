@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.config import REGRESSION_HEADS, FeedrankConfig, PromoteConfig
+from pipelines.config import FeedrankConfig, PromoteConfig
 from pipelines.evaluate.metrics import ndcg_per_group, relative_score
 from pipelines.ranking import blend_scores
+from pipelines.schema import REGRESSION_HEADS
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +116,8 @@ def compare_predictions(
 def compare_with_champion(cfg: FeedrankConfig, out_dir: Path) -> ChampionComparison | None:
     """Score the held-out days with the new ranker (models/ranker) and the registered champion;
     None when there is no champion yet. Writes the comparison to `out_dir`."""
-    from pipelines.features.training_set import training_set_path
     from pipelines.models.bundle import IncompatibleBundleError, RankerBundle
     from pipelines.registry import load_ranker
-    from pipelines.train.ranker import ranker_dir
 
     try:
         champion = load_ranker(cfg, "champion")
@@ -127,11 +126,11 @@ def compare_with_champion(cfg: FeedrankConfig, out_dir: Path) -> ChampionCompari
         return None
     if champion is None:
         return None
-    frame = pd.read_parquet(training_set_path(cfg))
+    frame = pd.read_parquet(cfg.paths.training_set)
     test = frame[frame["split"] == "test"].reset_index(drop=True)
     heads = list(cfg.ranker.heads)
     labels = {head: test[f"label_{head}"].to_numpy(dtype=np.float64) for head in heads}
-    challenger = RankerBundle.load(ranker_dir(cfg)).predict(test)
+    challenger = RankerBundle.load(cfg.paths.ranker_dir(cfg.ranker.feature_set)).predict(test)
     theirs = champion.predict(test)
     comparison = compare_predictions(
         test["request_id"].to_numpy(),

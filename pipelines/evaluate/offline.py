@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipelines.config import REGRESSION_HEADS, FeedrankConfig
+from pipelines.config import FeedrankConfig
 from pipelines.evaluate.metrics import head_metrics, mean_ndcg_at_k, regression_metrics
 from pipelines.evaluate.report import write_report
-from pipelines.features.training_set import training_set_path
 from pipelines.models.bundle import RankerBundle
 from pipelines.ranking import blend_scores
-from pipelines.schema import read_table
+from pipelines.schema import REGRESSION_HEADS, read_table
 from pipelines.train.baselines import fit_lightgbm, fit_logreg, predict_lightgbm, predict_logreg
-from pipelines.train.ranker import arrays_path, model_inputs, ranker_dir
+from pipelines.train.ranker import model_inputs
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +35,6 @@ MIN_SEGMENT_ROWS = 50  # fewer rows than this give no segment metric (too noisy 
 SEGMENT_METRICS = ("rce", "roc_auc")
 SEGMENT_COLUMNS = ["viewer_id", "author_follower_count", "in_network"]
 ORACLE_COLUMNS = {"dwell_time": "mean_log_dwell_s"}  # truth column per head, if not p_<head>
-
-
-def evaluation_dir(cfg: FeedrankConfig) -> Path:
-    return cfg.paths.reports / "evaluation"
 
 
 def oracle_predictions(
@@ -168,11 +162,11 @@ def segment_metrics(
 
 def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
     """Score the held-out days with every model, write metrics.json and the report with plots."""
-    arrays = np.load(arrays_path(cfg))
+    arrays = np.load(cfg.paths.ranker_arrays(cfg.ranker.feature_set))
     x_train, y_train = arrays["x_train"], arrays["y_train"]
     x_test, y_test = arrays["x_test"], arrays["y_test"]
     frame = pd.read_parquet(
-        training_set_path(cfg), columns=["impression_id", "request_id", "split", *SEGMENT_COLUMNS]
+        cfg.paths.training_set, columns=["impression_id", "request_id", "split", *SEGMENT_COLUMNS]
     )
     test = frame[frame["split"] == "test"]
     if len(test) != len(x_test):
@@ -193,7 +187,9 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
     predictions: dict[str, dict[str, np.ndarray]] = {}
     # The ranker also reads the sparse ids when it has them; the baselines stay dense-only.
     ranker_inputs = [arrays[f"{name}_test"][covered] for name in model_inputs(cfg.ranker)]
-    predictions["ranker"] = RankerBundle.load(ranker_dir(cfg)).predict_matrix(*ranker_inputs)
+    predictions["ranker"] = RankerBundle.load(
+        cfg.paths.ranker_dir(cfg.ranker.feature_set)
+    ).predict_matrix(*ranker_inputs)
     log.info("evaluate: fitting the LightGBM baseline on %d rows", len(x_train))
     predictions["lgbm"] = predict_lightgbm(fit_lightgbm(cfg, x_train, y_train), x_test)
     log.info("evaluate: fitting the logistic-regression baseline")
@@ -233,7 +229,7 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
     masks = segment_masks(test, frame[frame["split"] == "train"])
     results["segments"] = segment_metrics(heads, y_test, predictions, masks)
 
-    out = evaluation_dir(cfg)
+    out = cfg.paths.evaluation
     written = write_report(results, out)
     metrics = flatten_metrics(results)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))

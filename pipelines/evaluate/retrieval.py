@@ -297,18 +297,16 @@ def _scored_retrieval(
 
 def finetuned_retrieval(cfg: FeedrankConfig, task: RetrievalTask, k: int) -> np.ndarray:
     """The fine-tuned encoder's feature-table embeddings + its viewer tower -> ids [V, k]."""
-    from pipelines.features.batch import feature_table_path
     from pipelines.models.text_encoder import TextEmbedder
-    from pipelines.steps import encoder_dir
 
     table = pd.read_parquet(
-        feature_table_path(cfg, "tweet_embedding"), columns=["tweet_id", "tweet_embedding"]
+        cfg.paths.feature_table("tweet_embedding"), columns=["tweet_id", "tweet_embedding"]
     ).set_index("tweet_id")["tweet_embedding"]
     rows = table.reindex(task.tweet_ids)
     if rows.isna().any():
         raise ValueError(f"{int(rows.isna().sum())} tweets have no tweet_embedding: rerun embed")
     vectors = np.stack(rows.to_numpy()).astype(np.float32)
-    embedder = TextEmbedder.load(encoder_dir(cfg))
+    embedder = TextEmbedder.load(cfg.paths.encoder_dir)
 
     def viewer_tower(profiles: np.ndarray) -> np.ndarray:
         return embedder.embed_viewers(profiles[:, None, :])

@@ -24,16 +24,11 @@ from pipelines.features import graph, spec
 from pipelines.features.sparse import hashtag_lists, text_ngram_ids
 from pipelines.features.spec import HASHTAG_DIM, epoch_seconds
 from pipelines.features.training_set import split_boundary
-from pipelines.schema import read_table
+from pipelines.schema import ENGAGEMENTS, read_table
 
 log = logging.getLogger(__name__)
 
-ENGAGEMENT_ACTIONS = ("fav", "reply", "retweet", "quote")
 RATE_PRIOR_STRENGTH = 50.0  # pseudo-impressions pulling small samples toward the global rate
-
-
-def feature_table_path(cfg: FeedrankConfig, name: str) -> Path:
-    return cfg.paths.features / f"{name}.parquet"
 
 
 def write_feature_table(cfg: FeedrankConfig, name: str, table: pd.DataFrame) -> Path:
@@ -43,7 +38,7 @@ def write_feature_table(cfg: FeedrankConfig, name: str, table: pd.DataFrame) -> 
             "datetime64[us, UTC]"
         )
     )
-    path = feature_table_path(cfg, name)
+    path = cfg.paths.feature_table(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(path, index=False)
     log.info("features: %s written (%d rows)", name, len(table))
@@ -53,7 +48,7 @@ def write_feature_table(cfg: FeedrankConfig, name: str, table: pd.DataFrame) -> 
 def engagement_events(impressions: pd.DataFrame, tweets: pd.DataFrame) -> pd.DataFrame:
     """One row per engagement action: viewer_id, tweet_id, author_id, action, at (timestamp)."""
     frames = []
-    for action in ENGAGEMENT_ACTIONS:
+    for action in ENGAGEMENTS:
         done = impressions[impressions[action]]
         frames.append(
             pd.DataFrame(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,11 +48,6 @@ def topic_clusters(
     model = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(fit.astype(np.float64))
     topics = model.predict(vectors.astype(np.float64)).astype(np.int64)
     return topics, model.cluster_centers_.astype(np.float32)
-
-
-def topic_centroids_path(cfg: FeedrankConfig) -> Path:
-    """Where the embed step keeps the topic centroids [K, D] (float32 .npy)."""
-    return cfg.paths.models / "topic_centroids.npy"
 
 
 def nearest_topic(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:

@@ -54,13 +54,13 @@ def push_tweet_embeddings(cfg: FeedrankConfig, tweets: pd.DataFrame, vectors: np
     aligned. The topic is the nearest of the centroids the last embed step saved. Returns the
     number of rows pushed.
     """
-    from pipelines.features.embeddings import nearest_topic, topic_centroids_path
+    from pipelines.features.embeddings import nearest_topic
 
     if len(tweets) != len(vectors):
         raise ValueError(f"{len(tweets)} tweets but {len(vectors)} embeddings")
     if tweets.empty:
         return 0
-    centroids_path = topic_centroids_path(cfg)
+    centroids_path = cfg.paths.topic_centroids
     if not centroids_path.exists():
         raise FileNotFoundError(f"no topic centroids at {centroids_path}: run the embed step first")
     matrix = np.asarray(vectors, dtype=np.float32)

@@ -64,7 +64,7 @@ def configure_environment(cfg: FeedrankConfig) -> None:
     """Export what the Feast repo reads: the state root and the feature windows."""
     os.environ["FEEDRANK_HOME"] = str(cfg.paths.root_dir)
     os.environ["FEEDRANK_FEATURE_TTL_DAYS"] = str(cfg.features.ttl_days)
-    os.environ.setdefault("MPLCONFIGDIR", str(cfg.paths.root_dir / "mpl"))
+    os.environ.setdefault("MPLCONFIGDIR", str(cfg.paths.matplotlib))
     cfg.paths.feast.mkdir(parents=True, exist_ok=True)
 
 
@@ -72,7 +72,7 @@ def online_store_settings(cfg: FeedrankConfig) -> dict[str, str]:
     """The `online_store` section of the Feast config that `cfg.features.online_store` names."""
     if cfg.features.online_store == "redis":
         return {"type": "redis", "connection_string": cfg.features.redis_connection}
-    return {"type": "sqlite", "path": str(cfg.paths.feast / "online.db")}
+    return {"type": "sqlite", "path": str(cfg.paths.feast_online_db)}
 
 
 def repo_config(cfg: FeedrankConfig):  # -> feast.RepoConfig
@@ -147,7 +147,7 @@ def materialize(
     store = feature_store(cfg)
     stop = _utc(end) if end is not None else world_end(cfg)
     views = _online_views(store, feature_views)
-    manifest_path = cfg.paths.feast / MATERIALIZED_MANIFEST
+    manifest_path = cfg.paths.materialized_manifest
     manifest = _read_manifest(manifest_path)
     started = time.perf_counter()
     modes: dict[str, LoadMode] = {}

@@ -18,10 +18,6 @@ log = logging.getLogger(__name__)
 ID_COLUMNS = ("impression_id", "request_id", "viewer_id", "tweet_id", "author_id", "served_at")
 
 
-def training_set_path(cfg: FeedrankConfig):  # -> Path
-    return cfg.paths.datasets / "ranker_training_set.parquet"
-
-
 def split_boundary(cfg: FeedrankConfig) -> pd.Timestamp:
     """Impressions at or after this moment are held out: the last `test_days` days."""
     start = pd.Timestamp(cfg.world.start_date, tz="UTC")
@@ -84,7 +80,7 @@ def build_training_set(cfg: FeedrankConfig) -> dict[str, int]:
     boundary = split_boundary(cfg)
     joined["split"] = np.where(joined["served_at"] >= boundary, "test", "train")
     joined = joined.sort_values("impression_id").reset_index(drop=True)
-    path = training_set_path(cfg)
+    path = cfg.paths.training_set
     path.parent.mkdir(parents=True, exist_ok=True)
     joined.to_parquet(path, index=False)
     counts = joined["split"].value_counts().to_dict()

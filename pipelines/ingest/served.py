@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 IMPRESSION_ID_OFFSET = 10**12
 REQUEST_ID_HEX_DIGITS = 15
-PART_FILE = "part.parquet"
 REPORTED_IDS = 5  # ids named per kind in the log line about held-back rows
 
 
@@ -179,9 +178,9 @@ def _some(ids: pd.Series) -> list[int]:
 def _read_columns(raw: Path, table: str, columns: list[str]) -> pd.DataFrame:
     """`columns` of every partition of `table` (an empty frame with them when there is none)."""
     frames = [
-        pq.read_table(schema.partition_dir(raw, table, day) / PART_FILE, columns=columns)
+        pq.read_table(schema.partition_dir(raw, table, day) / schema.PART_FILE, columns=columns)
         for day in schema.list_partitions(raw, table)
-        if (schema.partition_dir(raw, table, day) / PART_FILE).exists()
+        if (schema.partition_dir(raw, table, day) / schema.PART_FILE).exists()
     ]
     if not frames:
         return schema.TABLES[table].empty_table().select(columns).to_pandas()
@@ -200,7 +199,7 @@ def append_impressions(raw: Path, rows: pd.DataFrame) -> list[str]:
         existing = schema.read_table(raw, "impressions", [day])
         merged = pd.concat([existing, new], ignore_index=True) if len(existing) else new
         merged = merged.drop_duplicates("impression_id", keep="last")
-        _write_atomically(merged, schema.partition_dir(raw, "impressions", day) / PART_FILE)
+        _write_atomically(merged, schema.partition_dir(raw, "impressions", day) / schema.PART_FILE)
         log.info(
             "ingest_served: impressions day=%s: %d rows, %d of them served now",
             day,
@@ -238,7 +237,7 @@ def _restore_missing(events: EventLog, raw: Path) -> int:
     day_of = exported["served_at"].dt.strftime("%Y-%m-%d").to_numpy()
     missing: list[int] = []
     for day in np.unique(day_of):
-        path = schema.partition_dir(raw, "impressions", day) / PART_FILE
+        path = schema.partition_dir(raw, "impressions", day) / schema.PART_FILE
         present = (
             pq.read_table(path, columns=["impression_id"]).column(0).to_numpy()
             if path.exists()

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pipelines.config import REGRESSION_HEADS, RankerConfig
+from pipelines.config import RankerConfig
 from pipelines.features.sparse import field_slots
+from pipelines.schema import REGRESSION_HEADS
 
 STD_FLOOR = 1e-6
 ARCHITECTURES = ("parallel", "serial", "mlp")

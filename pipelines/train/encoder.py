@@ -469,7 +469,7 @@ def train_encoder(
         ),
         run_config=RunConfig(
             name=name,
-            storage_path=str(cfg.paths.root_dir / "ray_results"),
+            storage_path=str(cfg.paths.ray_results),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )

@@ -25,21 +25,10 @@ from torch.nn.parallel import DistributedDataParallel
 from pipelines.config import FeedrankConfig, RankerConfig
 from pipelines.features.sparse import sparse_ids
 from pipelines.features.spec import feature_matrix, feature_names, log_mask
-from pipelines.features.training_set import training_set_path
 from pipelines.models.bundle import RankerBundle, sparse_meta
 from pipelines.models.masknet import FeatureNormalizer, downsampling_weights, multitask_loss
 
 log = logging.getLogger(__name__)
-
-
-def arrays_path(cfg: FeedrankConfig) -> Path:
-    suffix = "" if cfg.ranker.feature_set == "full" else f"_{cfg.ranker.feature_set}"
-    return cfg.paths.datasets / f"ranker_arrays{suffix}.npz"
-
-
-def ranker_dir(cfg: FeedrankConfig) -> Path:
-    suffix = "" if cfg.ranker.feature_set == "full" else f"_{cfg.ranker.feature_set}"
-    return cfg.paths.models / f"ranker{suffix}"
 
 
 def model_inputs(ranker: RankerConfig) -> tuple[str, ...]:
@@ -52,7 +41,7 @@ def model_inputs(ranker: RankerConfig) -> tuple[str, ...]:
 
 def prepare_arrays(cfg: FeedrankConfig) -> dict[str, int]:
     """Training set parquet -> x (and s) / y arrays per split, in the model's feature order."""
-    frame = pd.read_parquet(training_set_path(cfg))
+    frame = pd.read_parquet(cfg.paths.training_set)
     dim = cfg.encoder.embedding_dim
     label_columns = [f"label_{head}" for head in cfg.ranker.heads]
     out: dict[str, np.ndarray] = {}
@@ -70,7 +59,7 @@ def prepare_arrays(cfg: FeedrankConfig) -> dict[str, int]:
     )
     if "s" in model_inputs(cfg.ranker):
         out["sparse_known"] = known_ids(out["s_train"], cfg.ranker)
-    path = arrays_path(cfg)
+    path = cfg.paths.ranker_arrays(cfg.ranker.feature_set)
     np.savez(path, **out)  # type: ignore[arg-type]
     return {"train_rows": len(out["x_train"]), "test_rows": len(out["x_test"])}
 
@@ -261,13 +250,13 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
     from pipelines.train.ray_runtime import ray_session
 
     sizes = prepare_arrays(cfg)
-    arrays = np.load(arrays_path(cfg))
+    arrays = np.load(cfg.paths.ranker_arrays(cfg.ranker.feature_set))
     mask = log_mask(cfg.encoder.embedding_dim, cfg.ranker.feature_set)
     normalizer = FeatureNormalizer.fit(arrays["x_train"], mask)
     workers = cfg.ranker.num_workers
     loop_config = {
         "cfg": cfg.model_dump(mode="json", by_alias=True),
-        "arrays_path": str(arrays_path(cfg)),
+        "arrays_path": str(cfg.paths.ranker_arrays(cfg.ranker.feature_set)),
         "inputs": list(model_inputs(cfg.ranker)),
         "norm_mean": normalizer.mean.tolist(),
         "norm_std": normalizer.std.tolist(),
@@ -286,7 +275,7 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
             ),
             run_config=RunConfig(
                 name=f"ranker-{int(time.time())}",
-                storage_path=str(cfg.paths.root_dir / "ray_results"),
+                storage_path=str(cfg.paths.ray_results),
             ),
         )
         result = trainer.fit()
@@ -305,7 +294,7 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
         "feature_names": list(feature_names(cfg.encoder.embedding_dim, cfg.ranker.feature_set)),
         "trained_rows": sizes["train_rows"],
     }
-    bundle_dir = RankerBundle(model, meta).save(ranker_dir(cfg))
+    bundle_dir = RankerBundle(model, meta).save(cfg.paths.ranker_dir(cfg.ranker.feature_set))
     history = (
         result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
     )

@@ -18,7 +18,6 @@ from pipelines.validate.results import BatchOutcome, DataValidationError, Expect
 
 logger = logging.getLogger(__name__)
 
-PART_FILE = "part.parquet"
 # Columns kept from the batches of referenced tables that passed, to resolve foreign keys.
 REFERENCE_COLUMNS: dict[str, tuple[str, ...]] = {
     "users": ("user_id",),
@@ -51,7 +50,7 @@ def validate_lake(cfg: FeedrankConfig) -> dict[str, Any]:
     if not outcomes:
         logger.warning("validate: no partitions under %s; nothing was validated", cfg.paths.raw)
     summary = _summary(outcomes, time.perf_counter() - started)
-    _write_summary(cfg.paths.reports / "validation" / "summary.json", summary)
+    _write_summary(cfg.paths.validation_summary, summary)
     failures = [o for o in outcomes if not o.success]
     if failures:
         raise DataValidationError(failures, total_batches=len(outcomes))
@@ -115,7 +114,7 @@ def _validate_partition(
     """Read, validate and, on failure, quarantine one partition; the frame is None if unreadable."""
     from pipelines.validate.quarantine import quarantine_batch
 
-    path = schema.partition_dir(cfg.paths.raw, table, day) / PART_FILE
+    path = schema.partition_dir(cfg.paths.raw, table, day) / schema.PART_FILE
     try:
         frame = pq.read_table(path).to_pandas()
     except (OSError, ValueError) as error:  # missing or corrupt parquet: nothing GX can check
@@ -155,7 +154,7 @@ def _reference_keys(
 
 def _read_columns(raw: Path, table: str, day: str, columns: list[str]) -> pd.DataFrame:
     """Those of `columns` that one partition has (an empty frame when it cannot be read)."""
-    path = schema.partition_dir(raw, table, day) / PART_FILE
+    path = schema.partition_dir(raw, table, day) / schema.PART_FILE
     try:
         present = [c for c in columns if c in pq.read_schema(path).names]
         return pq.read_table(path, columns=present).to_pandas()

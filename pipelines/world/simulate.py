@@ -28,6 +28,7 @@ from pipelines.schema import (
     BINARY_ACTIONS,
     DERIVED_ACTIONS,
     DWELL_THRESHOLD_MS,
+    ENGAGEMENTS,
     FOLLOWS,
     IMPRESSIONS,
     STATIC_PARTITION,
@@ -91,7 +92,6 @@ BASE_LOGIT = {
 }
 # Logit that an author engages with a viewer's reply (given the reply), before the terms below.
 AUTHOR_ENGAGES_REPLY_LOGIT = -1.6
-ENGAGEMENTS = ("fav", "reply", "retweet", "quote")
 
 
 @dataclass

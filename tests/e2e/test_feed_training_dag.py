@@ -32,7 +32,7 @@ def test_the_dag_run_succeeded_with_every_task(
 
 def test_champion_is_registered_with_metrics(trained_cfg: FeedrankConfig) -> None:
     assert alias_version(trained_cfg, "challenger") is not None
-    decision = json.loads((trained_cfg.paths.models / "registration.json").read_text())
+    decision = json.loads((trained_cfg.paths.registration).read_text())
     assert decision["version"] == alias_version(trained_cfg, "challenger")
     metrics = json.loads((trained_cfg.paths.reports / "evaluation" / "metrics.json").read_text())
     for model in ("ranker", "lgbm", "oracle"):

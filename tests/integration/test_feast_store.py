@@ -89,11 +89,10 @@ def test_one_feature_service_per_ranker_version(
 
 
 def test_online_store_serves_the_latest_values(trained_cfg: FeedrankConfig) -> None:
-    from pipelines.features.batch import feature_table_path
     from pipelines.features.online import OnlineFeatures
 
-    content = pd.read_parquet(feature_table_path(trained_cfg, "tweet_content"))
-    stats = pd.read_parquet(feature_table_path(trained_cfg, "author_stats"))
+    content = pd.read_parquet(trained_cfg.paths.feature_table("tweet_content"))
+    stats = pd.read_parquet(trained_cfg.paths.feature_table("author_stats"))
     latest = (
         stats.sort_values("event_timestamp").groupby("author_id").tail(1).set_index("author_id")
     )
@@ -155,9 +154,8 @@ def test_request_time_values_are_the_same_offline_and_online(trained_cfg: Feedra
     """The on-demand view gives a training row (impression time) and a serving request at the same
     moment the same request-time values."""
     from pipelines.features.online import OnlineFeatures
-    from pipelines.features.training_set import training_set_path
 
-    offline = pd.read_parquet(training_set_path(trained_cfg)).sample(20, random_state=1)
+    offline = pd.read_parquet(trained_cfg.paths.training_set).sample(20, random_state=1)
     online = pd.concat(
         [
             OnlineFeatures(trained_cfg).hydrate(
@@ -195,7 +193,6 @@ def test_affinity_values_are_the_same_offline_and_online(trained_cfg: FeedrankCo
     at impression time, so rows whose inputs changed since are skipped)."""
     from pipelines.features.online import OnlineFeatures
     from pipelines.features.spec import AFFINITY_FEATURES
-    from pipelines.features.training_set import training_set_path
 
     inputs = {
         "va_hashtag_similarity": ("viewer_hashtag_vector", "author_hashtag_vector"),
@@ -203,7 +200,7 @@ def test_affinity_values_are_the_same_offline_and_online(trained_cfg: FeedrankCo
         "va_content_similarity": ("viewer_embedding", "author_content_embedding"),
         "tweet_network_engagements_3d": ("tweet_recent_engagers", "viewer_followees"),
     }
-    offline = pd.read_parquet(training_set_path(trained_cfg))
+    offline = pd.read_parquet(trained_cfg.paths.training_set)
     late = offline[offline["served_at"] >= offline["served_at"].max() - pd.Timedelta(hours=6)]
     compared = 0
     for row in late.sample(min(len(late), 30), random_state=2).itertuples():
@@ -229,10 +226,9 @@ def test_a_new_tweet_is_embedded_indexed_and_served_before_the_next_run(
     a place in the retrieval index at once."""
     from pipelines.features.online import OnlineFeatures
     from pipelines.models.text_encoder import TextEmbedder
-    from pipelines.retrieval import TweetIndex, embed_fresh_tweets, index_dir
-    from pipelines.steps import encoder_dir
+    from pipelines.retrieval import TweetIndex, embed_fresh_tweets
 
-    index = TweetIndex.load(index_dir(trained_cfg))
+    index = TweetIndex.load(trained_cfg.paths.tweet_index)
     before = len(index)
     text = "Fresh sourdough starter tips: feed it twice a day and keep it warm #baking"
     tweet = pd.DataFrame(
@@ -245,7 +241,7 @@ def test_a_new_tweet_is_embedded_indexed_and_served_before_the_next_run(
     )
     assert embed_fresh_tweets(trained_cfg, tweet, index) == 1
     assert len(index) == before + 1
-    vector = TextEmbedder.load(encoder_dir(trained_cfg)).embed([text])
+    vector = TextEmbedder.load(trained_cfg.paths.encoder_dir).embed([text])
     assert index.search(vector, k=1).row(0)[0].tolist() == [10**9 + 7]
     online = OnlineFeatures(trained_cfg).hydrate(
         1,

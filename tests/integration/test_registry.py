@@ -10,7 +10,6 @@ import pytest
 from pipelines.config import FeedrankConfig
 from pipelines.models.bundle import RankerBundle
 from pipelines.registry import alias_version, load_ranker, log_and_register, promote
-from pipelines.train.ranker import ranker_dir
 
 pytestmark = pytest.mark.integration
 
@@ -30,13 +29,17 @@ def test_register_gate_and_load(trained_cfg: FeedrankConfig, tmp_path: Path) -> 
     assert alias_version(cfg, "champion") is None and load_ranker(cfg, "champion") is None
 
     good = {"ranker_ndcg": 0.70, "lgbm_ndcg": 0.60}
-    first = log_and_register(cfg, ranker_dir(cfg), None, report, good, history=[])
+    first = log_and_register(
+        cfg, cfg.paths.ranker_dir(cfg.ranker.feature_set), None, report, good, history=[]
+    )
     assert alias_version(cfg, "challenger") == first["version"]
     decision = promote(cfg, first["run_id"], first["version"], good)
     assert decision["promote"] and alias_version(cfg, "champion") == first["version"]
 
     worse = {"ranker_ndcg": 0.50, "lgbm_ndcg": 0.60}
-    second = log_and_register(cfg, ranker_dir(cfg), None, report, worse, history=[])
+    second = log_and_register(
+        cfg, cfg.paths.ranker_dir(cfg.ranker.feature_set), None, report, worse, history=[]
+    )
     decision = promote(cfg, second["run_id"], second["version"], worse)
     assert not decision["promote"] and "0.5000" in decision["reason"]
     assert alias_version(cfg, "champion") == first["version"]  # the champion stays
@@ -44,7 +47,7 @@ def test_register_gate_and_load(trained_cfg: FeedrankConfig, tmp_path: Path) -> 
 
     champion = load_ranker(cfg, "champion")
     assert champion is not None and champion.version == first["version"]
-    local = RankerBundle.load(ranker_dir(cfg))
+    local = RankerBundle.load(cfg.paths.ranker_dir(cfg.ranker.feature_set))
     x = np.random.default_rng(0).normal(size=(4, local.model.normalizer.num_features))
     x = x.astype(np.float32)
     ids = None
@@ -74,10 +77,14 @@ def test_a_challenger_no_better_than_the_champion_stays_challenger(
     (report / "report.md").write_text("# test report\n")
     assert compare_with_champion(cfg, tmp_path / "gate") is None  # no champion yet
     metrics = {"ranker_ndcg": 0.70, "lgbm_ndcg": 0.60}
-    first = log_and_register(cfg, ranker_dir(cfg), None, report, metrics, history=[])
+    first = log_and_register(
+        cfg, cfg.paths.ranker_dir(cfg.ranker.feature_set), None, report, metrics, history=[]
+    )
     assert promote(cfg, first["run_id"], first["version"], metrics)["promote"]
 
-    second = log_and_register(cfg, ranker_dir(cfg), None, report, metrics, history=[])
+    second = log_and_register(
+        cfg, cfg.paths.ranker_dir(cfg.ranker.feature_set), None, report, metrics, history=[]
+    )
     comparison = compare_with_champion(cfg, tmp_path / "gate")
     assert comparison is not None and comparison.requests > 10
     assert comparison.ndcg_gain == 0.0 and not comparison.promote

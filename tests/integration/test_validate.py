@@ -138,7 +138,7 @@ def test_clean_lake_passes_and_writes_summary(cfg: FeedrankConfig) -> None:
         "rows": 6,
         "failed_days": [],
     }
-    written = json.loads((cfg.paths.reports / "validation" / "summary.json").read_text())
+    written = json.loads((cfg.paths.validation_summary).read_text())
     assert written["batches"] == 6
     assert not cfg.paths.quarantine.exists()
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.config import ALL_HEADS, FeedrankConfig, RankerConfig
+from pipelines.config import FeedrankConfig, RankerConfig
 from pipelines.evaluate.metrics import rce, roc_auc
 from pipelines.evaluate.offline import (
     MIN_SEGMENT_ROWS,
@@ -17,6 +17,7 @@ from pipelines.evaluate.offline import (
     segment_metrics,
 )
 from pipelines.models.masknet import FeatureNormalizer
+from pipelines.schema import HEADS
 from pipelines.train.baselines import fit_logreg, predict_logreg, standardize
 
 NAN = float("nan")
@@ -127,16 +128,16 @@ def test_logreg_features_log_impute_and_scale_by_hand() -> None:
 
 
 def _logreg_problem(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` [n, 4] (raw scales, 10% NaN in one column) and ``y`` [n, 8] in ALL_HEADS order:
+    """``x`` [n, 4] (raw scales, 10% NaN in one column) and ``y`` [n, 8] in HEADS order:
     fav depends on x0 and x1 only; report never happens; the rest are coin flips."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 4))
     x[:, 1] *= 1e4  # a raw count scale: standardization must handle it
     fav = (x[:, 0] + x[:, 1] / 1e4 + 0.3 * rng.normal(size=n)) > 0.5
     x[rng.random(n) < 0.1, 2] = np.nan
-    y = (rng.random((n, len(ALL_HEADS))) < 0.2).astype(np.float32)
-    y[:, ALL_HEADS.index("fav")] = fav
-    y[:, ALL_HEADS.index("report")] = 0.0
+    y = (rng.random((n, len(HEADS))) < 0.2).astype(np.float32)
+    y[:, HEADS.index("fav")] = fav
+    y[:, HEADS.index("report")] = 0.0
     return x.astype(np.float32), y
 
 
@@ -155,9 +156,9 @@ def test_logreg_learns_a_separable_head_and_survives_nan_and_one_class() -> None
         assert np.all(np.isfinite(p))
         if head in cfg.ranker.binary_heads:  # probabilities; dwell_time is a ridge regression
             assert np.all((p >= 0) & (p <= 1))
-    dwell_time = y_test[:, ALL_HEADS.index("dwell_time")]
+    dwell_time = y_test[:, HEADS.index("dwell_time")]
     assert abs(predicted["dwell_time"].mean() - dwell_time.mean()) < 0.05
-    fav = y_test[:, ALL_HEADS.index("fav")]
+    fav = y_test[:, HEADS.index("fav")]
     assert roc_auc(fav, predicted["fav"]) > 0.9
     assert rce(fav, predicted["fav"]) > 20.0  # far better than the base-rate constant
     # A head with one training class predicts its training rate.

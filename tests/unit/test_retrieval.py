@@ -98,10 +98,9 @@ def test_a_loaded_retriever_reads_the_store_and_searches_with_the_configured_thr
     import faiss
 
     import pipelines.features.store as store_module
-    from pipelines.retrieval import index_dir
 
     cfg = make_cfg(tmp_path, search_threads=1)
-    TweetIndex.build(IDS, VECTORS, AUTHORS).save(index_dir(cfg))
+    TweetIndex.build(IDS, VECTORS, AUTHORS).save(cfg.paths.tweet_index)
 
     class FakeStore:
         def get_online_features(self, features: list[str], entity_rows: list[dict[str, int]]):

@@ -20,10 +20,10 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from pipelines.config import ALL_HEADS, FeedrankConfig, PathsConfig, ServeConfig
+from pipelines.config import FeedrankConfig, PathsConfig, ServeConfig
 from pipelines.event_log import EventLog
 from pipelines.features.spec import FeatureTable
-from pipelines.schema import STATIC_PARTITION, TABLES, write_partition
+from pipelines.schema import HEADS, STATIC_PARTITION, TABLES, write_partition
 from serving.api import make_api
 from serving.engine import ArmModel, FeedEngine, NotFoundError
 from serving.rules import assign_arm
@@ -153,7 +153,7 @@ class FakeFeatures:
 def fake_predictions(features: FeatureTable) -> dict[str, np.ndarray]:
     """A deterministic 'model': p(fav) grows with tweet_id % 10, other heads are small."""
     ids = np.asarray(features["tweet_id"])
-    out = {head: np.zeros(len(ids)) for head in ALL_HEADS}
+    out = {head: np.zeros(len(ids)) for head in HEADS}
     out["fav"] = (ids % 10) / 10.0 + 0.05
     return out
 
@@ -162,7 +162,7 @@ def fake_arm(version: str) -> ArmModel:
     async def score(features: FeatureTable) -> Mapping[str, np.ndarray]:
         return fake_predictions(features)
 
-    return ArmModel(version=version, heads=ALL_HEADS, score=score)
+    return ArmModel(version=version, heads=HEADS, score=score)
 
 
 def make_engine(
@@ -274,7 +274,7 @@ def test_feed_runs_sources_filters_model_and_heuristics(client: TestClient) -> N
         "in_network_backlog",
     ]
     assert [item["in_network"] for item in body["items"]] == [True, False, True]
-    assert set(body["items"][0]["predictions"]) == set(ALL_HEADS)
+    assert set(body["items"][0]["predictions"]) == set(HEADS)
     assert body["candidate_sources"]["in_network_backlog"] == 2
     assert body["candidate_sources"]["out_of_network_trending"] == 1
     assert set(body["filtered"]) == {"own", "blocked_or_muted", "seen", "duplicates"}
@@ -441,7 +441,7 @@ def test_a_failing_model_gives_a_reverse_chronological_feed(tmp_path: Path) -> N
     async def broken(features: FeatureTable) -> Mapping[str, np.ndarray]:
         raise RuntimeError("ranker replica died")
 
-    engine = make_engine(cfg, champion=ArmModel(version="v1", heads=ALL_HEADS, score=broken))
+    engine = make_engine(cfg, champion=ArmModel(version="v1", heads=HEADS, score=broken))
     with TestClient(make_api(engine)) as client:
         body = client.post("/feed", json={"user_id": 1}).json()
     assert (body["ranking"], body["degraded"]) == ("reverse_chronological", True)
@@ -513,7 +513,7 @@ def test_conversation_tree_and_sections(client: TestClient) -> None:
     assert [r["tweet_id"] for r in sections["main"][0]["replies"]] == [204]
     assert [r["tweet_id"] for r in sections["low_quality"]] == [203]
     assert sections["low_quality"][0]["toxicity"] == pytest.approx(0.9)
-    assert set(sections["main"][0]["predictions"]) == set(ALL_HEADS)
+    assert set(sections["main"][0]["predictions"]) == set(HEADS)
     assert body["model_version"] == "v1" and body["arm"] == "champion"
 
 
@@ -588,7 +588,7 @@ def test_engine_refuses_a_ranker_without_the_blended_heads() -> None:
 
 class FakeRanker:
     version = "7"
-    heads = ALL_HEADS
+    heads = HEADS
 
     def predict(self, features: FeatureTable) -> dict[str, np.ndarray]:
         return fake_predictions(features)
