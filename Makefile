@@ -49,8 +49,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy pipelines serving
+	$(BIN)/lint-imports
 
-## make test: install, lint (ruff, mypy), then every test tier (unit, integration, e2e).
+## make test: install, lint (ruff, mypy, import contracts), then every test tier (unit, integration, e2e).
 test: install
 	$(MAKE) --no-print-directory lint
 	@bash scripts/with_services.sh $(BIN)/python -m pytest -q tests

@@ -68,7 +68,7 @@ def main(config: str = typer.Option("default", "--config", "-c")) -> None:
 
     import mlflow
 
-    from pipelines.registry import configure_mlflow
+    from pipelines.release.registry import configure_mlflow
 
     configure_mlflow(base)
     with mlflow.start_run(run_name=f"feature_value-{base.name}"):

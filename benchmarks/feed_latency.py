@@ -146,7 +146,7 @@ def in_process(
     """The same feeds without HTTP or Ray: whole engine calls, and the scoring part alone."""
     from pipelines.event_log import EventLog
     from pipelines.features.online_fast import FastOnlineFeatures
-    from pipelines.registry import load_ranker
+    from pipelines.release.registry import load_ranker
     from serving.engine import ArmModel, FeedEngine
     from serving.heuristics import apply_heuristics
     from serving.retrieval import EmbeddingRetriever

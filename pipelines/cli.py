@@ -1,6 +1,8 @@
-"""The `feedrank` command line: one command per pipeline step, plus run-all, serve and the DAG.
+"""The offline half of the `feedrank` command line: one command per step of the step table
+(`pipelines.steps`), run-all, the DAG through Airflow, and the event log's maintenance.
 
-Every step command calls the same function (in `pipelines.steps`) that the Airflow task calls.
+Every step command runs the same step that the Airflow task runs. The `feedrank` entry point is
+`serving.cli`, which adds the serving commands (this package never imports `serving`).
 """
 
 from __future__ import annotations
@@ -10,13 +12,12 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
-from pipelines import steps
 from pipelines.config import REPO_ROOT, FeedrankConfig, load_config
+from pipelines.steps import STEPS, Step, run_all, run_step
 
 app = typer.Typer(add_completion=False, help="feedrank: Twitter/X-style feed ranking, end to end.")
 ConfigOption = Annotated[
@@ -24,7 +25,7 @@ ConfigOption = Annotated[
 ]
 
 
-def _setup_logging() -> None:
+def setup_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
@@ -32,43 +33,28 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _run_step(function: Callable[[FeedrankConfig], dict[str, Any]], config: str) -> None:
-    _setup_logging()
-    result = function(load_config(config))
+def _echo(result: Any) -> None:
     typer.echo(json.dumps(result, indent=2, default=str))
 
 
-def _register(name: str) -> None:
-    function = getattr(steps, name)
-
+def _register(step: Step) -> None:
     def command(config: ConfigOption = "default") -> None:
-        _run_step(function, config)
+        setup_logging()
+        _echo(run_step(step.name, config))
 
-    command.__doc__ = function.__doc__
-    app.command(name=name.replace("_", "-"))(command)
+    command.__doc__ = step.about
+    app.command(name=step.name.replace("_", "-"))(command)
 
 
-for _step in steps.STEP_ORDER:
+for _step in STEPS:
     _register(_step)
 
 
 @app.command("run-all")
-def run_all(config: ConfigOption = "default") -> None:
-    """Every step in order in this process, without Airflow."""
-    _run_step(steps.run_all, config)
-
-
-@app.command()
-def serve(
-    config: ConfigOption = "default",
-    block: Annotated[bool, typer.Option(help="Keep serving until interrupted.")] = True,
-) -> None:
-    """Start the Ray Serve application (champion, and challenger when registered)."""
-    from serving.run import start
-
-    _setup_logging()
-    url = start(load_config(config), blocking=block)
-    typer.echo(f"serving on {url}")
+def run_all_steps(config: ConfigOption = "default") -> None:
+    """Every step in dependency order in this process, without Airflow."""
+    setup_logging()
+    _echo(run_all(config))
 
 
 @app.command("mark-synthetic")
@@ -171,11 +157,3 @@ def airflow_json(arguments: list[str], env: dict[str, str]) -> Any:
     if start is None:
         raise RuntimeError(f"no JSON in the output of airflow {' '.join(arguments)}")
     return json.loads("\n".join(lines[start:]))
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

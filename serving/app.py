@@ -85,7 +85,7 @@ class Ranker:
     """One registered ranker, found by its MLflow alias when the replica starts."""
 
     def __init__(self, config: dict[str, Any], alias: str) -> None:
-        from pipelines.registry import load_ranker
+        from pipelines.release.registry import load_ranker
 
         cfg = FeedrankConfig.model_validate(config)
         model = load_ranker(cfg, alias)
@@ -143,7 +143,7 @@ def _set_torch_threads(threads: int) -> None:
 def _local_arm_model(cfg: FeedrankConfig, alias: str, executor: Executor) -> ArmModel | None:
     """The ranker with registry `alias`, loaded into this process and scored on `executor`
     (torch releases the GIL, so the event loop goes on meanwhile); None when no model has it."""
-    from pipelines.registry import load_ranker
+    from pipelines.release.registry import load_ranker
 
     model = load_ranker(cfg, alias)
     if model is None:
@@ -240,7 +240,7 @@ class FeedService:
 
 def alias_version(cfg: FeedrankConfig, alias: str) -> str | None:
     """The version behind a registry alias, or None when the alias does not exist."""
-    from pipelines.registry import alias_version as registry_alias_version
+    from pipelines.release.registry import alias_version as registry_alias_version
 
     return registry_alias_version(cfg, alias)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.retrieval import TweetIndex
+from pipelines.retrieval.index import TweetIndex
 
 log = logging.getLogger(__name__)
 

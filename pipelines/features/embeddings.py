@@ -2,7 +2,8 @@
 
 ``tweet_embedding`` is known when the tweet is posted. ``viewer_embedding`` is a daily snapshot at the
 end of each day: the normalized mean of the embeddings of the viewer's last engaged tweets, counting
-only engagements up to that moment.
+only engagements up to that moment. `author_content` summarizes what each author writes about.
+:func:`embed` (the `embed` step) computes all three with the fine-tuned encoder.
 """
 
 from __future__ import annotations
@@ -223,3 +224,37 @@ class ViewerTopicCounts:
         viewer_rate = (engaged.sum(axis=1) + 10.0 * overall) / (views.sum(axis=1) + 10.0)
         rates = (engaged + VIEWER_TOPIC_PRIOR * viewer_rate[:, None]) / (views + VIEWER_TOPIC_PRIOR)
         return rates.astype(np.float32)
+
+
+def embed(cfg: FeedrankConfig) -> dict[str, int]:
+    """Tweet, author and viewer embedding features from the fine-tuned encoder, written as Feast
+    sources; the topic centroids (fitted on the days before the held-out ones) are saved so that
+    fresh tweets get their topic from the same clusters."""
+    from pipelines.features.batch import engagement_events, write_feature_table
+    from pipelines.features.training_set import split_boundary
+    from pipelines.models.text_encoder import TextEmbedder
+    from pipelines.schema import read_table
+    from pipelines.train.batch_inference import embed_texts
+
+    tweets = read_table(cfg.paths.raw, "tweets")
+    vectors = embed_texts(cfg, cfg.paths.encoder_dir, tweets["text"].tolist())
+    fit_rows = (pd.to_datetime(tweets["created_at"], utc=True) < split_boundary(cfg)).to_numpy()
+    topics, centroids = topic_clusters(
+        vectors, fit_rows, cfg.features.topic_clusters, cfg.world.seed
+    )
+    np.save(cfg.paths.topic_centroids, centroids)
+    write_feature_table(cfg, "tweet_embedding", tweet_embedding_table(tweets, vectors, topics))
+    impressions = read_table(cfg.paths.raw, "impressions")
+    events = engagement_events(impressions, tweets)
+    authors = author_content_table(cfg, tweets, vectors, topics, impressions, events)
+    write_feature_table(cfg, "author_content", authors)
+    embedder = TextEmbedder.load(cfg.paths.encoder_dir)
+
+    def viewer_tower(profiles: np.ndarray) -> np.ndarray:
+        return embedder.embed_viewers(profiles[:, None, :])
+
+    viewers = viewer_embedding_table(
+        cfg, events, tweets["tweet_id"].to_numpy(), vectors, viewer_tower, topics, impressions
+    )
+    write_feature_table(cfg, "viewer_embedding", viewers)
+    return {"tweets": len(tweets), "viewer_rows": len(viewers)}

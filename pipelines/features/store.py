@@ -123,6 +123,11 @@ def apply_repo(cfg: FeedrankConfig) -> list[str]:
     return views
 
 
+def apply_features(cfg: FeedrankConfig) -> dict[str, Any]:
+    """`feast apply` on feature_repo/ (the `apply_features` step)."""
+    return {"feature_views": len(apply_repo(cfg))}
+
+
 def world_end(cfg: FeedrankConfig) -> datetime:
     """The day after the simulated world's last day, UTC: the default end of materialization."""
     first = datetime.combine(cfg.world.start_date, datetime.min.time(), tzinfo=UTC)

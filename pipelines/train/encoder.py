@@ -35,6 +35,7 @@ from ray.train.torch import TorchTrainer
 from torch import Tensor, nn
 
 from pipelines.config import EncoderConfig, FeedrankConfig
+from pipelines.handoffs import EncoderTraining
 from pipelines.models.text_encoder import (
     EMBEDDER_META,
     TextEmbedder,
@@ -500,3 +501,16 @@ def train_encoder(
         "run_name": name,
         "out_dir": str(out_dir),
     }
+
+
+def train_text_encoder(cfg: FeedrankConfig) -> dict[str, Any]:
+    """Fine-tune the two-tower text encoder on engagement pairs with Ray Train (the
+    `train_encoder` step): pairs from the lake, the embedder to the artifact map's `encoder_dir`,
+    how it went to the `EncoderTraining` hand-off."""
+    from pipelines.train.ray_runtime import ray_session
+
+    pairs = write_training_pairs(cfg, cfg.paths.encoder_pairs)
+    with ray_session(cfg):
+        result = train_encoder(cfg, cfg.paths.encoder_pairs, cfg.paths.encoder_dir)
+    EncoderTraining(pairs=pairs, **result).write(cfg)
+    return {k: result[k] for k in ("loss_first", "loss_last", "steps")} | {"pairs": pairs}

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from pipelines.config import FeedrankConfig
-from pipelines.registry import alias_version, load_ranker
-from pipelines.steps import STEP_ORDER
+from pipelines.release.registry import alias_version, load_ranker
+from pipelines.steps import STEPS
 
 pytestmark = pytest.mark.e2e
 
@@ -27,14 +27,14 @@ def test_the_dag_run_succeeded_with_every_task(
     run_id = airflow_json(["dags", "list-runs", "feed_training"], env)[0]["run_id"]
     states = airflow_json(["tasks", "states-for-dag-run", "feed_training", run_id], env)
     by_task = {row["task_id"]: row["state"] for row in states}
-    assert by_task == {task: "success" for task in STEP_ORDER}
+    assert by_task == {step.name: "success" for step in STEPS}
 
 
 def test_champion_is_registered_with_metrics(trained_cfg: FeedrankConfig) -> None:
     assert alias_version(trained_cfg, "challenger") is not None
     decision = json.loads((trained_cfg.paths.registration).read_text())
     assert decision["version"] == alias_version(trained_cfg, "challenger")
-    metrics = json.loads((trained_cfg.paths.reports / "evaluation" / "metrics.json").read_text())
+    metrics = json.loads(trained_cfg.paths.evaluation_metrics.read_text())
     for model in ("ranker", "lgbm", "oracle"):
         for head in trained_cfg.ranker.heads:
             metric = "rce" if head in trained_cfg.ranker.binary_heads else "r2"

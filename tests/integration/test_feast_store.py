@@ -226,7 +226,7 @@ def test_a_new_tweet_is_embedded_indexed_and_served_before_the_next_run(
     a place in the retrieval index at once."""
     from pipelines.features.online import OnlineFeatures
     from pipelines.models.text_encoder import TextEmbedder
-    from pipelines.retrieval import TweetIndex, embed_fresh_tweets
+    from pipelines.retrieval.index import TweetIndex, embed_fresh_tweets
 
     index = TweetIndex.load(trained_cfg.paths.tweet_index)
     before = len(index)

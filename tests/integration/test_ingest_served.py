@@ -3,11 +3,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -19,7 +15,6 @@ from pipelines.config import FeedrankConfig
 from pipelines.event_log import EventLog, ServedItem
 from pipelines.ingest import served as served_module
 from pipelines.ingest.served import IMPRESSION_ID_OFFSET, ingest_served, request_id_int64
-from pipelines.steps import STEP_ORDER
 from pipelines.validate import validate_lake
 
 pytestmark = pytest.mark.integration
@@ -253,38 +248,3 @@ def test_without_an_event_log_nothing_happens(cfg: FeedrankConfig) -> None:
     assert ingest_served(cfg) == {"ingested": 0, "days": 0, "pending": 0, "restored": 0}
     assert not cfg.paths.serving_events.exists()
     assert part(cfg, DAY_1).read_bytes() == before
-
-
-DAG_SHAPE = """
-import json
-from airflow.models.dagbag import DagBag
-bag = DagBag(dag_folder="dags")
-dag = bag.dags["feed_training"]
-task = dag.get_task("ingest_served")
-print(json.dumps({
-    "errors": {str(k): str(v) for k, v in bag.import_errors.items()},
-    "tasks": sorted(dag.task_ids),
-    "up": sorted(task.upstream_task_ids),
-    "down": sorted(task.downstream_task_ids),
-}))
-"""
-
-
-def test_the_dag_ingests_after_the_world_is_built_and_before_validation(tmp_path: Path) -> None:
-    # build_world replaces the lake: ingesting before it would lose the served rows to it.
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),  # in a subprocess: Airflow reads it on import
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    }
-    repo = Path(__file__).resolve().parents[2]
-    completed = subprocess.run(
-        [sys.executable, "-c", DAG_SHAPE], cwd=repo, env=env, capture_output=True, text=True
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    shape = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert shape["errors"] == {}
-    assert shape["tasks"] == sorted(STEP_ORDER)
-    assert (shape["up"], shape["down"]) == (["build_world"], ["validate"])
-    assert STEP_ORDER.index("build_world") < STEP_ORDER.index("ingest_served")
-    assert STEP_ORDER.index("ingest_served") < STEP_ORDER.index("validate")

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 
 from pipelines.config import FeedrankConfig
+from pipelines.handoffs import Registration
 from pipelines.models.bundle import RankerBundle
-from pipelines.registry import alias_version, load_ranker, log_and_register, promote
+from pipelines.release.gates import compare_with_champion
+from pipelines.release.promotion import apply_gates
+from pipelines.release.registry import alias_version, load_ranker, log_and_register
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +36,14 @@ def test_register_gate_and_load(trained_cfg: FeedrankConfig, tmp_path: Path) -> 
         cfg, cfg.paths.ranker_dir(cfg.ranker.feature_set), None, report, good, history=[]
     )
     assert alias_version(cfg, "challenger") == first["version"]
-    decision = promote(cfg, first["run_id"], first["version"], good)
+    decision = apply_gates(cfg, Registration(**first), good, None)
     assert decision["promote"] and alias_version(cfg, "champion") == first["version"]
 
     worse = {"ranker_ndcg": 0.50, "lgbm_ndcg": 0.60}
     second = log_and_register(
         cfg, cfg.paths.ranker_dir(cfg.ranker.feature_set), None, report, worse, history=[]
     )
-    decision = promote(cfg, second["run_id"], second["version"], worse)
+    decision = apply_gates(cfg, Registration(**second), worse, None)
     assert not decision["promote"] and "0.5000" in decision["reason"]
     assert alias_version(cfg, "champion") == first["version"]  # the champion stays
     assert alias_version(cfg, "challenger") == second["version"]
@@ -65,8 +68,6 @@ def test_a_challenger_no_better_than_the_champion_stays_challenger(
 ) -> None:
     """The champion gate on the real held-out days: the same ranker registered again shows no
     NDCG gain (its interval is [0, 0]), so the champion does not move; the reasons say why."""
-    from pipelines.evaluate.gate import COMPARISON_FILE, compare_with_champion
-
     tracking = trained_cfg.tracking.model_copy(
         update={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "gate-test"}
     )
@@ -75,21 +76,21 @@ def test_a_challenger_no_better_than_the_champion_stays_challenger(
     report = tmp_path / "report"
     report.mkdir()
     (report / "report.md").write_text("# test report\n")
-    assert compare_with_champion(cfg, tmp_path / "gate") is None  # no champion yet
+    assert compare_with_champion(cfg, tmp_path / "gate.json") is None  # no champion yet
     metrics = {"ranker_ndcg": 0.70, "lgbm_ndcg": 0.60}
     first = log_and_register(
         cfg, cfg.paths.ranker_dir(cfg.ranker.feature_set), None, report, metrics, history=[]
     )
-    assert promote(cfg, first["run_id"], first["version"], metrics)["promote"]
+    assert apply_gates(cfg, Registration(**first), metrics, None)["promote"]
 
     second = log_and_register(
         cfg, cfg.paths.ranker_dir(cfg.ranker.feature_set), None, report, metrics, history=[]
     )
-    comparison = compare_with_champion(cfg, tmp_path / "gate")
+    comparison = compare_with_champion(cfg, tmp_path / "gate.json")
     assert comparison is not None and comparison.requests > 10
     assert comparison.ndcg_gain == 0.0 and not comparison.promote
     assert all(abs(drop) < 1e-9 for drop in comparison.rce_drop.values())
-    assert (tmp_path / "gate" / COMPARISON_FILE).exists()
-    decision = promote(cfg, second["run_id"], second["version"], metrics, comparison)
+    assert (tmp_path / "gate.json").exists()
+    decision = apply_gates(cfg, Registration(**second), metrics, comparison)
     assert not decision["promote"] and "bootstrap interval" in decision["reason"]
     assert alias_version(cfg, "champion") == first["version"]

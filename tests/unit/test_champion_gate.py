@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from pipelines.config import PromoteConfig
-from pipelines.evaluate.gate import bootstrap_interval, compare_predictions
 from pipelines.evaluate.metrics import ndcg_per_group
+from pipelines.release.gates import bootstrap_interval, compare_predictions
 
 WEIGHTS = {"fav": 1.0, "reply": 10.0}
 GATE = PromoteConfig(min_ndcg_gain=0.0, max_rce_drop=1.0, bootstrap_samples=500, ndcg_k=3)
@@ -28,6 +28,17 @@ def test_bootstrap_interval_brackets_the_mean() -> None:
     values = np.random.default_rng(0).normal(0.1, 1.0, size=2000)
     low, high = bootstrap_interval(values, 500, 0.95, seed=1)
     assert low < values.mean() < high and high - low == pytest.approx(4 * 1 / np.sqrt(2000), 0.2)
+
+
+def test_the_library_bootstrap_matches_a_percentile_bootstrap_by_hand() -> None:
+    """scipy's percentile bootstrap gives the interval of resampled means read off by hand."""
+    values = np.random.default_rng(3).exponential(0.3, size=400) - 0.25  # skewed, like NDCG gains
+    resamples = np.random.default_rng(4).integers(0, len(values), size=(4000, len(values)))
+    by_hand = np.percentile(values[resamples].mean(axis=1), [2.5, 97.5])
+    low, high = bootstrap_interval(values, 4000, 0.95, seed=5)
+    standard_error = values.std() / np.sqrt(len(values))
+    assert abs(low - by_hand[0]) < 0.1 * standard_error
+    assert abs(high - by_hand[1]) < 0.1 * standard_error
 
 
 def _world(n_requests: int = 300, size: int = 10, seed: int = 0) -> tuple:

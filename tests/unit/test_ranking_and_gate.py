@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipelines.ranking import blend_scores
-from pipelines.registry import gate_decision
+from pipelines.release.gates import offline_gate
 
 
 def test_blend_is_the_weighted_sum_of_head_probabilities() -> None:
@@ -26,13 +26,13 @@ def test_blend_refuses_a_weight_without_predictions() -> None:
 
 
 def test_gate_accepts_a_better_ranker_and_rejects_a_worse_one() -> None:
-    better = gate_decision({"ranker_ndcg": 0.62, "lgbm_ndcg": 0.60}, min_gain=0.0)
-    worse = gate_decision({"ranker_ndcg": 0.58, "lgbm_ndcg": 0.60}, min_gain=0.0)
+    better = offline_gate({"ranker_ndcg": 0.62, "lgbm_ndcg": 0.60}, min_gain=0.0)
+    worse = offline_gate({"ranker_ndcg": 0.58, "lgbm_ndcg": 0.60}, min_gain=0.0)
     assert better["promote"] and not worse["promote"]
     assert "0.5800" in worse["reason"] and "0.6000" in worse["reason"]
 
 
 def test_gate_requires_the_configured_margin_and_real_numbers() -> None:
-    assert not gate_decision({"ranker_ndcg": 0.61, "lgbm_ndcg": 0.60}, min_gain=0.02)["promote"]
-    assert not gate_decision({"ranker_ndcg": float("nan"), "lgbm_ndcg": 0.6}, 0.0)["promote"]
-    assert not gate_decision({"lgbm_ndcg": 0.6}, 0.0)["promote"]
+    assert not offline_gate({"ranker_ndcg": 0.61, "lgbm_ndcg": 0.60}, min_gain=0.02)["promote"]
+    assert not offline_gate({"ranker_ndcg": float("nan"), "lgbm_ndcg": 0.6}, 0.0)["promote"]
+    assert not offline_gate({"lgbm_ndcg": 0.6}, 0.0)["promote"]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.retrieval import TweetIndex
+from pipelines.retrieval.index import TweetIndex
 from serving.retrieval import EmbeddingRetriever
 from serving.world_index import WorldIndex
 from tests.unit.test_serving_app import ROOT, make_cfg, tiny_world

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from pipelines.evaluate.retrieval import (
+from pipelines.retrieval.evaluate import (
     history_profiles,
     ndcg_at_k,
     popularity_scores,

@@ -595,7 +595,7 @@ class FakeRanker:
 
 
 def _fake_registry(aliases: dict[str, str]) -> types.ModuleType:
-    module = types.ModuleType("pipelines.registry")
+    module = types.ModuleType("pipelines.release.registry")
 
     def load_ranker(cfg: FeedrankConfig, alias: str) -> FakeRanker | None:
         if alias not in aliases:
@@ -617,7 +617,9 @@ def fake_components(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     online = types.ModuleType("pipelines.features.online_fast")
     online.FastOnlineFeatures = FakeFeatures  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "pipelines.features.online_fast", online)
-    monkeypatch.setitem(sys.modules, "pipelines.registry", _fake_registry({"champion": "7"}))
+    monkeypatch.setitem(
+        sys.modules, "pipelines.release.registry", _fake_registry({"champion": "7"})
+    )
     yield
 
 
@@ -626,7 +628,7 @@ def test_build_app_without_a_champion_fails_clearly(
 ) -> None:
     from serving.app import build_app
 
-    monkeypatch.setitem(sys.modules, "pipelines.registry", _fake_registry({}))
+    monkeypatch.setitem(sys.modules, "pipelines.release.registry", _fake_registry({}))
     with pytest.raises(RuntimeError, match="champion"):
         build_app({"config": "default"})
 
@@ -650,7 +652,9 @@ def test_serve_app_in_local_testing_mode(
     from serving.schemas import ConversationRequest
 
     monkeypatch.setitem(
-        sys.modules, "pipelines.registry", _fake_registry({"champion": "7", "challenger": "8"})
+        sys.modules,
+        "pipelines.release.registry",
+        _fake_registry({"champion": "7", "challenger": "8"}),
     )
     cfg = make_cfg(tmp_path, challenger_share=0.5, ranker_placement=placement)
     write_lake(cfg)
@@ -680,7 +684,7 @@ def test_a_challenger_alias_on_the_champions_model_serves_one_arm(
 
     # The alias moved between build (7 and 8) and the replicas' start (both on 7).
     aliases = {"champion": "7", "challenger": "8"}
-    monkeypatch.setitem(sys.modules, "pipelines.registry", _fake_registry(aliases))
+    monkeypatch.setitem(sys.modules, "pipelines.release.registry", _fake_registry(aliases))
     cfg = make_cfg(tmp_path, challenger_share=0.5, ranker_placement=placement)
     write_lake(cfg)
     app = build_app(AppArgs(resolved=portable_config(cfg)))

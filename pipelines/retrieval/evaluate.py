@@ -50,7 +50,6 @@ DEFAULT_KS = (50, 200, 1000)
 SCORE_CHUNK = 256  # viewers per dense [chunk, N] score matrix (tf-idf, popularity)
 REPORT_FILE = "retrieval.md"
 PLOT_FILE = "retrieval_recall.png"
-METRICS_FILE = "retrieval_metrics.json"
 _METRIC_KEY = re.compile(r"^(?P<method>\w+?)_(?P<metric>recall|ndcg)_at_(?P<k>\d+)$")
 
 
@@ -264,7 +263,7 @@ def _index_retrieval(
     viewer_tower: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Dense vectors [M, D] (task rows) -> exact FAISS search of the corpus -> ids [V, k]."""
-    from pipelines.retrieval import TweetIndex
+    from pipelines.retrieval.index import TweetIndex
 
     profiles = history_profiles(task.histories, vectors)
     if viewer_tower is not None:
@@ -339,7 +338,7 @@ def popularity_retrieval(task: RetrievalTask, k: int) -> np.ndarray:
     return _scored_retrieval(task, scores_of, k)
 
 
-def evaluate_retrieval(
+def measure_retrieval(
     cfg: FeedrankConfig,
     ks: Sequence[int] = DEFAULT_KS,
     max_viewers: int | None = 1000,
@@ -431,23 +430,33 @@ def plot_recall(metrics: Mapping[str, float], path: Path) -> Path:
     return path
 
 
-def log_retrieval(cfg: FeedrankConfig, metrics: Mapping[str, float], report_dir: Path) -> Path:
-    """Write the report (md, png, json) to ``report_dir`` and log it with the metrics (prefixed
-    ``retrieval_``) to the MLflow run ``retrieval-<cfg.name>``. Returns the markdown path."""
+def log_retrieval(cfg: FeedrankConfig, metrics: Mapping[str, float]) -> Path:
+    """Write the report (md, png, json) to the artifact map's `retrieval_reports` and log it with
+    the metrics (prefixed ``retrieval_``) to the MLflow run ``retrieval-<cfg.name>``. Returns the
+    markdown path."""
     import mlflow
 
-    from pipelines.registry import configure_mlflow
+    from pipelines.release.registry import configure_mlflow
 
-    report_dir = Path(report_dir)
+    report_dir = cfg.paths.retrieval_reports
     report_dir.mkdir(parents=True, exist_ok=True)
     plot = plot_recall(metrics, report_dir / PLOT_FILE)
     report = report_dir / REPORT_FILE
     report.write_text(retrieval_report(metrics, images=[plot.name]))
-    (report_dir / METRICS_FILE).write_text(json.dumps(dict(metrics), indent=2))
+    cfg.paths.retrieval_metrics.write_text(json.dumps(dict(metrics), indent=2))
     configure_mlflow(cfg)
     with mlflow.start_run(run_name=f"retrieval-{cfg.name}"):
         mlflow.log_params({k: str(v)[:500] for k, v in cfg.flat().items()})
         mlflow.log_metrics({f"retrieval_{k}": float(v) for k, v in metrics.items() if v == v})
-        for path in (report, plot, report_dir / METRICS_FILE):
+        for path in (report, plot, cfg.paths.retrieval_metrics):
             mlflow.log_artifact(str(path), artifact_path="retrieval")
     return report
+
+
+def evaluate_retrieval(cfg: FeedrankConfig) -> dict[str, Any]:
+    """Recall and NDCG@k of out-of-network retrieval on the held-out days: the fine-tuned encoder
+    vs the untuned MiniLM, TF-IDF and popularity; report and plot logged to MLflow. Returns the
+    recalls."""
+    metrics = measure_retrieval(cfg)
+    log_retrieval(cfg, metrics)
+    return {k: v for k, v in metrics.items() if "recall_at" in k or k == "viewers"}

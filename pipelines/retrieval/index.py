@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
+from pipelines.handoffs import EncoderTraining
 from pipelines.schema import id_array
 
 log = logging.getLogger(__name__)
@@ -207,8 +208,7 @@ def build_index(cfg: FeedrankConfig, kind: IndexKind | None = None) -> dict[str,
     index = TweetIndex.build(
         rows["tweet_id"].to_numpy(), vectors, rows["author_id"].to_numpy(), chosen
     )
-    encoder_meta = cfg.paths.encoder_training
-    run = json.loads(encoder_meta.read_text()).get("run_name") if encoder_meta.exists() else None
+    run = EncoderTraining.read(cfg).run_name if cfg.paths.encoder_training.exists() else None
     directory = index.save(cfg.paths.tweet_index, {"encoder_run": run})
     seconds = time.perf_counter() - started
     log.info("retrieval: indexed %d tweets (%s) in %.1f s", len(index), chosen, seconds)

@@ -1,24 +1,29 @@
-"""The promotion gate against the serving champion: a bootstrap interval on the blended NDCG gain,
-and a bound on how much any head's RCE may drop.
+"""The two promotion gates, and the decision that applies them.
 
-Both rankers score the same held-out impressions. The gain is the mean over feed requests of the
-per-request NDCG@k difference (challenger − champion); requests are resampled with replacement
-(`promote.bootstrap_samples` times) for a percentile interval at `promote.confidence`. The
-challenger passes only if the interval's lower end is above `promote.min_ndcg_gain` and no head's
-RCE (100·R² for a regression head) is more than `promote.max_rce_drop` points below the
-champion's.
+- **Offline gate** (no champion yet): the challenger's blended NDCG on the held-out days must beat
+  LightGBM's by more than `promote.min_ndcg_gain`.
+- **Champion gate**: both rankers score the same held-out impressions. The gain is the mean over
+  feed requests of the per-request NDCG@k difference (challenger - champion); a percentile
+  bootstrap over requests (`promote.bootstrap_samples` resamples, `scipy.stats.bootstrap`) gives an
+  interval at `promote.confidence`. The challenger passes only if the interval's lower end is above
+  `promote.min_ndcg_gain` and no head's RCE (100 R2 for a regression head) is more than
+  `promote.max_rce_drop` points below the champion's.
+
+The registry (`pipelines.release.registry`) only talks to MLflow; this module decides.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 
 from pipelines.config import FeedrankConfig, PromoteConfig
 from pipelines.evaluate.metrics import ndcg_per_group, relative_score
@@ -27,21 +32,22 @@ from pipelines.schema import REGRESSION_HEADS
 
 log = logging.getLogger(__name__)
 
-COMPARISON_FILE = "champion_comparison.json"
-
 
 def bootstrap_interval(
     values: np.ndarray, samples: int, confidence: float, seed: int
 ) -> tuple[float, float]:
-    """Percentile interval of the mean of `values` [R] over `samples` resamples of the R values."""
-    rng = np.random.default_rng(seed)
-    means = np.empty(samples)
-    for start in range(0, samples, 100):  # [100, R] index blocks keep memory flat
-        block = rng.integers(0, len(values), size=(min(100, samples - start), len(values)))
-        means[start : start + len(block)] = values[block].mean(axis=1)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return float(low), float(high)
+    """Percentile bootstrap interval of the mean of `values` [R] over `samples` resamples."""
+    values = np.asarray(values, dtype=np.float64)
+    result = scipy.stats.bootstrap(
+        (values,),
+        np.mean,
+        n_resamples=samples,
+        batch=100,  # [100, R] resamples at a time keep memory flat
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 @dataclass
@@ -113,11 +119,14 @@ def compare_predictions(
     )
 
 
-def compare_with_champion(cfg: FeedrankConfig, out_dir: Path) -> ChampionComparison | None:
-    """Score the held-out days with the new ranker (models/ranker) and the registered champion;
-    None when there is no champion yet. Writes the comparison to `out_dir`."""
+def compare_with_champion(
+    cfg: FeedrankConfig, out: Path | None = None
+) -> ChampionComparison | None:
+    """Score the held-out days with this run's ranker and the registered champion; None when
+    there is no champion yet (or it cannot score today's features). Writes the comparison to the
+    artifact map's `champion_comparison` (or to `out`)."""
     from pipelines.models.bundle import IncompatibleBundleError, RankerBundle
-    from pipelines.registry import load_ranker
+    from pipelines.release.registry import load_ranker
 
     try:
         champion = load_ranker(cfg, "champion")
@@ -141,9 +150,37 @@ def compare_with_champion(cfg: FeedrankConfig, out_dir: Path) -> ChampionCompari
         cfg.promote,
         seed=cfg.world.seed,
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {"champion_version": champion.version, **asdict(comparison)}
-    (out_dir / COMPARISON_FILE).write_text(json.dumps(payload, indent=2, default=float))
+    out = out or cfg.paths.champion_comparison
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2, default=float))
     for line in comparison.reasons:
         log.info("gate vs champion v%s: %s", champion.version, line)
     return comparison
+
+
+def offline_gate(metrics: Mapping[str, float], min_gain: float) -> dict[str, Any]:
+    """The gate while no champion serves: the ranker's blended NDCG must beat LightGBM's by more
+    than `min_gain` (a missing or NaN figure fails)."""
+    ranker = metrics.get("ranker_ndcg", float("nan"))
+    baseline = metrics.get("lgbm_ndcg", float("nan"))
+    passed = ranker == ranker and baseline == baseline and ranker - baseline > min_gain
+    reason = (
+        f"ranker blended NDCG {ranker:.4f} vs LightGBM {baseline:.4f}: "
+        f"gain {ranker - baseline:+.4f} {'>' if passed else '<='} required {min_gain:+.4f}"
+    )
+    return {"promote": bool(passed), "reason": reason, "ranker_ndcg": ranker, "lgbm_ndcg": baseline}
+
+
+def decide(
+    metrics: Mapping[str, float], comparison: ChampionComparison | None, gate: PromoteConfig
+) -> dict[str, Any]:
+    """The promotion decision: the champion gate when there is a champion to compare with, the
+    offline gate otherwise. `promote` says whether the challenger becomes champion; `reason` why."""
+    if comparison is None:
+        return offline_gate(metrics, gate.min_ndcg_gain)
+    return {
+        "promote": comparison.promote,
+        "reason": "; ".join(comparison.reasons),
+        **{k: v for k, v in asdict(comparison).items() if k not in ("promote", "reasons")},
+    }

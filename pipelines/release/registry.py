@@ -1,27 +1,24 @@
 """MLflow tracking and the model registry: log a run, register the ranker, move aliases.
 
+MLflow only: what to promote is decided in `pipelines.release.gates`.
+
 The registered ranker is an MLflow pyfunc around :class:`RankerBundle` (a contract we own, rather than
 a pickled torch module), with the fine-tuned text encoder and the evaluation report in the same run.
 Aliases: ``challenger`` is the newest registered model; ``champion`` is the one that serves, moved
-only by :func:`promote` when the challenger passes the gate.
+only when the challenger passes the gate (`pipelines.release.promotion`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
 from pipelines.models.bundle import RankerBundle
-
-if TYPE_CHECKING:
-    from pipelines.evaluate.gate import ChampionComparison
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +34,8 @@ def configure_mlflow(cfg: FeedrankConfig):  # -> mlflow.MlflowClient
     """Point MLflow at the run's store and make sure the experiment exists; returns a client."""
     import mlflow
 
+    # Artifact uploads print a progress bar per file, which floods task logs.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     cfg.paths.root_dir.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri(cfg))
     if mlflow.get_experiment_by_name(cfg.tracking.experiment) is None:
@@ -137,60 +136,19 @@ def alias_version(cfg: FeedrankConfig, alias: str) -> str | None:
         return None
 
 
-def gate_decision(metrics: dict[str, float], min_gain: float) -> dict[str, Any]:
-    """The promotion gate: the ranker's blended NDCG must beat LightGBM's by at least min_gain."""
-    ranker, baseline = (
-        metrics.get("ranker_ndcg", float("nan")),
-        metrics.get("lgbm_ndcg", float("nan")),
-    )
-    passed = ranker == ranker and baseline == baseline and ranker - baseline > min_gain
-    reason = (
-        f"ranker blended NDCG {ranker:.4f} vs LightGBM {baseline:.4f}: "
-        f"gain {ranker - baseline:+.4f} {'>' if passed else '<='} required {min_gain:+.4f}"
-    )
-    return {"promote": bool(passed), "reason": reason, "ranker_ndcg": ranker, "lgbm_ndcg": baseline}
+def set_alias(cfg: FeedrankConfig, alias: str, version: str) -> None:
+    """Point `alias` of the ranker model at a registered version."""
+    configure_mlflow(cfg).set_registered_model_alias(cfg.tracking.ranker_model_name, alias, version)
 
 
-def promote(
-    cfg: FeedrankConfig,
-    run_id: str,
-    version: str,
-    metrics: dict[str, float],
-    comparison: ChampionComparison | None = None,
-) -> dict[str, Any]:
-    """Apply the gate to a registered challenger; move `champion` if it passes. Logs the decision.
-
-    With a `comparison` against the serving champion (pipelines.evaluate.gate) that decides: a
-    bootstrap interval of the NDCG gain above the margin and no head's RCE dropping too far.
-    Without one (no champion yet) the challenger must beat the LightGBM baseline.
-    """
+def log_decision(run_id: str, decision: dict[str, Any]) -> None:
+    """Attach a promotion decision to the run that registered the challenger."""
     import mlflow
 
-    client = configure_mlflow(cfg)
-    if comparison is None:
-        decision = gate_decision(metrics, cfg.promote.min_ndcg_gain)
-    else:
-        decision = {
-            "promote": comparison.promote,
-            "reason": "; ".join(comparison.reasons),
-            **{k: v for k, v in asdict(comparison).items() if k not in ("promote", "reasons")},
-        }
-    previous = alias_version(cfg, CHAMPION)
-    decision.update({"version": version, "previous_champion": previous})
-    if decision["promote"]:
-        client.set_registered_model_alias(cfg.tracking.ranker_model_name, CHAMPION, version)
-    decision["champion"] = version if decision["promote"] else previous
     with mlflow.start_run(run_id=run_id):
         mlflow.log_dict(decision, "promotion/decision.json")
         mlflow.set_tag("promotion", "promoted" if decision["promote"] else "rejected")
         mlflow.set_tag("promotion_reason", decision["reason"])
-    log.info(
-        "registry: %s v%s: %s",
-        "PROMOTED" if decision["promote"] else "NOT promoted",
-        version,
-        decision["reason"],
-    )
-    return decision
 
 
 def load_ranker(cfg: FeedrankConfig, alias: str) -> RankerBundle | None:
@@ -204,12 +162,3 @@ def load_ranker(cfg: FeedrankConfig, alias: str) -> RankerBundle | None:
     bundle: RankerBundle = model.unwrap_python_model().bundle
     bundle.version = version
     return bundle
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=float))
-    return path
-
-
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

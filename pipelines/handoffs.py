@@ -1,0 +1,125 @@
+"""Typed hand-offs between steps: the JSON files one step writes and a later step reads.
+
+Each hand-off is a pydantic model bound to one path of the artifact map (`PathsConfig`), so the
+writer and the reader share one definition of the file's name and fields. Reading a hand-off that
+its step has not written yet fails with an error that names the step to run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict
+
+from pipelines.config import FeedrankConfig
+
+
+class MissingHandoffError(FileNotFoundError):
+    """A step ran before the step whose output it reads."""
+
+
+class Handoff(BaseModel):
+    """Base of the hand-offs; `written_by` names the step that writes the file."""
+
+    model_config = ConfigDict(extra="forbid")
+    written_by: ClassVar[str]
+
+    @classmethod
+    def path(cls, cfg: FeedrankConfig) -> Path:
+        raise NotImplementedError
+
+    def write(self, cfg: FeedrankConfig) -> Path:
+        path = self.path(cfg)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # NaN (a metric undefined on this data) is written as null, valid JSON for every reader.
+        payload = _nan_to_none(self.model_dump(mode="json"))
+        path.write_text(json.dumps(payload, indent=2))
+        return path
+
+    @classmethod
+    def read(cls, cfg: FeedrankConfig) -> Self:
+        path = cls.path(cfg)
+        if not path.is_file():
+            raise MissingHandoffError(
+                f"{path} is missing: run the `{cls.written_by}` step first "
+                f"(`feedrank {cls.written_by.replace('_', '-')} --config {cfg.name}`)"
+            )
+        return cls.model_validate_json(path.read_text())
+
+
+class EncoderTraining(Handoff):
+    """How the text encoder's fine-tuning went (`train_encoder`); `register` logs it."""
+
+    written_by: ClassVar[str] = "train_encoder"
+    pairs: int
+    loss_first: float
+    loss_last: float
+    steps: int
+    seconds: float
+    step_seconds: float | None = None
+    loss_curve: list[dict[str, float]]
+    resumed_from_step: int | None = None
+    run_name: str
+    out_dir: str
+
+    @classmethod
+    def path(cls, cfg: FeedrankConfig) -> Path:
+        return cfg.paths.encoder_training
+
+
+class RankerTraining(Handoff):
+    """How the ranker's training went (`train_ranker`): sizes, wall time, per-epoch history."""
+
+    written_by: ClassVar[str] = "train_ranker"
+    seconds: float
+    train_rows: int
+    test_rows: int
+    final: dict[str, Any]
+    history: list[dict[str, Any]]
+    bundle_dir: str
+
+    @classmethod
+    def path(cls, cfg: FeedrankConfig) -> Path:
+        return cfg.paths.ranker_training(cfg.ranker.feature_set)
+
+
+class EvaluationMetrics(Handoff):
+    """The offline evaluation's flat metrics (`evaluate`): `<model>_<metric>` -> value; None
+    where a metric is undefined on the held-out data (a head with no positives)."""
+
+    written_by: ClassVar[str] = "evaluate"
+    model_config = ConfigDict(extra="allow")
+
+    @classmethod
+    def path(cls, cfg: FeedrankConfig) -> Path:
+        return cfg.paths.evaluation_metrics
+
+    def values(self) -> dict[str, float]:
+        """Every metric as a float (NaN where undefined)."""
+        extra = self.model_extra or {}
+        return {k: math.nan if v is None else float(v) for k, v in extra.items()}
+
+
+class Registration(Handoff):
+    """The MLflow run and registered version of this run's ranker (`register`)."""
+
+    written_by: ClassVar[str] = "register"
+    run_id: str
+    version: str
+
+    @classmethod
+    def path(cls, cfg: FeedrankConfig) -> Path:
+        return cfg.paths.registration
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
