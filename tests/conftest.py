@@ -1,5 +1,6 @@
-"""Shared fixtures. `trained_cfg` runs the real feed_training DAG through Airflow once per session
-on the smoke config, in a temporary state root; e2e and integration tests read what it leaves."""
+"""Shared fixtures. One temporary state root per session; the smoke pipeline runs in it once,
+either step by step in process (`smoke_pipeline`, what the integration tier uses) or as the real
+feed_training DAG through Airflow (`dag_run`, the e2e tier)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,43 @@ def state_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["FEEDRANK_HOME"] = previous
 
 
+class SmokePipeline:
+    """The smoke config's pipeline in the session's state root, run a step at a time on demand.
+
+    `through(step)` runs, in this process, the steps `step` needs that have not run yet this
+    session (its upstream closure, in dependency order) and returns the config. The integration
+    tier asks only for what it needs; when the e2e tier has run the whole DAG through Airflow in
+    the same session, every step is done and nothing runs twice.
+    """
+
+    def __init__(self) -> None:
+        self.done: set[str] = set()
+
+    def through(self, step: str) -> FeedrankConfig:
+        from pipelines.steps import STEPS_BY_NAME, execution_order, run_step
+
+        needed = {step}
+        for name in reversed(execution_order()):
+            if name in needed:
+                needed.update(STEPS_BY_NAME[name].upstream)
+        cfg = load_config("smoke")
+        for name in execution_order():
+            if name in needed and name not in self.done:
+                run_step(name, cfg)
+                self.done.add(name)
+        return cfg
+
+
 @pytest.fixture(scope="session")
-def dag_run(state_root: Path) -> subprocess.CompletedProcess[str]:
-    """`feedrank dag-test --config smoke`: the DAG through Airflow, as `make run` does."""
+def smoke_pipeline(state_root: Path) -> SmokePipeline:
+    return SmokePipeline()
+
+
+@pytest.fixture(scope="session")
+def dag_run(state_root: Path, smoke_pipeline: SmokePipeline) -> subprocess.CompletedProcess[str]:
+    """`feedrank dag-test --config smoke`: the whole DAG through Airflow, as `make run` does."""
+    from pipelines.steps import STEPS
+
     feedrank = Path(sys.executable).parent / "feedrank"
     command = [str(feedrank), "dag-test", "--config", "smoke"]
     completed = subprocess.run(
@@ -43,13 +78,14 @@ def dag_run(state_root: Path) -> subprocess.CompletedProcess[str]:
     if completed.returncode != 0:
         tail = (completed.stdout + completed.stderr)[-6000:]
         pytest.fail(f"feed_training DAG failed (rc={completed.returncode}), log {log}:\n{tail}")
+    smoke_pipeline.done.update(step.name for step in STEPS)
     return completed
 
 
 @pytest.fixture(scope="session")
-def trained_cfg(dag_run: subprocess.CompletedProcess[str]) -> FeedrankConfig:
-    """The smoke config whose lake, Feast store and MLflow registry hold a trained champion."""
-    return load_config("smoke")
+def trained_cfg(smoke_pipeline: SmokePipeline) -> FeedrankConfig:
+    """The smoke config whose lake, Feast store and MLflow registry hold a promoted champion."""
+    return smoke_pipeline.through("promote")
 
 
 def _free_port() -> int:

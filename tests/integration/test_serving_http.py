@@ -1,6 +1,6 @@
 """The Ray Serve app over real HTTP: real Ray, the Feast online store and the registry's champion.
 
-Needs the session fixture `trained_cfg` (tests/conftest.py): a config whose lake, feature store and
+Needs the session fixture `trained_cfg` (tests/conftest.py: the smoke pipeline, run on demand): a config whose lake, feature store and
 MLflow registry hold a smoke-scale world with a `champion` ranker.
 """
 
