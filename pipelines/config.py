@@ -324,6 +324,12 @@ class RankerConfig(StrictModel):
         ge=1,
         description="Passes over the training set; the one with the lowest validation loss is kept.",
     )
+    validation_share: float = Field(
+        0.05,
+        gt=0.0,
+        lt=0.5,
+        description="The latest share of training rows (by time), held back to pick the epoch.",
+    )
     batch_size: int = Field(1024, ge=1, description="Rows per step per worker.")
     lr: float = Field(2e-3, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(
