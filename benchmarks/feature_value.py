@@ -1,6 +1,6 @@
-"""What the full feature set adds: the ranker trained on issue 2's skeleton set vs the full set.
+"""What the full feature set adds: the ranker trained on the small skeleton set vs the full set.
 
-skeleton: the walking skeleton's 26 dense features and the text embeddings (Feast service
+skeleton: the 26 dense features of the first ranker and the text embeddings (Feast service
 `ranker_v1`); full: every dense feature of the design, the text embeddings and the sparse ids
 (hashed viewer, author, tweet, country, recent hashtags, text n-grams) that the ranker embeds
 (`ranker_v2`).
@@ -46,7 +46,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "skeleton": {"feature_set": "skeleton"},
     "full_dense": {"feature_set": "full", "sparse_buckets": 0},
     "full": {"feature_set": "full"},
-    # full_dense without the text: no embeddings and nothing derived from them (issue 4)
+    # full_dense without the text: no embeddings and nothing derived from them (the encoder's value)
     "no_text": {"feature_set": "no_text"},
 }
 

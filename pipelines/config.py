@@ -306,7 +306,7 @@ class RankerConfig(StrictModel):
     heads: tuple[str, ...] = Field(HEADS, description="Heads of the multi-task ranker.")
     feature_set: Literal["full", "skeleton", "no_text"] = Field(
         "full",
-        description="Features the ranker reads: full, issue 2's skeleton, or full without text.",
+        description="Features the ranker reads: full, the small skeleton set (26 dense), or full without text.",
     )
     architecture: Literal["parallel", "serial", "mlp"] = Field(
         "parallel",
