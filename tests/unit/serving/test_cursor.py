@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.cursor import CursorCodec, CursorError, load_key
+from serving.policy.cursor import CursorCodec, CursorError, load_key
 
 
 class Clock:
