@@ -19,6 +19,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 KEY_BYTES = 32
 
@@ -98,4 +101,57 @@ class CursorCodec:
             raise CursorError(f"cursor belongs to another user than {user_id}")
         if self._clock() - cursor.issued > self.ttl_s:
             raise CursorError(f"cursor expired (older than {self.ttl_s:.0f} s); start a new feed")
+        return cursor
+
+
+def _signer_on(clock: Callable[[], float]) -> type[TimestampSigner]:
+    """itsdangerous' timestamp signer reading `clock` (unix seconds) instead of the wall clock."""
+
+    class ClockedSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock())
+
+    return ClockedSigner
+
+
+class SignedCursorCodec:
+    """Encodes and checks cursors with `key` through itsdangerous (a JSON payload, its issue time
+    and an HMAC signature); `ttl_s` bounds their age."""
+
+    SALT = "feedrank.cursor"
+
+    def __init__(self, key: bytes, ttl_s: int, clock: Callable[[], float] = time.time) -> None:
+        if len(key) < 16:
+            raise ValueError("a cursor key needs at least 16 bytes")
+        self.ttl_s = ttl_s
+        self._serializer = URLSafeTimedSerializer(key, salt=self.SALT, signer=_signer_on(clock))
+
+    def encode(
+        self, session: str, user_id: int, page: int, offset: int, synthetic: bool = False
+    ) -> str:
+        body: dict[str, Any] = {"s": session, "u": int(user_id), "p": int(page), "o": int(offset)}
+        if synthetic:  # only then, so a live visit's cursor carries no flag
+            body["x"] = 1
+        return self._serializer.dumps(body)
+
+    def decode(self, token: str, user_id: int) -> Cursor:
+        """The cursor in `token` for `user_id`; CursorError naming what is wrong otherwise."""
+        try:
+            body, issued = self._serializer.loads(token, max_age=self.ttl_s, return_timestamp=True)
+        except SignatureExpired as exc:
+            raise CursorError(
+                f"cursor expired (older than {self.ttl_s:.0f} s); start a new feed"
+            ) from exc
+        except BadData as exc:
+            raise CursorError("cursor is not a cursor this service issued") from exc
+        cursor = Cursor(
+            session=str(body["s"]),
+            user_id=int(body["u"]),
+            page=int(body["p"]),
+            offset=int(body["o"]),
+            issued=issued.timestamp(),
+            synthetic=bool(body.get("x", 0)),
+        )
+        if cursor.user_id != int(user_id):
+            raise CursorError(f"cursor belongs to another user than {user_id}")
         return cursor
