@@ -74,10 +74,10 @@ def busiest_viewers(cfg: FeedrankConfig, count: int) -> list[tuple[int, int]]:
     most first. What the live app has served (its event log, earlier runs included) counts as
     seen, as the app counts it, so each run picks the viewers that still fill the cap."""
     from pipelines.event_log import EventLog
-    from serving.filters import apply_filters
-    from serving.retrieval import EmbeddingRetriever
-    from serving.sources import CandidateGenerator, FeedContext
-    from serving.world_index import WorldIndex
+    from serving.candidates.filters import apply_filters
+    from serving.candidates.retrieval import EmbeddingRetriever
+    from serving.candidates.sources import CandidateGenerator, FeedContext
+    from serving.candidates.world_index import WorldIndex
 
     index = WorldIndex.load(cfg)
     generator = CandidateGenerator(index, cfg.serve, EmbeddingRetriever.load(cfg).retrieve)
@@ -145,14 +145,15 @@ def in_process(
 ) -> dict[str, dict[str, float]]:
     """The same feeds without HTTP or Ray: whole engine calls, and the scoring part alone."""
     from pipelines.event_log import EventLog
-    from pipelines.features.online_fast import FastOnlineFeatures
     from pipelines.release.registry import load_ranker
-    from serving.engine import ArmModel, FeedEngine
-    from serving.heuristics import apply_heuristics
-    from serving.retrieval import EmbeddingRetriever
-    from serving.rules import score_candidates
+    from serving.candidates.retrieval import EmbeddingRetriever
+    from serving.candidates.world_index import WorldIndex
+    from serving.engine.feed import FeedEngine
+    from serving.engine.ports import ArmModel
+    from serving.features.hydrate import FastOnlineFeatures
+    from serving.policy.heuristics import apply_heuristics
+    from serving.policy.rules import score_candidates
     from serving.schemas import FeedRequest
-    from serving.world_index import WorldIndex
 
     bundle = load_ranker(cfg, "champion")
     if bundle is None:
@@ -186,7 +187,7 @@ def in_process(
                 )
                 if i >= 5:  # warm-up
                     feed_ms.append((time.perf_counter() - tic) * 1000)
-                prepared = engine._prepare(user, "benchmark")
+                prepared = engine._prepare(user)
                 tic = time.perf_counter()
                 frame = features.hydrate(user, prepared.candidates, engine.now())
                 predictions = bundle.predict(frame)

@@ -33,16 +33,12 @@ import pandas as pd
 import typer
 
 from pipelines.config import FeedrankConfig, load_config
-from pipelines.features.online import OnlineFeatures
-from pipelines.features.online_fast import (
-    DEFAULT_CACHE_TTL_S,
-    FastOnlineFeatures,
-    ServicePlan,
-    SqliteRows,
-    feature_frame_differences,
-    frame_of,
-)
 from pipelines.schema import list_partitions, read_table
+from serving.features.frames import feature_frame_differences, frame_of
+from serving.features.hydrate import FastOnlineFeatures
+from serving.features.plan import ServicePlan
+from serving.features.readers import SqliteRows
+from serving.features.sdk import OnlineFeatures
 
 RECENT_DAYS = 2
 WARMUP_REQUESTS = 3
@@ -115,8 +111,8 @@ def main(
     config: str = typer.Option("default", "--config", "-c"),
     requests: int = typer.Option(50, min=5, max=5000, help="Timed requests per path."),
     candidates: int = typer.Option(1500, min=1, help="Candidate tweets per request."),
-    cache_ttl_s: float = typer.Option(
-        DEFAULT_CACHE_TTL_S, min=0.0, help="Fast path cache TTL (seconds)."
+    cache_ttl_s: float | None = typer.Option(
+        None, min=0.0, help="Fast path cache TTL (seconds; default: serve.feature_cache_ttl_s)."
     ),
     seed: int = typer.Option(0, help="Seed of the candidate sample."),
 ) -> None:
@@ -197,7 +193,7 @@ def main(
         "requests": requests,
         "feature_columns": int(reference.shape[1]),
         "on_demand_views": len(fast.plan.on_demand),
-        "cache_ttl_s": cache_ttl_s,
+        "cache_ttl_s": fast.cache.ttl_s,
         **figures,
         "fast_on_demand_median_ms": round(float(np.median(on_demand_ms)), 2),
         "ratios": ratios,

@@ -544,11 +544,20 @@ class ServeConfig(StrictModel):
         400, ge=1, description="Online-feature budget; slower or failing reads use cached/default."
     )
     max_body_bytes: int = Field(16_384, ge=256, description="Largest request body accepted.")
+    feature_cache_ttl_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long serving caches an online feature row before reading it again "
+        "(seconds; 0: every request reads the store); batch-only views keep batch_feature_ttl_s.",
+    )
+    feature_cache_max_keys: int = Field(
+        100_000, ge=1, description="Most keys serving caches per feature view (oldest dropped)."
+    )
     batch_feature_ttl_s: float = Field(
         600.0,
         ge=0,
         description="How long serving caches a row of a feature view that only batch "
-        "materialization writes (pushed views and absent rows: 30 s).",
+        "materialization writes (pushed views and absent rows: feature_cache_ttl_s).",
     )
     cursor_ttl_s: int = Field(3600, ge=1, description="How long a page cursor stays valid.")
     ranker_placement: Literal["ingress", "deployment"] = Field(
@@ -588,6 +597,12 @@ class ServeConfig(StrictModel):
         description="How often a replica reloads every view whole (catches writes with older "
         "event times); 0: never.",
     )
+
+    @model_validator(mode="after")
+    def _check_feature_ttls(self) -> ServeConfig:
+        if self.batch_feature_ttl_s < self.feature_cache_ttl_s:
+            raise ValueError("serve.batch_feature_ttl_s must be >= serve.feature_cache_ttl_s")
+        return self
 
 
 class FeedrankConfig(StrictModel):

@@ -17,7 +17,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.engine import EventLogError, InvalidFieldError, NotFoundError
+from serving.engine.errors import EventLogError, InvalidFieldError, NotFoundError
 from serving.schemas import (
     ConversationRequest,
     ConversationResponse,
@@ -28,11 +28,9 @@ from serving.schemas import (
     HealthResponse,
 )
 
-DEFAULT_MAX_BODY_BYTES = 16_384
-
 
 class FeedBackend(Protocol):
-    """What the endpoints call; :class:`serving.engine.FeedEngine` is the real one."""
+    """What the endpoints call; :class:`serving.engine.feed.FeedEngine` is the real one."""
 
     async def feed(self, request: FeedRequest) -> FeedResponse: ...
 
@@ -126,9 +124,9 @@ class _TooLarge(Exception):
         self.size = size
 
 
-def make_api(backend: FeedBackend, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+def make_api(backend: FeedBackend, max_body_bytes: int) -> FastAPI:
     """The FastAPI app serving `backend`: POST /feed, POST /engagement, POST /conversation,
-    GET /healthz; bodies over `max_body_bytes` are refused (413)."""
+    GET /healthz; bodies over `max_body_bytes` (``serve.max_body_bytes``) are refused (413)."""
     api = FastAPI(
         title="feedrank",
         description="Home feed and conversation ranking with online experiments.",

@@ -32,9 +32,11 @@ from pipelines.event_log import EventLog
 from pipelines.features.spec import FeatureTable
 from pipelines.models.bundle import InputSpec, frame_inputs, pack_inputs, unpack_inputs
 from serving.api import make_api
-from serving.cursor import CursorCodec, load_key
-from serving.engine import ArmModel, FeedEngine
-from serving.retrieval import EmbeddingRetriever
+from serving.candidates.retrieval import EmbeddingRetriever
+from serving.candidates.world_index import WorldIndex
+from serving.engine.feed import FeedEngine
+from serving.engine.ports import ArmModel
+from serving.policy.cursor import CursorCodec, load_key
 from serving.schemas import (
     Arm,
     ConversationRequest,
@@ -45,7 +47,6 @@ from serving.schemas import (
     FeedResponse,
     HealthResponse,
 )
-from serving.world_index import WorldIndex
 
 APP_NAME = "feedrank"
 
@@ -185,7 +186,7 @@ class FeedService:
         champion: DeploymentHandle | None = None,
         challenger: DeploymentHandle | None = None,
     ) -> None:
-        from pipelines.features.online_fast import FastOnlineFeatures
+        from serving.features.hydrate import FastOnlineFeatures
 
         cfg = FeedrankConfig.model_validate(config)
         if champion is None:
@@ -196,15 +197,14 @@ class FeedService:
                 None if challenger is None else await _arm_model(challenger),
             )
         retriever = EmbeddingRetriever.load(cfg)
-        events = cfg.paths.serving_events
         self.engine = FeedEngine(
             cfg,
             WorldIndex.load(cfg),
             FastOnlineFeatures.for_serving(cfg),
             arms,
             retriever=retriever,
-            events=EventLog(events),
-            cursors=CursorCodec(load_key(events.with_name("cursor.key")), cfg.serve.cursor_ttl_s),
+            events=EventLog(cfg.paths.serving_events),
+            cursors=CursorCodec(load_key(cfg.paths.cursor_key), cfg.serve.cursor_ttl_s),
         )
         self.max_body_bytes = cfg.serve.max_body_bytes
         self.engine.warm_up()

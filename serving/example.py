@@ -9,8 +9,8 @@ import httpx
 import typer
 
 from pipelines.config import load_config
+from serving.candidates.world_index import WorldIndex
 from serving.run import base_url, wait_healthy
-from serving.world_index import WorldIndex
 
 
 def main(config: str = typer.Option("default", "--config", "-c")) -> None:

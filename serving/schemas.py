@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Arm = Literal["champion", "challenger"]
-# The candidate sources of the home feed (serving.sources), in priority order.
+# The candidate sources of the home feed (serving.candidates.sources), in priority order.
 Source = Literal[
     "in_network_recent",
     "in_network_backlog",

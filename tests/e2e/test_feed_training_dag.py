@@ -50,7 +50,7 @@ def test_champion_is_registered_with_metrics(trained_cfg: FeedrankConfig) -> Non
 
 
 def test_served_feed_answers(served_url: str, trained_cfg: FeedrankConfig) -> None:
-    from serving.world_index import WorldIndex
+    from serving.candidates.world_index import WorldIndex
 
     index = WorldIndex.load(trained_cfg)
     user = next(u for u in range(1, index.n_users + 1) if len(index.candidates(u)) >= 3)

@@ -89,7 +89,7 @@ def test_one_feature_service_per_ranker_version(
 
 
 def test_online_store_serves_the_latest_values(trained_cfg: FeedrankConfig) -> None:
-    from pipelines.features.online import OnlineFeatures
+    from serving.features.sdk import OnlineFeatures
 
     content = pd.read_parquet(trained_cfg.paths.feature_table("tweet_content"))
     stats = pd.read_parquet(trained_cfg.paths.feature_table("author_stats"))
@@ -113,7 +113,7 @@ def test_online_store_serves_the_latest_values(trained_cfg: FeedrankConfig) -> N
 
 
 def _hydrate_one(cfg: FeedrankConfig, tweet_id: int, author_id: int) -> pd.DataFrame:
-    from pipelines.features.online import OnlineFeatures
+    from serving.features.sdk import OnlineFeatures
 
     candidates = pd.DataFrame(
         {"tweet_id": [tweet_id], "author_id": [author_id], "in_network": [True]}
@@ -153,7 +153,7 @@ def test_pushed_counts_are_served_without_a_batch_rerun(trained_cfg: FeedrankCon
 def test_request_time_values_are_the_same_offline_and_online(trained_cfg: FeedrankConfig) -> None:
     """The on-demand view gives a training row (impression time) and a serving request at the same
     moment the same request-time values."""
-    from pipelines.features.online import OnlineFeatures
+    from serving.features.sdk import OnlineFeatures
 
     offline = pd.read_parquet(trained_cfg.paths.training_set).sample(20, random_state=1)
     online = pd.concat(
@@ -182,7 +182,7 @@ def test_request_time_values_are_the_same_offline_and_online(trained_cfg: Feedra
 def _same(a: object, b: object) -> bool:
     """Equal values (vectors by element, lists and arrays alike), a missing one equal only to
     another missing one."""
-    from pipelines.features.online_fast import feature_frame_differences
+    from serving.features.frames import feature_frame_differences
 
     return not feature_frame_differences(pd.DataFrame({"v": [a]}), pd.DataFrame({"v": [b]}))
 
@@ -191,8 +191,8 @@ def test_affinity_values_are_the_same_offline_and_online(trained_cfg: FeedrankCo
     """`request_affinity` gives a training row and a serving request the same values wherever
     both read the same stored inputs (online holds each view's newest row, offline the row known
     at impression time, so rows whose inputs changed since are skipped)."""
-    from pipelines.features.online import OnlineFeatures
     from pipelines.features.spec import AFFINITY_FEATURES
+    from serving.features.sdk import OnlineFeatures
 
     inputs = {
         "va_hashtag_similarity": ("viewer_hashtag_vector", "author_hashtag_vector"),
@@ -224,9 +224,9 @@ def test_a_new_tweet_is_embedded_indexed_and_served_before_the_next_run(
 ) -> None:
     """The fresh path: a tweet posted after the daily run gets its embedding (online store) and
     a place in the retrieval index at once."""
-    from pipelines.features.online import OnlineFeatures
     from pipelines.models.text_encoder import TextEmbedder
     from pipelines.retrieval.index import TweetIndex, embed_fresh_tweets
+    from serving.features.sdk import OnlineFeatures
 
     index = TweetIndex.load(trained_cfg.paths.tweet_index)
     before = len(index)

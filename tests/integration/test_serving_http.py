@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from pipelines.config import FeedrankConfig, load_config
-from serving.rules import assign_arm
+from serving.candidates.world_index import WorldIndex
+from serving.policy.experiments import assign_arm
 from serving.run import wait_healthy
-from serving.world_index import WorldIndex
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def served(served_cfg: FeedrankConfig, served_url: str) -> Iterator[Served]:
 
 def busiest_user(index: WorldIndex, users: range) -> int:
     """A user with feed candidates (the one with the most, among the first ids)."""
-    from serving.sources import CandidateGenerator, FeedContext
+    from serving.candidates.sources import CandidateGenerator, FeedContext
 
     generator = CandidateGenerator(index, load_config("smoke").serve)
     sizes = {

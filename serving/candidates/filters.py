@@ -1,8 +1,8 @@
 """The filters between the candidate sources and the ranker (DESIGN section 6).
 
-Pure functions over candidate frames (`serving.sources.CANDIDATE_COLUMNS`): each returns the rows
-it keeps, in their order, with a fresh index. A frame without ``original_tweet_id`` is taken to
-hold only original tweets.
+Pure functions over candidate frames (`serving.candidates.sources.CANDIDATE_COLUMNS`): each
+returns the rows it keeps, in their order, with a fresh index. A frame without
+``original_tweet_id`` is taken to hold only original tweets.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from serving.sources import FeedContext
+from serving.candidates.sources import FeedContext
 
 # Names of the filters in `apply_filters`' counts, in the order they run.
 FILTER_NAMES: tuple[str, ...] = ("own", "blocked_or_muted", "seen", "duplicates")

@@ -1,4 +1,4 @@
-"""The pure parts of the fast online path, checked against Feast's own encoders and pandas."""
+"""The pure parts of serving's online features, checked against Feast's own encoders and pandas."""
 
 from __future__ import annotations
 
@@ -14,23 +14,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.features.online_fast import (
+from serving.features.cache import RowCache
+from serving.features.columns import ViewColumns
+from serving.features.keys import (
     VALUE_TYPE_INT32,
     VALUE_TYPE_INT64,
     VALUE_TYPE_STRING,
     KeyEncoder,
-    Row,
-    RowCache,
-    SqliteRows,
-    ViewColumns,
-    ViewPlan,
-    column_kind,
     decode_entity_key,
-    decode_value,
     encode_entity_key,
-    frame_column,
-    on_demand_column,
 )
+from serving.features.on_demand import on_demand_column
+from serving.features.plan import ViewPlan
+from serving.features.readers import Row, SqliteRows
+from serving.features.values import column_kind, decode_value, frame_column
+from tests.utils.fakes import Clock
 
 
 def _feast_key(values: dict[str, Any], value_fields: dict[str, str]) -> bytes:
@@ -231,14 +229,6 @@ class FakeStore:
 
     def close(self) -> None:
         pass
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_cache_serves_rows_for_ttl_seconds_then_rereads() -> None:

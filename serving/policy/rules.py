@@ -1,47 +1,19 @@
-"""Product rules of serving as plain functions: experiment arms, feed order, reply trees, sections.
+"""Product rules of serving as plain functions: blended scores, reply trees, health sections.
 
 No Ray and no I/O here, so every rule is unit-tested on hand-made frames.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 from pipelines.ranking import blend_scores
-from serving.schemas import Arm, ReplyNode
+from serving.schemas import ReplyNode
 
-EXPERIMENT_SALT = "feedrank-exp-1"
 PREDICTION_PREFIX = "p_"  # score_candidates adds one `p_<head>` column per ranker head
-
-
-def arm_bucket(user_id: int, salt: str = EXPERIMENT_SALT) -> float:
-    """A stable uniform draw in [0, 1) for a user: the first 8 bytes of sha256("salt:user_id").
-
-    Stable across processes and Python versions (unlike ``hash``), so a user keeps their arm on
-    every replica; a new salt reshuffles users for a new experiment.
-    """
-    digest = hashlib.sha256(f"{salt}:{user_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
-def assign_arm(
-    user_id: int,
-    challenger_share: float,
-    salt: str = EXPERIMENT_SALT,
-    *,
-    has_challenger: bool = True,
-) -> Arm:
-    """The experiment arm of a user: `challenger` for a stable `challenger_share` of users.
-
-    Everyone is on `champion` when there is no challenger.
-    """
-    if has_challenger and arm_bucket(user_id, salt) < challenger_share:
-        return "challenger"
-    return "champion"
 
 
 def score_candidates(
@@ -63,19 +35,6 @@ def score_candidates(
             for head, p in predictions.items()
         },
     )
-
-
-def rank_feed(
-    candidates: pd.DataFrame,
-    predictions: Mapping[str, np.ndarray],
-    weights: Mapping[str, float],
-    limit: int,
-) -> pd.DataFrame:
-    """:func:`score_candidates`, then the best `limit` rows by score descending; ties keep the
-    candidate order (a stable sort), so the ranking is deterministic."""
-    ranked = score_candidates(candidates, predictions, weights)
-    order = np.argsort(-ranked["score"].to_numpy(), kind="stable")[: max(limit, 0)]
-    return ranked.iloc[order].reset_index(drop=True)
 
 
 def head_columns(frame: pd.DataFrame) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from serving.filters import (
+from serving.candidates.filters import (
     FILTER_NAMES,
     apply_filters,
     drop_authors,
@@ -14,7 +14,7 @@ from serving.filters import (
     drop_own,
     drop_seen,
 )
-from serving.sources import CANDIDATE_COLUMNS, FeedContext
+from serving.candidates.sources import CANDIDATE_COLUMNS, FeedContext
 
 VIEWER = 5
 BLOCKED = 11

@@ -1,25 +1,26 @@
 """The feed's heuristics on hand-made scored frames: discounts of negative scores, out-of-network
-scaling, "show fewer" fatigue, author diversity and the repetition penalty."""
+scaling, "show fewer" fatigue, author diversity and the repetition penalty, each alone (the others
+neutral) and all together."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from pipelines.config import ServeConfig
-from serving.heuristics import (
+from serving.policy.heuristics import (
     apply_heuristics,
-    author_diversity,
     discount,
     fatigue_factor,
-    feedback_fatigue,
-    out_of_network_scaling,
     repetition_penalty,
 )
 
 NOW = pd.Timestamp("2026-03-10 12:00", tz="UTC")
 DAY = pd.Timedelta(days=1)
+NOTHING_SEEN = np.zeros(0, dtype=np.int64)
 
 
 def scored(scores: list[float], authors: list[int], in_network: list[bool]) -> pd.DataFrame:
@@ -35,6 +36,21 @@ def scored(scores: list[float], authors: list[int], in_network: list[bool]) -> p
     )
 
 
+def only(**heuristic: float) -> ServeConfig:
+    """A config whose heuristics are all neutral (factor 1, no repetition penalty) but those
+    given."""
+    neutral = {
+        "out_of_network_scale": 1.0,
+        "author_diversity_decay": 1.0,
+        "repetition_penalty_positions": 0,
+    }
+    return ServeConfig(**{**neutral, **heuristic})
+
+
+def by_tweet(out: pd.DataFrame, column: str, tweet_ids: list[int]) -> list[float]:
+    return out.set_index("tweet_id").loc[tweet_ids, column].tolist()
+
+
 def test_a_discount_always_moves_a_score_down() -> None:
     assert discount(np.array([2.0, -2.0, 0.0]), 0.5).tolist() == [1.0, -4.0, 0.0]
     assert discount(np.array([2.0, -2.0]), np.array([0.25, 0.25])).tolist() == [0.5, -8.0]
@@ -48,9 +64,10 @@ def test_a_discount_always_moves_a_score_down() -> None:
 
 def test_out_of_network_scaling_discounts_only_out_of_network() -> None:
     frame = scored([1.0, -1.0, 2.0], [1, 2, 3], [True, False, False])
-    out = out_of_network_scaling(frame, 0.75)
-    assert out["score"].tolist() == pytest.approx([1.0, -1.0 / 0.75, 1.5])
-    assert out["heuristic_factor"].tolist() == [1.0, 0.75, 0.75]
+    out = apply_heuristics(frame, only(out_of_network_scale=0.75), NOW, {}, NOTHING_SEEN)
+    assert out["tweet_id"].tolist() == [3, 1, 2]
+    assert by_tweet(out, "score", [1, 2, 3]) == pytest.approx([1.0, -1.0 / 0.75, 1.5])
+    assert by_tweet(out, "heuristic_factor", [1, 2, 3]) == [1.0, 0.75, 0.75]
     assert frame["score"].tolist() == [1.0, -1.0, 2.0]  # the input is left alone
 
 
@@ -59,20 +76,34 @@ def test_fatigue_recovers_linearly_after_show_fewer() -> None:
     assert fatigue_factor(days, 0.2, 14.0) == pytest.approx([0.2, 0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
     frame = scored([1.0, 1.0, -1.0, 1.0, 1.0], [7, 8, 8, 9, 10], [True] * 5)
     show_fewer = {7: NOW - 7 * DAY, 8: NOW, 9: NOW - 20 * DAY}
-    out = feedback_fatigue(frame, show_fewer, NOW, min_factor=0.2, recovery_days=14.0)
-    assert out["heuristic_factor"].tolist() == pytest.approx([0.6, 0.2, 0.2, 1.0, 1.0])
-    assert out["score"].tolist() == pytest.approx([0.6, 0.2, -5.0, 1.0, 1.0])
-    assert feedback_fatigue(frame, {}, NOW, 0.2, 14.0)["score"].tolist() == frame["score"].tolist()
+    cfg = only(fatigue_min_factor=0.2, fatigue_recovery_days=14.0)
+    out = apply_heuristics(frame, cfg, NOW, show_fewer, NOTHING_SEEN)
+    tweets = [1, 2, 3, 4, 5]
+    assert by_tweet(out, "heuristic_factor", tweets) == pytest.approx([0.6, 0.2, 0.2, 1.0, 1.0])
+    assert by_tweet(out, "score", tweets) == pytest.approx([0.6, 0.2, -5.0, 1.0, 1.0])
+    assert out["tweet_id"].tolist() == [4, 5, 1, 2, 3]
+    unasked = apply_heuristics(frame, cfg, NOW, {}, NOTHING_SEEN)
+    assert by_tweet(unasked, "score", tweets) == frame["score"].tolist()
 
 
 def test_author_diversity_decays_each_further_tweet_of_an_author_down_to_the_floor() -> None:
     # Score order: 10 (A), 9 (A), 8 (B), 7 (A), 6 (A), -1 (A); given shuffled.
     frame = scored([7.0, 10.0, 6.0, 8.0, 9.0, -1.0], [1, 1, 1, 2, 1, 1], [True] * 6)
-    out = author_diversity(frame, decay=0.5, floor=0.25)
-    assert out["heuristic_factor"].tolist() == [0.25, 1.0, 0.25, 1.0, 0.5, 0.25]
-    assert out["score"].tolist() == pytest.approx([1.75, 10.0, 1.5, 8.0, 4.5, -4.0])
-    ties = author_diversity(scored([1.0, 1.0], [3, 3], [True, True]), decay=0.5, floor=0.1)
+    cfg = only(author_diversity_decay=0.5, author_diversity_floor=0.25)
+    out = apply_heuristics(frame, cfg, NOW, {}, NOTHING_SEEN)
+    tweets = [1, 2, 3, 4, 5, 6]
+    assert by_tweet(out, "heuristic_factor", tweets) == [0.25, 1.0, 0.25, 1.0, 0.5, 0.25]
+    assert by_tweet(out, "score", tweets) == pytest.approx([1.75, 10.0, 1.5, 8.0, 4.5, -4.0])
+    assert out["tweet_id"].tolist() == [2, 4, 5, 1, 3, 6]
+    cfg = only(author_diversity_decay=0.5, author_diversity_floor=0.1)
+    ties = apply_heuristics(scored([1.0, 1.0], [3, 3], [True, True]), cfg, NOW, {}, NOTHING_SEEN)
     assert ties["heuristic_factor"].tolist() == [1.0, 0.5]  # ties: the earlier row first
+
+
+def test_the_page_is_in_score_order_and_ties_keep_the_candidate_order() -> None:
+    frame = scored([0.2, 0.5, 0.2, 0.5], [1, 2, 3, 4], [True] * 4)
+    out = apply_heuristics(frame.assign(tweet_id=[5, 3, 9, 1]), only(), NOW, {}, NOTHING_SEEN)
+    assert out["tweet_id"].tolist() == [3, 1, 5, 9]
 
 
 def test_the_repetition_penalty_moves_a_repeated_tweet_exactly_three_places_down() -> None:
@@ -111,7 +142,7 @@ def test_apply_heuristics_in_order_then_the_repetition_penalty() -> None:
     assert list(out.index) == list(range(7))
 
 
-def test_apply_heuristics_equals_the_chained_frame_functions() -> None:
+def test_on_a_random_feed_the_discounts_compose_as_computed_row_by_row() -> None:
     rng = np.random.default_rng(5)
     n = 400
     frame = scored(
@@ -121,15 +152,33 @@ def test_apply_heuristics_equals_the_chained_frame_functions() -> None:
     )
     cfg = ServeConfig()
     show_fewer = {3: NOW - 2 * DAY, 7: NOW - 20 * DAY, 11: NOW}
+    # One row at a time: out of network and fatigue, then each author's k-th tweet by that score.
+    factor: dict[int, float] = {}
+    score: dict[int, float] = {}
+    for row in frame.itertuples():
+        f = 1.0 if row.in_network else cfg.out_of_network_scale
+        if row.author_id in show_fewer:
+            days = (NOW - show_fewer[row.author_id]) / DAY
+            recovered = min(max(days / cfg.fatigue_recovery_days, 0.0), 1.0)
+            f *= cfg.fatigue_min_factor + (1.0 - cfg.fatigue_min_factor) * recovered
+        factor[row.tweet_id] = f
+        score[row.tweet_id] = row.score * f if row.score >= 0 else row.score / f
+    author = dict(zip(frame["tweet_id"], frame["author_id"], strict=True))
+    earlier: Counter[int] = Counter()
+    for tweet_id in sorted(score, key=lambda t: -score[t]):  # stable: ids are in row order
+        f = max(cfg.author_diversity_floor, cfg.author_diversity_decay ** earlier[author[tweet_id]])
+        earlier[author[tweet_id]] += 1
+        factor[tweet_id] *= f
+        score[tweet_id] = score[tweet_id] * f if score[tweet_id] >= 0 else score[tweet_id] / f
+    order = sorted(score, key=lambda t: -score[t])
+
+    out = apply_heuristics(frame, cfg, NOW, show_fewer, NOTHING_SEEN)
+    assert out["tweet_id"].tolist() == order
+    assert out["score"].tolist() == pytest.approx([score[t] for t in order])
+    assert out["heuristic_factor"].tolist() == pytest.approx([factor[t] for t in order])
+    # A repeated tweet then moves down the page the heuristics ordered.
     repeated = frame["tweet_id"].to_numpy()[rng.integers(0, n, 30)]
-    chained = frame.assign(heuristic_factor=1.0)
-    chained = out_of_network_scaling(chained, cfg.out_of_network_scale)
-    chained = feedback_fatigue(
-        chained, show_fewer, NOW, cfg.fatigue_min_factor, cfg.fatigue_recovery_days
+    pd.testing.assert_frame_equal(
+        apply_heuristics(frame, cfg, NOW, show_fewer, repeated),
+        repetition_penalty(out, repeated, cfg.repetition_penalty_positions),
     )
-    chained = author_diversity(chained, cfg.author_diversity_decay, cfg.author_diversity_floor)
-    order = np.argsort(-chained["score"].to_numpy(), kind="stable")
-    chained = repetition_penalty(
-        chained.iloc[order].reset_index(drop=True), repeated, cfg.repetition_penalty_positions
-    )
-    pd.testing.assert_frame_equal(apply_heuristics(frame, cfg, NOW, show_fewer, repeated), chained)

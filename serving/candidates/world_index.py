@@ -4,10 +4,11 @@ Built once per replica from the raw lake (``cfg.paths.raw``). The world is histo
 serving clock :attr:`WorldIndex.now` is the latest ``served_at`` in the lake: "recent" and "seen"
 are taken at that instant. Each request is a handful of numpy operations over arrays prepared here.
 
-Besides the frames, the index keeps columnar arrays for the candidate sources (`serving.sources`),
-all in tweet-row order (rows sorted by ``created_at``), times as int64 nanoseconds since the epoch:
-root tweets by author, per-tweet engagements sorted by time with their engagers, per (viewer,
-tweet) the latest ``served_at``, per viewer the tweets engaged with, and per tweet its hashtag ids.
+Besides the frames, the index keeps columnar arrays for the candidate sources
+(`serving.candidates.sources`), all in tweet-row order (rows sorted by ``created_at``), times as
+int64 nanoseconds since the epoch: root tweets by author, per-tweet engagements sorted by time with
+their engagers, per (viewer, tweet) the latest ``served_at``, per viewer the tweets engaged with,
+and per tweet its hashtag ids.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.config import FeedrankConfig
+from pipelines.config import FeedrankConfig, ServeConfig
 from pipelines.schema import ENGAGEMENTS, PART_FILE, TABLES, list_partitions, partition_dir
 
 log = logging.getLogger(__name__)
@@ -39,23 +40,6 @@ REPLY_COLUMNS: tuple[str, ...] = (
     "text",
 )
 _NO_PARENT = -1  # in_reply_to_tweet_id of a root in the int64 arrays
-
-
-@dataclass(frozen=True)
-class CandidateLimits:
-    """Sizes of the candidate sources (from ``cfg.serve``)."""
-
-    in_network_lookback: pd.Timedelta
-    out_of_network: int
-    max_candidates: int
-
-    @classmethod
-    def from_config(cls, cfg: FeedrankConfig) -> CandidateLimits:
-        return cls(
-            in_network_lookback=pd.Timedelta(hours=cfg.serve.in_network_lookback_hours),
-            out_of_network=cfg.serve.out_of_network_candidates,
-            max_candidates=cfg.serve.max_candidates,
-        )
 
 
 def read_columns(root: Path, table: str, columns: list[str]) -> pd.DataFrame:
@@ -167,12 +151,12 @@ class WorldIndex:
         follows: pd.DataFrame,
         tweets: pd.DataFrame,
         impressions: pd.DataFrame,
-        limits: CandidateLimits,
+        serve: ServeConfig,
     ) -> None:
         """users: user_id; follows: follower_id, followee_id; tweets: the REPLY_COLUMNS plus
         conversation_id (and optionally hashtags, a list per tweet); impressions: viewer_id,
         tweet_id, served_at and the ENGAGEMENTS flags."""
-        self.limits = limits
+        self.serve = serve
         self._users = frozenset(users["user_id"].astype(np.int64).tolist())
         self._followees = _group_values(
             follows["follower_id"].to_numpy(np.int64), follows["followee_id"].to_numpy(np.int64)
@@ -196,7 +180,7 @@ class WorldIndex:
             impressions=read_columns(
                 raw, "impressions", ["viewer_id", "tweet_id", "served_at", *ENGAGEMENTS]
             ),
-            limits=CandidateLimits.from_config(cfg),
+            serve=cfg.serve,
         )
         log.info(
             "world index: %d users, %d tweets, now=%s, built in %.2f s",
@@ -216,7 +200,7 @@ class WorldIndex:
         tweets: pd.DataFrame,
         impressions: pd.DataFrame,
     ) -> WorldIndex:
-        return cls(users, follows, tweets, impressions, CandidateLimits.from_config(cfg))
+        return cls(users, follows, tweets, impressions, cfg.serve)
 
     def _index_tweets(self, tweets: pd.DataFrame) -> None:
         frame = tweets.sort_values("created_at", kind="stable").reset_index(drop=True)
@@ -321,7 +305,8 @@ class WorldIndex:
         in_window = (created <= self.now) & self._is_root
         # [T] root tweets posted by `now`: the only ones a feed may serve
         self._servable = in_window.to_numpy()
-        lookback = in_window & (created >= self.now - self.limits.in_network_lookback)
+        since = self.now - pd.Timedelta(hours=self.serve.in_network_lookback_hours)
+        lookback = in_window & (created >= since)
         # Newest first, so the in-network source can cut at the cap without another sort.
         recent = tweets.loc[lookback, ["tweet_id", "author_id"]].iloc[::-1]
         self._recent_ids = recent["tweet_id"].to_numpy(np.int64)
@@ -457,8 +442,9 @@ class WorldIndex:
         In-network: root tweets of followees created within the lookback before :attr:`now`, not
         yet served to the user, newest first. Out-of-network: the most engaged root tweets of the
         last 48 h (engagement = impressions with a fav, reply, retweet or quote), not by the user
-        or a followee and not yet served, at most ``out_of_network`` of them. Out-of-network keeps
-        its quota and in-network fills the rest of ``max_candidates``. No duplicates.
+        or a followee and not yet served, at most ``serve.out_of_network_candidates`` of them.
+        Out-of-network keeps its quota and in-network fills the rest of ``serve.max_candidates``.
+        No duplicates.
 
         retrieved: out-of-network tweets from embedding retrieval (tweet_id, author_id, best
         first); the root tweets among them posted by then and not by the user or a followee, nor
@@ -467,14 +453,14 @@ class WorldIndex:
         """
         followees = self.followees(user_id)
         seen = self.seen(user_id)
-        limits = self.limits
+        serve = self.serve
 
         keep = np.isin(self._recent_authors, followees) & ~np.isin(self._recent_ids, seen)
         keep &= self._recent_authors != user_id
         in_ids, in_authors = self._recent_ids[keep], self._recent_authors[keep]
 
         excluded_authors = np.append(followees, np.int64(user_id))
-        n_out = min(limits.out_of_network, limits.max_candidates)
+        n_out = min(serve.out_of_network_candidates, serve.max_candidates)
         ann_ids, ann_authors = self._retrieved(retrieved, excluded_authors, seen, n_out)
         keep = ~np.isin(self._trending_authors, excluded_authors)
         keep &= ~np.isin(self._trending_ids, seen) & ~np.isin(self._trending_ids, ann_ids)
@@ -483,7 +469,7 @@ class WorldIndex:
         out_ids = np.concatenate([ann_ids, trend_ids])
         out_authors = np.concatenate([ann_authors, trend_authors])
 
-        n_in = max(limits.max_candidates - len(out_ids), 0)
+        n_in = max(serve.max_candidates - len(out_ids), 0)
         in_ids, in_authors = in_ids[:n_in], in_authors[:n_in]
         frame = pd.DataFrame(
             {

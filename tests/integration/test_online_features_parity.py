@@ -23,7 +23,7 @@ UNKNOWN = 10**12
 def assert_same_features(got: pd.DataFrame, expected: pd.DataFrame) -> None:
     """Same columns, same values (a vector as array or list is the same vector), and the same
     dtype for every column that is not an object column."""
-    from pipelines.features.online_fast import feature_frame_differences
+    from serving.features.frames import feature_frame_differences
 
     assert feature_frame_differences(got, expected) == []
     for name in expected.columns:
@@ -32,8 +32,8 @@ def assert_same_features(got: pd.DataFrame, expected: pd.DataFrame) -> None:
 
 
 def _framed(columns: dict[str, np.ndarray]) -> pd.DataFrame:
-    """The fast path's columns as the frame the SDK returns (`online_fast.frame_of`)."""
-    from pipelines.features.online_fast import frame_of
+    """The fast path's columns as the frame the SDK returns (`frames.frame_of`)."""
+    from serving.features.frames import frame_of
 
     return frame_of(columns)
 
@@ -64,8 +64,8 @@ def _request(cfg: FeedrankConfig, n: int = 45) -> tuple[int, pd.DataFrame, pd.Ti
 
 
 def test_fast_path_equals_the_sdk_on_the_trained_world(trained_cfg: FeedrankConfig) -> None:
-    from pipelines.features.online import OnlineFeatures
-    from pipelines.features.online_fast import FastOnlineFeatures
+    from serving.features.hydrate import FastOnlineFeatures
+    from serving.features.sdk import OnlineFeatures
 
     viewer, candidates, now = _request(trained_cfg)
     sdk = OnlineFeatures(trained_cfg)
@@ -147,9 +147,10 @@ class Clock:
 def test_materialized_values_are_served_within_the_cache_ttl(backend_cfg: FeedrankConfig) -> None:
     store_cfg = backend_cfg
     from pipelines.features.batch import write_feature_table
-    from pipelines.features.online import OnlineFeatures
-    from pipelines.features.online_fast import FastOnlineFeatures, FeastRows, SqliteRows
     from pipelines.features.store import apply_repo, materialize
+    from serving.features.hydrate import FastOnlineFeatures
+    from serving.features.readers import FeastRows, SqliteRows
+    from serving.features.sdk import OnlineFeatures
 
     history = [(1, 0, 100), (1, 1, 110), (2, 0, 50)]
     apply_repo(store_cfg)
@@ -189,9 +190,9 @@ def test_a_replica_serves_what_the_sdk_serves_and_syncs_later_writes(
     backend_cfg: FeedrankConfig,
 ) -> None:
     from pipelines.features.batch import write_feature_table
-    from pipelines.features.online import OnlineFeatures
-    from pipelines.features.online_fast import FastOnlineFeatures
     from pipelines.features.store import apply_repo, materialize
+    from serving.features.hydrate import FastOnlineFeatures
+    from serving.features.sdk import OnlineFeatures
 
     history = [(1, 0, 100), (1, 1, 110), (2, 0, 50)]
     apply_repo(backend_cfg)
@@ -199,7 +200,7 @@ def test_a_replica_serves_what_the_sdk_serves_and_syncs_later_writes(
     materialize(backend_cfg, END, feature_views=["author_stats"])
     sdk = OnlineFeatures(backend_cfg)
     fast = FastOnlineFeatures(backend_cfg, cache_ttl_s=TTL_S)
-    held = fast.replicate()
+    held = fast.replica.replicate()
     if backend_cfg.features.online_store != "sqlite":
         assert held == {}  # only sqlite tables can be scanned; the per-key cache serves
         return
@@ -217,9 +218,9 @@ def test_a_replica_serves_what_the_sdk_serves_and_syncs_later_writes(
     materialize(backend_cfg, LATER_END, feature_views=["author_stats"])
     stale = _framed(fast.hydrate(7, candidates, now))["author_follower_count"].fillna(-1).tolist()
     assert stale == [110, 50, -1]  # the replica serves what it holds until it syncs
-    assert fast.sync() == 2  # authors 1 and 3, written with a later event time
+    assert fast.replica.sync() == 2  # authors 1 and 3, written with a later event time
     fresh = _framed(fast.hydrate(7, candidates, now))
     assert fresh["author_follower_count"].tolist() == [130, 50, 5]
     assert_same_features(fresh, sdk.hydrate(7, candidates, now))
-    assert fast.sync() == 0
+    assert fast.replica.sync() == 0
     fast.close()

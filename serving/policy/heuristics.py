@@ -30,21 +30,8 @@ def discount(score: np.ndarray, factor: float | np.ndarray) -> np.ndarray:
     return np.where(score >= 0, score * factor, score / factor)
 
 
-def _discounted(frame: pd.DataFrame, factor: np.ndarray) -> pd.DataFrame:
-    """`frame` with its score discounted by `factor` [N] and the factor recorded."""
-    previous = frame[FACTOR_COLUMN].to_numpy(np.float64) if FACTOR_COLUMN in frame else 1.0
-    return frame.assign(
-        score=discount(frame["score"].to_numpy(np.float64), factor),
-        **{FACTOR_COLUMN: previous * factor},
-    )
-
-
-def out_of_network_scaling(frame: pd.DataFrame, scale: float) -> pd.DataFrame:
-    """Discount out-of-network tweets by `scale`."""
-    return _discounted(frame, _out_of_network_factor(frame, scale))
-
-
 def _out_of_network_factor(frame: pd.DataFrame, scale: float) -> np.ndarray:
+    """[N] factor: `scale` for out-of-network tweets, 1 for in-network ones."""
     return np.where(frame["in_network"].to_numpy(bool), 1.0, scale)
 
 
@@ -54,18 +41,6 @@ def fatigue_factor(elapsed_days: np.ndarray, min_factor: float, recovery_days: f
     return min_factor + (1.0 - min_factor) * progress
 
 
-def feedback_fatigue(
-    frame: pd.DataFrame,
-    show_fewer: Mapping[int, pd.Timestamp],
-    now: pd.Timestamp,
-    min_factor: float,
-    recovery_days: float,
-) -> pd.DataFrame:
-    """Discount tweets of authors the viewer asked to see fewer of (author -> time of the latest
-    "show fewer"), by :func:`fatigue_factor` of the days since."""
-    return _discounted(frame, _fatigue_factors(frame, show_fewer, now, min_factor, recovery_days))
-
-
 def _fatigue_factors(
     frame: pd.DataFrame,
     show_fewer: Mapping[int, pd.Timestamp],
@@ -73,6 +48,8 @@ def _fatigue_factors(
     min_factor: float,
     recovery_days: float,
 ) -> np.ndarray:
+    """[N] factor of the tweets of authors the viewer asked to see fewer of (author -> time of
+    the latest "show fewer"): :func:`fatigue_factor` of the days since; 1 for other authors."""
     factor = np.ones(len(frame))
     if show_fewer:
         authors = np.fromiter(show_fewer.keys(), dtype=np.int64, count=len(show_fewer))
@@ -88,20 +65,11 @@ def _fatigue_factors(
     return factor
 
 
-def author_diversity(frame: pd.DataFrame, decay: float, floor: float) -> pd.DataFrame:
-    """In score order (stable), an author's k-th tweet (k = 0, 1, ...) gets factor
-    ``max(floor, decay ** k)``."""
-    return _discounted(
-        frame,
-        _diversity_factors(
-            frame["score"].to_numpy(np.float64), frame["author_id"].to_numpy(np.int64), decay, floor
-        ),
-    )
-
-
 def _diversity_factors(
     score: np.ndarray, author_ids: np.ndarray, decay: float, floor: float
 ) -> np.ndarray:
+    """[N] factor: in score order (stable), an author's k-th tweet (k = 0, 1, ...) gets
+    ``max(floor, decay ** k)``."""
     order = np.argsort(-score, kind="stable")
     authors = author_ids[order]
     by_author = np.argsort(authors, kind="stable")  # score order kept within an author
@@ -146,10 +114,8 @@ def apply_heuristics(
     then the repetition penalty on that order: the page order, with the final ``score`` and
     ``heuristic_factor``.
 
-    repeated: tweet ids served to the viewer before.
-
-    The discounts run on arrays and the frame is rebuilt once (the same as chaining
-    :func:`out_of_network_scaling`, :func:`feedback_fatigue` and :func:`author_diversity`).
+    repeated: tweet ids served to the viewer before. The discounts run on arrays and the frame
+    is rebuilt once.
     """
     score = frame["score"].to_numpy(np.float64)
     total = np.ones(len(frame))

@@ -1,4 +1,6 @@
-"""Online feature hydration for serving: the same feature service, read from the online store."""
+"""The reference read of online features: the Feast SDK's `get_online_features` with the feature
+service, to a frame. Slower than :class:`~serving.features.hydrate.FastOnlineFeatures`, which
+serves the same values and is checked against this reader."""
 
 from __future__ import annotations
 

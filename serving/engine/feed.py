@@ -1,9 +1,15 @@
-"""The request path of feed and conversation ranking, free of Ray and HTTP.
+"""The feed request path, and :class:`FeedEngine`, which owns every request path (feed, engagement,
+conversation) of one serving replica, free of Ray and HTTP.
 
 :class:`FeedEngine` wires the world index (candidates, replies), online features and one ranker
 per experiment arm into responses. The Ray Serve ingress (`serving.app`) owns one, and so does a
 unit test with fake features and rankers; the HTTP layer (`serving.api`) only maps errors to
 status codes.
+
+A feed request runs in named steps: the visit (limit, user and cursor checked), candidates
+(sources, then filters), features (online, degrading to cached or default), score (the arm's
+ranker, blend, heuristics: the page order; newest first when the ranker fails), log (every
+served item before the page is returned), then the next page's cursor.
 """
 
 from __future__ import annotations
@@ -12,10 +18,10 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -29,23 +35,20 @@ from pipelines.event_log import (
     UnservedItemError,
 )
 from pipelines.features.spec import FeatureTable, row_count
-from pipelines.ranking import blend_scores
-from serving.cursor import CursorCodec, CursorError
-from serving.filters import apply_filters
-from serving.heuristics import apply_heuristics
-from serving.rules import (
-    assign_arm,
-    build_reply_tree,
-    head_columns,
-    score_candidates,
-    section_replies,
-)
+from serving.candidates.filters import apply_filters
+from serving.candidates.sources import CandidateGenerator, FeedContext
+from serving.candidates.world_index import WorldIndex
+from serving.engine.conversation import ConversationPath
+from serving.engine.errors import EventLogError, InvalidFieldError, NotFoundError
+from serving.engine.ports import ArmModel, FeatureHydrator, Retriever
+from serving.policy.cursor import Cursor, CursorCodec, CursorError
+from serving.policy.experiments import assign_arm
+from serving.policy.heuristics import apply_heuristics
+from serving.policy.rules import head_columns, score_candidates
 from serving.schemas import (
     Arm,
     ConversationRequest,
     ConversationResponse,
-    ConversationRoot,
-    ConversationSection,
     EngagementRequest,
     EngagementResponse,
     FeatureMode,
@@ -54,63 +57,29 @@ from serving.schemas import (
     FeedResponse,
     HealthResponse,
     RankingMode,
-    ReplyNode,
 )
-from serving.sources import CandidateGenerator, FeedContext
-from serving.world_index import WorldIndex
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Scores feature rows (columns or a frame) into head -> probabilities [N]; awaitable (a Serve
-# handle call).
-Scorer = Callable[[FeatureTable], Awaitable[Mapping[str, np.ndarray]]]
 HYDRATE_COLUMNS = ["tweet_id", "author_id", "in_network"]
-
-
-class FeatureHydrator(Protocol):
-    """What the engine needs of `pipelines.features.online_fast.FastOnlineFeatures`: online
-    features, and the two degraded answers for when the store is slow or down."""
-
-    def hydrate(
-        self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
-    ) -> FeatureTable: ...
-
-    def hydrate_cached(
-        self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
-    ) -> tuple[FeatureTable, float]: ...
-
-    def hydrate_default(
-        self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
-    ) -> FeatureTable: ...
-
-
-class Retriever(Protocol):
-    """What the engine needs of `serving.retrieval.EmbeddingRetriever`."""
-
-    def retrieve(self, viewer_id: int, seen: np.ndarray) -> pd.DataFrame: ...
-
-
-class NotFoundError(LookupError):
-    """An id in the request names nothing in the world (HTTP 404)."""
-
-    def __init__(self, kind: str, ident: int, reason: str = "not found") -> None:
-        self.kind, self.ident = kind, ident
-        super().__init__(f"{kind} {ident} {reason}")
-
-    @property
-    def detail(self) -> str:
-        return str(self.args[0])
-
-
-class EventLogError(RuntimeError):
-    """The event log could not record what was served (HTTP 503): nothing is served unlogged."""
-
 
 NO_CONTROLS = AuthorControls(
     blocked=np.zeros(0, dtype=np.int64), muted=np.zeros(0, dtype=np.int64), show_fewer={}
 )
+
+
+@dataclass(frozen=True)
+class Visit:
+    """Where a feed request stands in its visit: the session (all its pages), the position of
+    the page's first item, the cursor that led here (None on the first page), and whether the
+    visit is synthetic (a load test or probe: its pages are too, flag or not)."""
+
+    session: str
+    offset: int
+    cursor: Cursor | None
+    synthetic: bool
 
 
 @dataclass(frozen=True)
@@ -124,21 +93,13 @@ class Prepared:
     controls: AuthorControls
 
 
-class InvalidFieldError(ValueError):
-    """A request field is well-typed but out of the bounds that config sets (HTTP 422)."""
-
-    def __init__(self, field: str, message: str, value: Any, error_type: str) -> None:
-        self.field, self.message, self.value, self.error_type = field, message, value, error_type
-        super().__init__(f"{field}: {message}")
-
-
 @dataclass(frozen=True)
-class ArmModel:
-    """The ranker serving one experiment arm."""
+class Ranked:
+    """The candidates in page order, and how they were ranked."""
 
-    version: str
-    heads: tuple[str, ...]
-    score: Scorer
+    frame: pd.DataFrame
+    features: FeatureMode
+    ranking: RankingMode
 
 
 class _StageClock:
@@ -158,7 +119,7 @@ class _StageClock:
 
 
 class FeedEngine:
-    """Ranks feeds and conversations; one per serving replica.
+    """Ranks feeds and conversations and records engagements; one per serving replica.
 
     Blocking work (candidate generation, feature reads) runs on one worker thread per engine, so
     the event loop stays free for health checks and the feature store sees one caller at a time.
@@ -196,6 +157,7 @@ class FeedEngine:
         self.generator = CandidateGenerator(
             index, cfg.serve, retriever.retrieve if retriever is not None else None
         )
+        self.conversations = ConversationPath(cfg, index, self._hydrate_off_loop)
         self._started = time.monotonic()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedrank-engine")
         # Feature reads get their own threads: one hung on a dead store must not block the next.
@@ -217,6 +179,10 @@ class FeedEngine:
             challenger_share=self.challenger_share,
         )
 
+    def now(self) -> pd.Timestamp:
+        """The serving clock: the world's last moment, advancing with wall time since start."""
+        return self.index.now + pd.Timedelta(seconds=time.monotonic() - self._started)
+
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
@@ -231,6 +197,9 @@ class FeedEngine:
             )
         return features
 
+    async def _hydrate_off_loop(self, viewer_id: int, candidates: pd.DataFrame) -> FeatureTable:
+        return await self._blocking(self._hydrate, viewer_id, candidates)
+
     def warm_up(self, viewers: int = 3) -> int:
         """Runs candidates and online features for a few viewers, so the first requests after a
         replica starts do not pay for cold store pages and caches (and degrade); returns how many
@@ -242,7 +211,7 @@ class FeedEngine:
             if not self.index.has_user(user_id):
                 continue
             try:
-                prepared = self._prepare(user_id, uuid.uuid4().hex)
+                prepared = self._prepare(user_id)
                 if prepared.candidates.empty:
                     continue
                 self._hydrate(user_id, prepared.candidates)
@@ -252,13 +221,67 @@ class FeedEngine:
                 break
         return done
 
-    def now(self) -> pd.Timestamp:
-        """The serving clock: the world's last moment, advancing with wall time since start."""
-        return self.index.now + pd.Timedelta(seconds=time.monotonic() - self._started)
-
     # ------------------------------------------------------------------------------------- feed
 
-    def _prepare(self, user_id: int, session: str) -> Prepared:
+    async def feed(self, request: FeedRequest) -> FeedResponse:
+        """Candidate sources -> filters -> online features -> the arm's ranker -> blend ->
+        heuristics -> one page; every served item is logged before the page is returned.
+
+        Raises InvalidFieldError (limit over ``serve.max_limit``, a bad cursor), NotFoundError
+        (unknown user) and EventLogError (the impressions could not be logged: nothing served).
+        """
+        started = time.perf_counter()
+        deadline = asyncio.get_running_loop().time() + self.cfg.serve.request_deadline_ms / 1000.0
+        visit = self._visit(request)
+        arm = self.arm_of(request.user_id)
+        model = self.arms[arm]
+        clock = _StageClock(started)
+        prepared = await self._blocking(self._prepare, request.user_id)
+        clock.lap("candidates")
+        ranked = await self._rank(request.user_id, prepared, model, deadline, clock)
+        page = ranked.frame.iloc[: request.limit]
+        items = _feed_items(page, visit.offset)
+        request_id = uuid.uuid4().hex
+        await self._log_page(request_id, request.user_id, visit, items, model, arm, clock)
+        return FeedResponse(
+            items=items,
+            model_version=model.version,
+            arm=arm,
+            request_id=request_id,
+            next_cursor=self._next_cursor(
+                request.user_id, visit, len(ranked.frame) > len(page), len(items)
+            ),
+            candidates_scored=len(prepared.candidates),
+            candidate_sources=prepared.by_source,
+            filtered=prepared.removed,
+            features=ranked.features,
+            ranking=ranked.ranking,
+            degraded=ranked.features != "online" or ranked.ranking != "model",
+            timings_ms=clock.finish(),
+        )
+
+    def _visit(self, request: FeedRequest) -> Visit:
+        """The request checked (limit, user, cursor) and placed in its visit."""
+        max_limit = self.cfg.serve.max_limit
+        if request.limit > max_limit:
+            raise InvalidFieldError(
+                "limit",
+                f"Input should be less than or equal to {max_limit}",
+                request.limit,
+                "less_than_equal",
+            )
+        if not self.index.has_user(request.user_id):
+            raise NotFoundError("user", request.user_id)
+        if request.cursor is None:
+            return Visit(uuid.uuid4().hex, 0, None, request.synthetic)
+        try:
+            cursor = self.cursors.decode(request.cursor, request.user_id)
+        except CursorError as exc:
+            raise InvalidFieldError("cursor", str(exc), request.cursor, "value_error") from exc
+        # A synthetic visit stays synthetic on its next pages, flag or not.
+        return Visit(cursor.session, cursor.offset, cursor, request.synthetic or cursor.synthetic)
+
+    def _prepare(self, user_id: int) -> Prepared:
         """Candidates of every source -> filters; with what the heuristics need (blocking)."""
         live_seen = self.events.served_to(user_id) if self.events is not None else None
         ctx = FeedContext.of(self.index, user_id, extra_seen=live_seen)
@@ -268,6 +291,32 @@ class FeedEngine:
         excluded = np.union1d(controls.blocked, controls.muted)
         kept, removed = apply_filters(candidates, ctx, excluded)
         return Prepared(ctx, kept.reset_index(drop=True), by_source, removed, controls)
+
+    async def _rank(
+        self,
+        user_id: int,
+        prepared: Prepared,
+        model: ArmModel,
+        deadline: float,
+        clock: _StageClock,
+    ) -> Ranked:
+        """The candidates in page order by `model` within the `deadline` (event-loop seconds);
+        newest first when the model fails or runs out of time."""
+        candidates = prepared.candidates
+        if candidates.empty:
+            return Ranked(candidates.iloc[:0], "online", "model")
+        loop = asyncio.get_running_loop()
+        budget = min(self.cfg.serve.feature_timeout_ms / 1000.0, deadline - loop.time())
+        features, feature_mode = await self._features(user_id, candidates, budget)
+        clock.lap("features")
+        try:
+            ranked = await self._score(prepared, features, model, deadline, clock)
+        except Exception as exc:  # the model failed or ran out of time: newest first
+            log.warning("feed: ranking failed (%r); serving reverse-chronological", exc)
+            return Ranked(
+                self._reverse_chronological(candidates), feature_mode, "reverse_chronological"
+            )
+        return Ranked(ranked, feature_mode, "model")
 
     async def _features(
         self, user_id: int, candidates: pd.DataFrame, budget_s: float
@@ -289,115 +338,71 @@ class FeedEngine:
             log.warning("feed: cached features failed too (%r)", exc)
         return self.features.hydrate_default(user_id, keys, self.now()), "default"
 
-    async def feed(self, request: FeedRequest) -> FeedResponse:
-        """Candidate sources -> filters -> online features -> the arm's ranker -> blend ->
-        heuristics -> one page; every served item is logged before the page is returned.
-
-        Raises InvalidFieldError (limit over ``serve.max_limit``, a bad cursor), NotFoundError
-        (unknown user) and EventLogError (the impressions could not be logged: nothing served).
-        """
+    async def _score(
+        self,
+        prepared: Prepared,
+        features: FeatureTable,
+        model: ArmModel,
+        deadline: float,
+        clock: _StageClock,
+    ) -> pd.DataFrame:
+        """The model's predictions, blended, then the heuristics: the page order."""
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        deadline = loop.time() + self.cfg.serve.request_deadline_ms / 1000.0
-        max_limit = self.cfg.serve.max_limit
-        if request.limit > max_limit:
-            raise InvalidFieldError(
-                "limit",
-                f"Input should be less than or equal to {max_limit}",
-                request.limit,
-                "less_than_equal",
-            )
-        if not self.index.has_user(request.user_id):
-            raise NotFoundError("user", request.user_id)
-        cursor = None
-        if request.cursor is not None:
-            try:
-                cursor = self.cursors.decode(request.cursor, request.user_id)
-            except CursorError as exc:
-                raise InvalidFieldError("cursor", str(exc), request.cursor, "value_error") from exc
-        session = cursor.session if cursor is not None else uuid.uuid4().hex
-        offset = cursor.offset if cursor is not None else 0
-        # A synthetic visit stays synthetic on its next pages, flag or not.
-        synthetic = request.synthetic or (cursor is not None and cursor.synthetic)
-        arm = self.arm_of(request.user_id)
-        model = self.arms[arm]
-        clock = _StageClock(started)
-        prepared = await self._blocking(self._prepare, request.user_id, session)
-        clock.lap("candidates")
-        candidates = prepared.candidates
-        request_id = uuid.uuid4().hex
-        feature_mode: FeatureMode = "online"
-        ranking: RankingMode = "model"
-        ranked = candidates.iloc[:0]
-        if not candidates.empty:
-            budget = min(self.cfg.serve.feature_timeout_ms / 1000.0, deadline - loop.time())
-            features, feature_mode = await self._features(request.user_id, candidates, budget)
-            clock.lap("features")
-            try:
-                predictions = await asyncio.wait_for(
-                    model.score(features), timeout=max(deadline - loop.time(), 0.001)
-                )
-                clock.lap("score")
-                scored = score_candidates(candidates, predictions, self.cfg.blend.weights)
-                ranked = apply_heuristics(
-                    scored,
-                    self.cfg.serve,
-                    prepared.ctx.now,
-                    prepared.controls.show_fewer,
-                    prepared.ctx.seen,
-                )
-                clock.lap("rank")
-            except Exception as exc:  # the model failed or ran out of time: newest first
-                log.warning("feed: ranking failed (%r); serving reverse-chronological", exc)
-                ranking = "reverse_chronological"
-                ranked = self._reverse_chronological(candidates)
-        page = ranked.iloc[: request.limit]
-        items = _feed_items(page, offset)
-        if items and self.events is not None:
-            served = [
-                ServedItem(
-                    tweet_id=item.tweet_id,
-                    author_id=item.author_id,
-                    position=item.position,
-                    source=item.source,
-                    score=item.score,
-                )
-                for item in items
-            ]
-            await self._blocking(
-                self._log_served,
-                request_id,
-                session,
-                request.user_id,
-                served,
-                model.version,
-                arm,
-                synthetic,
-            )
-            clock.lap("log")
-        next_cursor = None
-        if len(ranked) > len(page):
-            next_cursor = self.cursors.encode(
-                session,
-                request.user_id,
-                (cursor.page + 1 if cursor else 1),
-                offset + len(items),
-                synthetic=synthetic,
-            )
-        return FeedResponse(
-            items=items,
-            model_version=model.version,
-            arm=arm,
-            request_id=request_id,
-            next_cursor=next_cursor,
-            candidates_scored=len(candidates),
-            candidate_sources=prepared.by_source,
-            filtered=prepared.removed,
-            features=feature_mode,
-            ranking=ranking,
-            degraded=feature_mode != "online" or ranking != "model",
-            timings_ms=clock.finish(),
+        predictions = await asyncio.wait_for(
+            model.score(features), timeout=max(deadline - loop.time(), 0.001)
         )
+        clock.lap("score")
+        scored = score_candidates(prepared.candidates, predictions, self.cfg.blend.weights)
+        ranked = apply_heuristics(
+            scored,
+            self.cfg.serve,
+            prepared.ctx.now,
+            prepared.controls.show_fewer,
+            prepared.ctx.seen,
+        )
+        clock.lap("rank")
+        return ranked
+
+    def _reverse_chronological(self, candidates: pd.DataFrame) -> pd.DataFrame:
+        created = self.index.created_at(candidates["tweet_id"].to_numpy(np.int64))
+        order = np.argsort(-created, kind="stable")
+        return candidates.iloc[order].reset_index(drop=True).assign(score=0.0)
+
+    async def _log_page(
+        self,
+        request_id: str,
+        user_id: int,
+        visit: Visit,
+        items: list[FeedItem],
+        model: ArmModel,
+        arm: Arm,
+        clock: _StageClock,
+    ) -> None:
+        """Log every item of the page as served by `model` on `arm`; nothing to log without
+        items or an event log."""
+        if not items or self.events is None:
+            return
+        served = [
+            ServedItem(
+                tweet_id=item.tweet_id,
+                author_id=item.author_id,
+                position=item.position,
+                source=item.source,
+                score=item.score,
+            )
+            for item in items
+        ]
+        await self._blocking(
+            self._log_served,
+            request_id,
+            visit.session,
+            user_id,
+            served,
+            model.version,
+            arm,
+            visit.synthetic,
+        )
+        clock.lap("log")
 
     def _log_served(
         self,
@@ -424,10 +429,15 @@ class FeedEngine:
         except Exception as exc:
             raise EventLogError(f"could not log the served impressions: {exc!r}") from exc
 
-    def _reverse_chronological(self, candidates: pd.DataFrame) -> pd.DataFrame:
-        created = self.index.created_at(candidates["tweet_id"].to_numpy(np.int64))
-        order = np.argsort(-created, kind="stable")
-        return candidates.iloc[order].reset_index(drop=True).assign(score=0.0)
+    def _next_cursor(self, user_id: int, visit: Visit, more: bool, served: int) -> str | None:
+        """The cursor of the page after this one (`served` items from the visit's offset);
+        None when no candidates are left (`more` false)."""
+        if not more:
+            return None
+        page = visit.cursor.page + 1 if visit.cursor is not None else 1
+        return self.cursors.encode(
+            visit.session, user_id, page, visit.offset + served, synthetic=visit.synthetic
+        )
 
     # ------------------------------------------------------------------------------- feedback
 
@@ -467,43 +477,13 @@ class FeedEngine:
     # ----------------------------------------------------------------------------- conversation
 
     async def conversation(self, request: ConversationRequest) -> ConversationResponse:
-        """Replies of a root tweet, scored for the viewer, nested by score and split by health.
+        """Replies of a root tweet, scored for the viewer, nested by score and split by health
+        (:class:`~serving.engine.conversation.ConversationPath`).
 
         Raises NotFoundError for an unknown viewer or tweet, and for a tweet that is a reply.
         """
-        index = self.index
-        if not index.has_user(request.viewer_id):
-            raise NotFoundError("user", request.viewer_id)
-        if not index.has_tweet(request.tweet_id):
-            raise NotFoundError("tweet", request.tweet_id)
-        if not index.is_root(request.tweet_id):
-            raise NotFoundError("tweet", request.tweet_id, "is a reply, not a conversation root")
         arm = self.arm_of(request.viewer_id)
-        model = self.arms[arm]
-        root = index.tweet(request.tweet_id)
-        replies = index.replies(request.tweet_id)
-        main: list[ReplyNode] = []
-        low_quality: list[ReplyNode] = []
-        if not replies.empty:
-            candidates = replies[["tweet_id", "author_id"]].assign(
-                in_network=np.isin(replies["author_id"], index.followees(request.viewer_id))
-            )
-            features = await self._blocking(self._hydrate, request.viewer_id, candidates)
-            predictions = await model.score(features)
-            scores = blend_scores(predictions, self.cfg.blend.weights)
-            tree = build_reply_tree(replies, request.tweet_id, scores, predictions)
-            main, low_quality = section_replies(tree, self.cfg.serve.toxicity_threshold)
-        return ConversationResponse(
-            root=ConversationRoot(
-                tweet_id=int(root["tweet_id"]), author_id=int(root["author_id"]), text=root["text"]
-            ),
-            sections=[
-                ConversationSection(name="main", replies=main),
-                ConversationSection(name="low_quality", replies=low_quality),
-            ],
-            model_version=model.version,
-            arm=arm,
-        )
+        return await self.conversations.answer(request, arm, self.arms[arm])
 
     def close(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)

@@ -1,4 +1,4 @@
-"""Serving product rules on hand-made frames: arms, feed order, reply trees, health sections."""
+"""Serving product rules on hand-made frames: blended scores, reply trees, health sections."""
 
 from __future__ import annotations
 
@@ -6,75 +6,41 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.rules import (
-    arm_bucket,
-    assign_arm,
+from serving.policy.rules import (
     build_reply_tree,
     head_columns,
-    rank_feed,
+    score_candidates,
     section_replies,
 )
 from serving.schemas import ReplyNode
 
 
-def test_assign_arm_is_stable_and_close_to_the_share() -> None:
-    users = range(1, 10_001)
-    first = [assign_arm(u, 0.3) for u in users]
-    again = [assign_arm(u, 0.3) for u in users]
-    assert first == again
-    share = first.count("challenger") / len(first)
-    assert share == pytest.approx(0.3, abs=0.02)
-
-
-def test_assign_arm_without_challenger_or_share_is_champion() -> None:
-    assert {assign_arm(u, 1.0, has_challenger=False) for u in range(1, 500)} == {"champion"}
-    assert {assign_arm(u, 0.0) for u in range(1, 500)} == {"champion"}
-    assert {assign_arm(u, 1.0) for u in range(1, 500)} == {"challenger"}
-
-
-def test_arm_bucket_is_uniform_in_unit_interval_and_salted() -> None:
-    buckets = np.array([arm_bucket(u) for u in range(1, 10_001)])
-    assert buckets.min() >= 0.0 and buckets.max() < 1.0
-    assert np.histogram(buckets, bins=10, range=(0, 1))[0].min() > 850
-    other = np.array([arm_bucket(u, salt="feedrank-exp-2") for u in range(1, 10_001)])
-    # A new salt reshuffles: the two draws are unrelated.
-    assert abs(np.corrcoef(buckets, other)[0, 1]) < 0.05
-
-
-def test_rank_feed_orders_by_blended_score_and_cuts_at_limit() -> None:
+def test_score_candidates_blends_the_heads_and_adds_one_column_per_head() -> None:
     candidates = pd.DataFrame({"tweet_id": [10, 11, 12, 13], "author_id": [1, 2, 3, 4]})
     predictions = {
         "fav": np.array([0.1, 0.9, 0.5, 0.9]),
         "report": np.array([0.0, 0.01, 0.0, 0.0]),
     }
     weights = {"fav": 1.0, "report": -100.0}
-    # scores: 0.1, -0.1, 0.5, 0.9
-    ranked = rank_feed(candidates, predictions, weights, limit=3)
-    assert ranked["tweet_id"].tolist() == [13, 12, 10]
-    assert ranked["score"].tolist() == pytest.approx([0.9, 0.5, 0.1])
-    assert head_columns(ranked) == {"fav": "p_fav", "report": "p_report"}
-    assert ranked["p_fav"].tolist() == pytest.approx([0.9, 0.5, 0.1])
+    scored = score_candidates(candidates, predictions, weights)
+    assert scored["tweet_id"].tolist() == [10, 11, 12, 13]  # in the candidates' order
+    assert scored["score"].tolist() == pytest.approx([0.1, -0.1, 0.5, 0.9])
+    assert head_columns(scored) == {"fav": "p_fav", "report": "p_report"}
+    assert scored["p_fav"].tolist() == pytest.approx([0.1, 0.9, 0.5, 0.9])
 
 
-def test_rank_feed_breaks_ties_by_candidate_order() -> None:
-    candidates = pd.DataFrame({"tweet_id": [5, 3, 9, 1], "author_id": [1, 1, 1, 1]})
-    predictions = {"fav": np.array([0.2, 0.5, 0.2, 0.5])}
-    ranked = rank_feed(candidates, predictions, {"fav": 1.0}, limit=10)
-    assert ranked["tweet_id"].tolist() == [3, 1, 5, 9]
-
-
-def test_rank_feed_rejects_misaligned_predictions_and_unknown_weights() -> None:
+def test_score_candidates_rejects_misaligned_predictions_and_unknown_weights() -> None:
     candidates = pd.DataFrame({"tweet_id": [1, 2], "author_id": [1, 1]})
     with pytest.raises(ValueError, match="fav"):
-        rank_feed(candidates, {"fav": np.array([0.1])}, {"fav": 1.0}, limit=2)
+        score_candidates(candidates, {"fav": np.array([0.1])}, {"fav": 1.0})
     with pytest.raises(KeyError, match="reply"):
-        rank_feed(candidates, {"fav": np.array([0.1, 0.2])}, {"reply": 1.0}, limit=2)
+        score_candidates(candidates, {"fav": np.array([0.1, 0.2])}, {"reply": 1.0})
 
 
-def test_rank_feed_of_no_candidates_is_empty() -> None:
+def test_scoring_no_candidates_gives_an_empty_frame_with_a_score() -> None:
     empty = pd.DataFrame({"tweet_id": pd.Series([], dtype="int64")})
-    ranked = rank_feed(empty, {"fav": np.zeros(0)}, {"fav": 1.0}, limit=5)
-    assert ranked.empty and "score" in ranked.columns
+    scored = score_candidates(empty, {"fav": np.zeros(0)}, {"fav": 1.0})
+    assert scored.empty and "score" in scored.columns
 
 
 def _replies() -> pd.DataFrame:

@@ -5,7 +5,7 @@ Five sources, each a class with a ``name`` and ``fetch(ctx, limit)``, best first
 - ``in_network_recent``: followees' tweets since the viewer's last visit, newest first;
 - ``in_network_backlog``: followees' tweets from before the last visit the viewer never saw;
 - ``resurfaced``: tweets the viewer saw whose engagement grew a lot since;
-- ``out_of_network_embedding``: embedding retrieval (`serving.retrieval`);
+- ``out_of_network_embedding``: embedding retrieval (`serving.candidates.retrieval`);
 - ``out_of_network_trending``: the last 48 h's most engaged tweets, weighted by the viewer's
   hashtag interests.
 
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import ServeConfig
-from serving.world_index import TRENDING_WINDOW, WorldIndex, timestamp_ns
+from serving.candidates.world_index import TRENDING_WINDOW, WorldIndex, timestamp_ns
 
 CANDIDATE_COLUMNS: tuple[str, ...] = (
     "tweet_id",
@@ -76,11 +76,6 @@ class FeedContext:
         if self.last_visit is None:
             return None
         return float((self.now - self.last_visit) / pd.Timedelta(days=1))
-
-
-def empty_candidates() -> pd.DataFrame:
-    """A candidate frame with no rows and the CANDIDATE_COLUMNS types."""
-    return candidate_frame(_NO_ROWS, _NO_ROWS, np.zeros(0, dtype=bool), np.zeros(0, dtype=object))
 
 
 def candidate_frame(

@@ -24,7 +24,7 @@ import pytest
 
 from pipelines.config import FeedrankConfig, ServeConfig
 from pipelines.schema import TABLES
-from serving.sources import (
+from serving.candidates.sources import (
     CANDIDATE_COLUMNS,
     SOURCE_NAMES,
     CandidateGenerator,
@@ -35,8 +35,8 @@ from serving.sources import (
     Resurfaced,
     TrendingInInterests,
 )
-from serving.world_index import WorldIndex
-from tests.unit.test_serving_app import _conform as conform
+from serving.candidates.world_index import WorldIndex
+from tests.utils.world import conform
 
 NOW = pd.Timestamp("2026-03-10 12:00", tz="UTC")
 HOUR = pd.Timedelta(hours=1)

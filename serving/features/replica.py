@@ -1,0 +1,136 @@
+"""Whole views held in memory (:class:`FeatureReplica`), so requests never wait on the store, and
+kept current by a sync thread that reads the rows written since the last sync."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from serving.features.cache import RowCache
+from serving.features.columns import ViewColumns
+from serving.features.plan import ServicePlan
+from serving.features.readers import RowReader, SqliteRows
+
+log = logging.getLogger(__name__)
+
+
+class FeatureReplica:
+    """Loads the views of `plan` whole into `cache` and syncs them with the store.
+
+    max_keys: the largest view (keys) held whole; larger ones keep the per-key cache. Only the
+    sqlite online store can be scanned; with another store nothing is replicated. `lock` is the
+    one that guards `cache` for the requests.
+    """
+
+    def __init__(
+        self,
+        plan: ServicePlan,
+        reader: RowReader,
+        cache: RowCache,
+        lock: threading.Lock,
+        max_keys: int,
+    ) -> None:
+        self.plan = plan
+        self.reader = reader
+        self.cache = cache
+        self.max_keys = max_keys
+        self._lock = lock
+        # The latest event time synced per view.
+        self._watermarks: dict[str, Any] = {}
+        self._synced_version: int | None = None  # the store's data_version at the last sync
+        self._sync_stop = threading.Event()
+        self._sync_thread: threading.Thread | None = None
+
+    def replicate(self) -> dict[str, int]:
+        """Load whole views into memory: every view whose table holds at most `max_keys` keys.
+        Returns the keys held per replicated view. Call :meth:`sync` (or :meth:`start_sync`) to
+        keep the replica current; calling this again reloads every view whole.
+        """
+        reader = self.reader
+        if not isinstance(reader, SqliteRows):
+            log.info("online store %s cannot be scanned: no replica", type(reader).__name__)
+            return {}
+        held: dict[str, int] = {}
+        started = time.perf_counter()
+        self._synced_version = reader.data_version()
+        for view in self.plan.views:
+            rows, latest = reader.scan(view)
+            if len(rows) > self.max_keys:
+                log.info(
+                    "view %s holds %d keys > %d: not replicated",
+                    view.name,
+                    len(rows),
+                    self.max_keys,
+                )
+                continue
+            columns = ViewColumns.replica(view, rows, self.cache.clock())
+            with self._lock:
+                self.cache.install(columns)
+                self._watermarks[view.name] = latest
+            held[view.name] = len(rows)
+        log.info(
+            "online features: %d views (%d keys) replicated in memory in %.1f s",
+            len(held),
+            sum(held.values()),
+            time.perf_counter() - started,
+        )
+        return held
+
+    def sync(self) -> int:
+        """Bring replicated views up to the store: rows written with an event time after the
+        latest one synced (pushed counts, new tweets' embeddings, a new materialization).
+        Returns how many rows changed. Scans nothing when no write was committed since the last
+        sync. A write whose event time is not after that (a backfill of older rows) shows at
+        the next :meth:`replicate`."""
+        changed = 0
+        reader = self.reader
+        if not self.cache.replicated or not isinstance(reader, SqliteRows):
+            return 0
+        version = reader.data_version()
+        if version == self._synced_version:
+            return 0  # nothing committed since the last sync: no scan
+        self._synced_version = version
+        for view in self.plan.views:
+            if view.name not in self.cache.replicated:
+                continue
+            watermark = self._watermarks.get(view.name)
+            rows, latest = reader.scan(view, watermark)
+            if not rows:
+                continue
+            with self._lock:
+                self.cache.update(view, rows, self.cache.clock())
+                if latest is not None and (watermark is None or latest > watermark):
+                    self._watermarks[view.name] = latest
+            changed += len(rows)
+        return changed
+
+    def start_sync(self, interval_s: float, full_every_s: float) -> None:
+        """Run :meth:`sync` every `interval_s` seconds and a whole :meth:`replicate` every
+        `full_every_s` (0: never) on a daemon thread, until :meth:`stop`."""
+        if self._sync_thread is not None:
+            return
+        if interval_s <= 0:
+            raise ValueError("the replica's sync interval must be > 0 seconds")
+
+        def loop() -> None:
+            last_full = time.monotonic()
+            while not self._sync_stop.wait(interval_s):
+                try:
+                    if full_every_s and time.monotonic() - last_full >= full_every_s:
+                        self.replicate()
+                        last_full = time.monotonic()
+                    else:
+                        self.sync()
+                except Exception as exc:  # the replica keeps serving what it holds
+                    log.warning("online feature replica: sync failed (%r)", exc)
+
+        self._sync_thread = threading.Thread(target=loop, name="feedrank-feature-sync", daemon=True)
+        self._sync_thread.start()
+
+    def stop(self) -> None:
+        """Stop the sync thread (waiting up to 30 s for a sync in progress)."""
+        self._sync_stop.set()
+        if self._sync_thread is not None:
+            self._sync_thread.join(timeout=30)

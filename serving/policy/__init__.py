@@ -1,0 +1,2 @@
+"""Product policy as plain functions: experiment arms (`experiments`), blended scores and reply
+trees (`rules`), the feed's `heuristics`, and signed page cursors (`cursor`)."""
