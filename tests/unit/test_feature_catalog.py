@@ -1,15 +1,29 @@
 """The feature catalog is the one statement of each feature: the ranker's lists derive from it in
-the model's input order."""
+the model's input order, and the Feast repo builds its objects from it and from the config it is
+handed."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from pipelines.config import FeedrankConfig, PathsConfig, load_config
 from pipelines.features import catalog, spec
-from pipelines.features.store import FEATURE_SERVICES
+from pipelines.features.store import (
+    FEATURE_SERVICES,
+    REPO_CONFIG_ENV,
+    configure_environment,
+    repo_feedrank_config,
+)
+
+REPO = Path(__file__).resolve().parents[2]
 
 # The model's inputs as trained models know them; a change here is a change of every model's input
 # layout, so these are literal on purpose.
@@ -174,3 +188,96 @@ def test_the_decay_constant_is_the_one_batch_and_spec_use() -> None:
 
     assert spec.ENGAGEMENT_DECAY_HOURS is catalog.ENGAGEMENT_DECAY_HOURS
     assert batch.ENGAGEMENT_DECAY_HOURS is catalog.ENGAGEMENT_DECAY_HOURS
+
+
+@pytest.fixture
+def no_handed_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restore the hand-over variable after the test (configure_environment sets it)."""
+    monkeypatch.setenv(REPO_CONFIG_ENV, "")
+
+
+def _edited_config(tmp_path: Path) -> FeedrankConfig:
+    cfg = load_config("smoke")
+    return cfg.model_copy(
+        update={
+            "paths": PathsConfig(root=str(tmp_path / "state")),
+            "features": cfg.features.model_copy(update={"ttl_days": 7}),
+        }
+    )
+
+
+@pytest.mark.usefixtures("no_handed_config")
+def test_the_repo_is_handed_the_config_as_modified_in_memory(tmp_path: Path) -> None:
+    cfg = _edited_config(tmp_path)
+    path = configure_environment(cfg)
+    assert path.parent == cfg.paths.feast
+    handed = repo_feedrank_config()
+    assert handed == load_config(path) == cfg
+    assert handed.name == "smoke" and handed.features.ttl_days == 7
+    assert handed.paths.feature_table("author_stats") == cfg.paths.feature_table("author_stats")
+
+
+@pytest.mark.usefixtures("no_handed_config")
+def test_the_handed_config_pins_the_state_root_the_pipeline_resolved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEEDRANK_HOME", str(tmp_path / "home"))
+    configure_environment(FeedrankConfig())
+    monkeypatch.delenv("FEEDRANK_HOME")
+    assert repo_feedrank_config().paths.root_dir == tmp_path / "home"
+
+
+@pytest.mark.usefixtures("no_handed_config")
+def test_without_a_handed_config_the_repo_loads_the_named_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEEDRANK_CONFIG", "smoke")
+    assert repo_feedrank_config() == load_config("smoke")
+    monkeypatch.setenv(REPO_CONFIG_ENV, str(tmp_path / "gone.yaml"))
+    with pytest.raises(FileNotFoundError, match="gone.yaml"):
+        repo_feedrank_config()
+
+
+def _definitions() -> ModuleType:
+    """A fresh import of feature_repo/definitions.py (Feast imports it the same way)."""
+    path = REPO / "feature_repo" / "definitions.py"
+    module_spec = importlib.util.spec_from_file_location("feature_catalog_definitions", path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.usefixtures("no_handed_config")
+def test_the_feast_objects_are_built_from_the_catalog_and_the_handed_config(
+    tmp_path: Path,
+) -> None:
+    from feast import FeatureService, FeatureView, PushSource
+    from feast.on_demand_feature_view import OnDemandFeatureView
+
+    cfg = _edited_config(tmp_path)
+    configure_environment(cfg)
+    module = vars(_definitions())
+    views = {v.name: v for v in module.values() if isinstance(v, FeatureView)}
+    assert sorted(views) == sorted(view.name for view in catalog.VIEWS)
+    for entry in catalog.VIEWS:
+        view = views[entry.name]
+        assert [(f.name, f.description) for f in view.features] == [
+            (f.name, f.description) for f in entry.fields
+        ]
+        assert sorted(view.entities) == sorted(entry.entities)
+        days = cfg.features.ttl_days if entry.ttl == "features" else catalog.GRAPH_TTL_DAYS
+        assert view.ttl == timedelta(days=days)
+        assert view.batch_source.path == str(cfg.paths.feature_table(entry.name))
+        if entry.push is not None:
+            assert isinstance(view.stream_source, PushSource)
+            assert view.stream_source.name == entry.push.name
+    on_demand = {v.name: v for v in module.values() if isinstance(v, OnDemandFeatureView)}
+    for entry in catalog.ON_DEMAND_VIEWS:
+        # Feast keeps no description on on-demand fields; the view's description carries them.
+        assert [f.name for f in on_demand[entry.name].features] == [f.name for f in entry.fields]
+        assert all(f.description in on_demand[entry.name].description for f in entry.fields)
+    services = {s.name: s for s in module.values() if isinstance(s, FeatureService)}
+    for entry in catalog.SERVICES:
+        projections = services[entry.name].feature_view_projections
+        assert [p.name for p in projections] == list(entry.views)
