@@ -21,6 +21,7 @@ import pandas as pd
 
 from pipelines.config import FeedrankConfig
 from pipelines.features import graph, spec
+from pipelines.features.catalog import ENGAGEMENT_DECAY_HOURS
 from pipelines.features.sparse import hashtag_lists, text_ngram_ids
 from pipelines.features.spec import HASHTAG_DIM, epoch_seconds
 from pipelines.features.training_set import split_boundary
@@ -227,9 +228,6 @@ def recent_actors(
         _, first = np.unique(recent, return_index=True)
         out.append(recent[np.sort(first)][:cap].astype(np.int64))
     return out
-
-
-ENGAGEMENT_DECAY_HOURS = spec.ENGAGEMENT_DECAY_HOURS
 
 
 def tweet_engagement(impressions: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:

@@ -9,13 +9,16 @@ and is expanded.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from itertools import chain
 from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
+
+from pipelines.features import catalog
+from pipelines.features.catalog import ENGAGEMENT_DECAY_HOURS
 
 # Feature rows as a frame, or as columns: name -> [N] array, or [N, D] float matrix for a vector
 # feature (a row of NaN where the vector is missing). Serving hands columns to the model without
@@ -26,110 +29,32 @@ FeatureTable: TypeAlias = pd.DataFrame | Mapping[str, np.ndarray]
 # isinstance call; these run per row).
 LIST_LIKE = (list, tuple, np.ndarray)
 
-# Request-time values: computed from the request (or impression) time and the joined rows.
-REQUEST_FEATURES: tuple[str, ...] = (
-    "in_network",
-    "same_language",
-    "tweet_age_hours",
-    "hour_of_day",
-    "day_of_week",
-    "viewer_tweet_similarity",
-    "tweet_engagements_decayed",
-    "season",
-    "days_to_holiday",
-    "va_social_similarity",
-)
-TWEET_FEATURES: tuple[str, ...] = (
-    "tweet_length",
-    "has_image",
-    "has_video",
-    "has_url",
-    "is_reply",
-    "tweet_toxicity",
-)
-TWEET_ENGAGEMENT_FEATURES: tuple[str, ...] = (
-    "tweet_impressions_window",
-    "tweet_engagements_window",
-    "tweet_favs_window",
-    "tweet_replies_window",
-    "tweet_retweets_window",
-    "tweet_engagements_total",
-    "tweet_engagements_1h",
-    "tweet_engagements_3d",
-    "tweet_engagements_7d",
-    "tweet_favs_3d",
-    "tweet_replies_3d",
-    "tweet_retweets_2h",
-)
-# Request-time affinities between the viewer, the author and the tweet (the `request_affinity`
-# on-demand view): hashtag TF-IDF and content similarities, the author's engagement rate on the
-# tweet's topic, engagements by the viewer's followees, and the viewer's normalized history with
-# the author.
-AFFINITY_FEATURES: tuple[str, ...] = (
-    "va_hashtag_similarity",
-    "vt_hashtag_similarity",
-    "va_content_similarity",
-    "author_topic_engagement_rate",
-    "tweet_network_engagements_3d",
-    "tweet_network_favs_3d",
-    "va_engaged_tweets_norm",
-    "viewer_topic_engagement_rate",
-    "viewer_topic_lift",
-)
-AUTHOR_FEATURES: tuple[str, ...] = (
-    "author_follower_count",
-    "author_following_count",
-    "author_is_verified",
-    "author_engagement_rate",
-    "author_tweets_window",
-    "author_follower_ratio",
-    "author_pagerank",
-    "author_tweets_total",
-)
-VIEWER_FEATURES: tuple[str, ...] = ("viewer_following_count", "viewer_engagement_rate")
-VIEWER_AUTHOR_FEATURES: tuple[str, ...] = (
-    "va_impressions",
-    "va_engagements",
-    "va_common_followees",
-    "va_engaged_tweets",
-    "va_engaged_share",
-)
 
-DENSE_FEATURES: tuple[str, ...] = (
-    REQUEST_FEATURES
-    + AFFINITY_FEATURES
-    + TWEET_FEATURES
-    + TWEET_ENGAGEMENT_FEATURES
-    + AUTHOR_FEATURES
-    + VIEWER_FEATURES
-    + VIEWER_AUTHOR_FEATURES
-)
-# The walking skeleton's feature set (issue 2), kept to measure what the full set adds.
-SKELETON_DENSE_FEATURES: tuple[str, ...] = (
-    "in_network", "same_language", "tweet_age_hours", "hour_of_day", "day_of_week",
-    "viewer_tweet_similarity", "tweet_length", "has_image", "has_video", "has_url", "is_reply",
-    "tweet_impressions_window", "tweet_engagements_window", "tweet_favs_window",
-    "tweet_replies_window", "tweet_retweets_window", "tweet_engagements_total",
-    "author_follower_count", "author_following_count", "author_is_verified",
-    "author_engagement_rate", "author_tweets_window", "viewer_following_count",
-    "viewer_engagement_rate", "va_impressions", "va_engagements",
-)  # fmt: skip
+def _names(fields: Iterable[catalog.Feature]) -> tuple[str, ...]:
+    return tuple(field.name for field in fields)
+
+
+# The ranker's inputs, derived from the feature catalog (each field's group, position and flags are
+# stated there). Request-time values: computed from the request (or impression) time and the
+# joined rows (the `request_time` on-demand view).
+REQUEST_FEATURES: tuple[str, ...] = _names(catalog.dense_group("request"))
+TWEET_FEATURES: tuple[str, ...] = _names(catalog.dense_group("tweet"))
+TWEET_ENGAGEMENT_FEATURES: tuple[str, ...] = _names(catalog.dense_group("tweet_engagement"))
+# Request-time affinities between the viewer, the author and the tweet (the `request_affinity`
+# on-demand view).
+AFFINITY_FEATURES: tuple[str, ...] = _names(catalog.dense_group("affinity"))
+AUTHOR_FEATURES: tuple[str, ...] = _names(catalog.dense_group("author"))
+VIEWER_FEATURES: tuple[str, ...] = _names(catalog.dense_group("viewer"))
+VIEWER_AUTHOR_FEATURES: tuple[str, ...] = _names(catalog.dense_group("viewer_author"))
+
+DENSE_FEATURES: tuple[str, ...] = _names(catalog.dense_inputs())
+# A reduced feature set, kept to measure what the full set adds.
+SKELETON_DENSE_FEATURES: tuple[str, ...] = _names(f for f in catalog.dense_inputs() if f.skeleton)
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "full": DENSE_FEATURES,
     "skeleton": SKELETON_DENSE_FEATURES,
-    # The full design without anything read from the text (the encoder's value, issue 4).
-    "no_text": tuple(
-        f
-        for f in DENSE_FEATURES
-        if f
-        not in (
-            "viewer_tweet_similarity",
-            "va_content_similarity",
-            "author_topic_engagement_rate",
-            "viewer_topic_engagement_rate",
-            "viewer_topic_lift",
-        )
-    ),
+    # The full design without anything read from the text (the encoder's value).
+    "no_text": _names(f for f in catalog.dense_inputs() if not f.reads_text),
 }
 
 
@@ -140,21 +65,8 @@ def dense_features(feature_set: str = "full") -> tuple[str, ...]:
 
 
 # Heavy-tailed counts: the model log-transforms them before standardizing.
-LOG_FEATURES: frozenset[str] = frozenset(
-    TWEET_ENGAGEMENT_FEATURES
-    + (
-        "tweet_engagements_decayed",
-        "tweet_length",
-        "tweet_age_hours",
-        "author_follower_count",
-        "author_following_count",
-    )
-    + ("author_tweets_window", "viewer_following_count", "va_impressions", "va_engagements")
-    + ("author_follower_ratio", "author_pagerank", "va_common_followees")
-    + ("author_tweets_total", "va_engaged_tweets")
-    + ("tweet_network_engagements_3d", "tweet_network_favs_3d", "viewer_topic_lift")
-)
-EMBEDDING_FEATURES: tuple[str, ...] = ("tweet_embedding", "viewer_embedding")
+LOG_FEATURES: frozenset[str] = frozenset(_names(f for f in catalog.all_fields() if f.log))
+EMBEDDING_FEATURES: tuple[str, ...] = _names(catalog.vector_inputs())
 TEXT_FREE_SETS = frozenset({"no_text"})
 
 
@@ -360,7 +272,6 @@ def request_time_features(
     return out
 
 
-ENGAGEMENT_DECAY_HOURS = 24.0  # must match pipelines.features.batch.ENGAGEMENT_DECAY_HOURS
 # Major holidays as (month, day); "approaching a holiday" is the days until the next one, capped.
 HOLIDAYS: tuple[tuple[int, int], ...] = ((1, 1), (2, 14), (7, 4), (10, 31), (11, 26), (12, 25))
 HOLIDAY_HORIZON_DAYS = 60.0

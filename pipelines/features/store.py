@@ -2,9 +2,10 @@
 
 `feature_repo/` holds the declarative definitions and `feature_store.yaml` (project, registry,
 offline store, and the sqlite online store the `feast` CLI uses). The pipeline reads that yaml the way
-Feast does (``${FEEDRANK_HOME}`` expanded) and swaps in the online store its config names
-(`features.online_store`: sqlite under the state root, or redis at `features.redis_connection`), so
-one config key moves serving from a file to Redis.
+Feast does (``${FEEDRANK_HOME}`` expanded, to its config's state root) and swaps in the online store
+its config names (`features.online_store`: sqlite under the state root, or redis at
+`features.redis_connection`), so one config key moves serving from a file to Redis. The definitions
+build their sources and TTLs from the same resolved config (:func:`configure_environment`).
 
 Materialization contract (:func:`materialize`):
 
@@ -32,12 +33,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from string import Template
 from typing import Any, Literal
 
 import pandas as pd
 import yaml
 
-from pipelines.config import REPO_ROOT, FeedrankConfig
+from pipelines.config import REPO_ROOT, FeedrankConfig, load_config
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +62,45 @@ HISTORY_START = datetime(1970, 1, 1, tzinfo=UTC)
 LoadMode = Literal["full", "reload", "incremental", "up_to_date"]
 
 
-def configure_environment(cfg: FeedrankConfig) -> None:
-    """Export what the Feast repo reads: the state root and the feature windows."""
-    os.environ["FEEDRANK_HOME"] = str(cfg.paths.root_dir)
-    os.environ["FEEDRANK_FEATURE_TTL_DAYS"] = str(cfg.features.ttl_days)
+# Feast imports feature_repo/definitions.py itself, so the config cannot reach it as an argument:
+# configure_environment writes the resolved config to a file under the feast folder and names that
+# file in this variable, the one hand-over; definitions.py loads it (:func:`repo_feedrank_config`).
+REPO_CONFIG_ENV = "FEEDRANK_REPO_CONFIG"
+REPO_CONFIG_FILE = "feedrank_config.yaml"
+
+
+def configure_environment(cfg: FeedrankConfig) -> Path:
+    """Hand `cfg` to the Feast repo: write it, with its state root resolved, under the feast folder
+    and point REPO_CONFIG_ENV at the file. Returns the file."""
     os.environ.setdefault("MPLCONFIGDIR", str(cfg.paths.matplotlib))
     cfg.paths.feast.mkdir(parents=True, exist_ok=True)
+    # The root as this process resolves it (FEEDRANK_HOME or paths.root), so the file alone says
+    # where the state is.
+    pinned = cfg.model_copy(
+        update={"paths": cfg.paths.model_copy(update={"root": str(cfg.paths.root_dir)})}
+    )
+    text = yaml.safe_dump(pinned.model_dump(mode="json", by_alias=True), sort_keys=False)
+    path = cfg.paths.feast / REPO_CONFIG_FILE
+    # Stores are opened on every push and by each serving replica: rewrite only a changed config,
+    # atomically, so a concurrent reader never sees half a file.
+    if not path.exists() or path.read_text() != text:
+        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        partial.write_text(text)
+        partial.replace(path)
+    os.environ[REPO_CONFIG_ENV] = str(path)
+    return path
+
+
+def repo_feedrank_config() -> FeedrankConfig:
+    """The config feature_repo/definitions.py builds its objects from: the file that
+    :func:`configure_environment` wrote, or, for the `feast` CLI run by hand without it,
+    :func:`load_config` (FEEDRANK_CONFIG, else the default config)."""
+    handed = os.environ.get(REPO_CONFIG_ENV)
+    if not handed:
+        return load_config()
+    if not Path(handed).is_file():
+        raise FileNotFoundError(f"{REPO_CONFIG_ENV} names {handed}, which does not exist")
+    return load_config(handed)
 
 
 def online_store_settings(cfg: FeedrankConfig) -> dict[str, str]:
@@ -76,11 +111,13 @@ def online_store_settings(cfg: FeedrankConfig) -> dict[str, str]:
 
 
 def repo_config(cfg: FeedrankConfig):  # -> feast.RepoConfig
-    """feature_store.yaml, expanded as Feast expands it, with the online store from `cfg`."""
+    """feature_store.yaml, expanded as Feast expands it but with `cfg`'s state root as
+    ${FEEDRANK_HOME}, and with the online store from `cfg`."""
     configure_environment(cfg)
     from feast.repo_config import RepoConfig
 
-    raw = yaml.safe_load(os.path.expandvars(FEATURE_STORE_YAML.read_text()))
+    variables = {**os.environ, "FEEDRANK_HOME": str(cfg.paths.root_dir)}
+    raw = yaml.safe_load(Template(FEATURE_STORE_YAML.read_text()).safe_substitute(variables))
     raw["online_store"] = online_store_settings(cfg)
     config = RepoConfig(**raw)
     config.repo_path = FEATURE_REPO
@@ -97,7 +134,7 @@ def feature_store(cfg: FeedrankConfig):  # -> feast.FeatureStore (import is slow
 @contextmanager
 def _inside_feature_repo() -> Iterator[None]:
     """Feast's apply chdirs into the repo and imports its files as top-level modules, as its CLI
-    does; undo the chdir, and drop cached modules so the definitions re-read FEEDRANK_HOME."""
+    does; undo the chdir, and drop cached modules so the definitions re-read the handed config."""
     cwd = Path.cwd()
     for path in FEATURE_REPO.glob("*.py"):
         module = sys.modules.get(path.stem)
