@@ -211,6 +211,6 @@ VIEWS: dict[str, FeatureView | OnDemandFeatureView] = {
         request_affinity,
     )
 }
-# One service per ranker version (store.FEATURE_SERVICES maps feature sets to them).
+# One service per ranker version (catalog.FEATURE_SET_SERVICES maps feature sets to them).
 ranker_v1 = _feature_service("ranker_v1", VIEWS)
 ranker_v2 = _feature_service("ranker_v2", VIEWS)

@@ -169,6 +169,11 @@ class PathsConfig(StrictModel):
         return self.feast / "online.db"
 
     @property
+    def feast_repo_config(self) -> Path:
+        """The resolved config handed to the Feast repo, which Feast imports by itself."""
+        return self.feast / "feedrank_config.yaml"
+
+    @property
     def materialized_manifest(self) -> Path:
         """What the last materialization loaded, for an idempotent rerun."""
         return self.feast / "materialized.json"

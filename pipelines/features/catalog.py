@@ -700,6 +700,20 @@ SERVICES: tuple[Service, ...] = (
         description="Every feature of the heavy ranker, version 2 (the full feature design).",
     ),
 )
+# The service each ranker feature set reads (spec.FEATURE_SETS names the sets).
+FEATURE_SET_SERVICES: dict[str, str] = {
+    "skeleton": "ranker_v1",
+    "full": "ranker_v2",
+    "no_text": "ranker_v2",
+}
+
+
+def push_source(view: str) -> str:
+    """The push source that feeds `view` between two daily runs."""
+    pushed = next((v.push for v in VIEWS if v.name == view), None)
+    if pushed is None:
+        raise KeyError(f"view {view!r} has no push source")
+    return pushed.name
 
 
 _T = TypeVar("_T", Entity, View, RequestSource, OnDemandView, Service)

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
+from pipelines.features import catalog
 from pipelines.features.spec import TWEET_ENGAGEMENT_FEATURES, epoch_seconds
 from pipelines.features.store import feature_store
 
-PUSH_SOURCE = "tweet_engagement_push"
 DECAYED = "tweet_engagements_decayed_at_snapshot"
 # Who engaged in the last 3 days (ids, newest first): the viewer's-network counts read them.
 ENGAGER_LISTS = ("tweet_recent_engagers", "tweet_recent_favers")
@@ -40,11 +40,8 @@ def push_tweet_engagement(cfg: FeedrankConfig, counts: pd.DataFrame) -> int:
     frame["tweet_engagement_snapshot_s"] = epoch_seconds(frame["event_timestamp"])
     from feast.data_source import PushMode
 
-    feature_store(cfg).push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
+    feature_store(cfg).push(catalog.push_source("tweet_engagement"), frame, to=PushMode.ONLINE)
     return len(frame)
-
-
-TWEET_EMBEDDING_PUSH = "tweet_embedding_push"
 
 
 def push_tweet_embeddings(cfg: FeedrankConfig, tweets: pd.DataFrame, vectors: np.ndarray) -> int:
@@ -74,7 +71,7 @@ def push_tweet_embeddings(cfg: FeedrankConfig, tweets: pd.DataFrame, vectors: np
     )
     from feast.data_source import PushMode
 
-    feature_store(cfg).push(TWEET_EMBEDDING_PUSH, frame, to=PushMode.ONLINE)
+    feature_store(cfg).push(catalog.push_source("tweet_embedding"), frame, to=PushMode.ONLINE)
     return len(frame)
 
 

@@ -40,18 +40,17 @@ import pandas as pd
 import yaml
 
 from pipelines.config import REPO_ROOT, FeedrankConfig, load_config
+from pipelines.features import catalog
 
 log = logging.getLogger(__name__)
 
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 FEATURE_STORE_YAML = FEATURE_REPO / "feature_store.yaml"
-# One Feast FeatureService per ranker feature set (feature_repo/definitions.py).
-FEATURE_SERVICES = {"skeleton": "ranker_v1", "full": "ranker_v2", "no_text": "ranker_v2"}
 
 
 def feature_service_name(cfg: FeedrankConfig) -> str:
     """The Feast FeatureService of the ranker feature set `cfg` trains and serves."""
-    return FEATURE_SERVICES[cfg.ranker.feature_set]
+    return catalog.FEATURE_SET_SERVICES[cfg.ranker.feature_set]
 
 
 # Digest of what each view's online rows were loaded from, kept beside the registry.
@@ -66,7 +65,6 @@ LoadMode = Literal["full", "reload", "incremental", "up_to_date"]
 # configure_environment writes the resolved config to a file under the feast folder and names that
 # file in this variable, the one hand-over; definitions.py loads it (:func:`repo_feedrank_config`).
 REPO_CONFIG_ENV = "FEEDRANK_REPO_CONFIG"
-REPO_CONFIG_FILE = "feedrank_config.yaml"
 
 
 def configure_environment(cfg: FeedrankConfig) -> Path:
@@ -80,7 +78,7 @@ def configure_environment(cfg: FeedrankConfig) -> Path:
         update={"paths": cfg.paths.model_copy(update={"root": str(cfg.paths.root_dir)})}
     )
     text = yaml.safe_dump(pinned.model_dump(mode="json", by_alias=True), sort_keys=False)
-    path = cfg.paths.feast / REPO_CONFIG_FILE
+    path = cfg.paths.feast_repo_config
     # Stores are opened on every push and by each serving replica: rewrite only a changed config,
     # atomically, so a concurrent reader never sees half a file.
     if not path.exists() or path.read_text() != text:

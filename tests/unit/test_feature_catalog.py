@@ -17,7 +17,6 @@ import pytest
 from pipelines.config import FeedrankConfig, PathsConfig, load_config
 from pipelines.features import catalog, spec
 from pipelines.features.store import (
-    FEATURE_SERVICES,
     REPO_CONFIG_ENV,
     configure_environment,
     repo_feedrank_config,
@@ -160,8 +159,10 @@ def test_views_services_and_groups_name_what_the_catalog_declares() -> None:
         assert set(group_views) <= views
     for service in catalog.SERVICES:
         assert set(service.views) <= views, service.name
-    assert set(FEATURE_SERVICES.values()) <= {service.name for service in catalog.SERVICES}
-    assert set(spec.FEATURE_SETS) == set(FEATURE_SERVICES)
+    assert set(catalog.FEATURE_SET_SERVICES.values()) <= {
+        service.name for service in catalog.SERVICES
+    }
+    assert set(spec.FEATURE_SETS) == set(catalog.FEATURE_SET_SERVICES)
 
 
 def test_the_on_demand_views_output_what_specs_functions_return() -> None:
