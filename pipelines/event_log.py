@@ -328,15 +328,6 @@ class EventLog:
                 f"request {request_id} repeats a tweet or was logged already: {exc}"
             ) from exc
 
-    def session_tweets(self, session_id: str) -> np.ndarray:
-        """Tweet ids served in the feed visit `session_id`, in serving order, distinct `[T]`."""
-        with self._transaction() as db:
-            rows = db.execute(
-                "SELECT tweet_id FROM served WHERE session_id = ? GROUP BY tweet_id ORDER BY MIN(id)",
-                (session_id,),
-            ).fetchall()
-        return np.asarray([r[0] for r in rows], dtype=np.int64)
-
     def served_to(self, viewer_id: int, since: pd.Timestamp | None = None) -> np.ndarray:
         """Distinct tweet ids served to the viewer (at or after `since`) on live pages, sorted
         `[T]`; synthetic pages were seen by nobody."""

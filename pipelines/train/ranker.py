@@ -26,7 +26,8 @@ from pipelines.config import FeedrankConfig, RankerConfig
 from pipelines.features.sparse import sparse_ids
 from pipelines.features.spec import feature_matrix, feature_names, log_mask
 from pipelines.models.bundle import RankerBundle, sparse_meta
-from pipelines.models.masknet import FeatureNormalizer, downsampling_weights, multitask_loss
+from pipelines.models.losses import downsampling_weights, multitask_loss
+from pipelines.models.masknet import FeatureNormalizer
 
 log = logging.getLogger(__name__)
 
