@@ -12,9 +12,10 @@ batch features), so a whole day of impressions is labelled in one vectorized pas
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -81,17 +82,152 @@ HOURLY_RHYTHM = np.array(
 )
 WEEKDAY_RHYTHM = np.array([1.0, 1.0, 1.0, 1.05, 1.1, 1.25, 1.2])
 PREHISTORY_DAYS = 2  # tweets posted before the first session, so day one has candidates
-BASE_LOGIT = {
-    "fav": -3.4,
-    "reply": -5.6,
-    "retweet": -5.0,
-    "quote": -6.8,
-    "profile_click": -5.2,
-    "negative": -5.8,
-    "report": -8.8,
+
+
+@dataclass(frozen=True)
+class LinearTerms:
+    """One output of the true engagement model: ``base + sum(coefficient * term)``.
+
+    The sum runs in the order of ``coefficients``: floating-point addition is not associative,
+    and the order fixes the world a seed draws.
+    """
+
+    base: float
+    coefficients: Mapping[str, float]
+
+    def __call__(self, terms: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``[M]`` values of this output from ``{term: [M] values}``."""
+        value: np.ndarray | float = self.base
+        for term, coefficient in self.coefficients.items():
+            value = value + coefficient * terms[term]
+        return np.asarray(value, dtype=np.float64)
+
+
+# The terms of the true engagement model, per impression; every one is an ``[M]`` array.
+TERMS: Mapping[str, str] = {
+    "affinity": "the viewer's interest in the tweet's topic, log(interest * K + 0.05): 0 at a "
+    "uniform interest 1 / K, about -3 for none, log(K) for all",
+    "follows": "1 if the viewer follows the author, else 0",
+    "follows_back": "1 if the author follows the viewer, else 0",
+    "past": "log1p(engagements of the viewer with the author's tweets before today)",
+    "popularity": "log of the author's fitness (Pareto, >= 0): attractiveness as a followee",
+    "quality": "the tweet's quality latent: the author's (N(0, 0.5)) + N(0, 0.5) + 0.2 with media",
+    "image": "1 if the tweet has an image",
+    "video": "1 if the tweet has a video",
+    "toxicity": "the tweet's toxicity in [0, 1]",
+    "engaged_user": "log of the viewer's activity (lognormal, mean 1)",
+    "author_activity": "log of the author's activity (lognormal, mean 1)",
+    "age_hours": "hours since the tweet was posted, capped at 72",
+    "language": "language match, in logits: +0.3 when viewer and author share a language, "
+    "-1.0 when not",
+    "evening": "1 when served 18:00-22:59 UTC",
+    "weekend": "1 when served on a Saturday or Sunday",
+    "length": "the tweet's text length, characters",
+    "context": "the shared context below (freshness, language, evening, weekend), in logits",
 }
-# Logit that an author engages with a viewer's reply (given the reply), before the terms below.
-AUTHOR_ENGAGES_REPLY_LOGIT = -1.6
+LANGUAGE_MATCH, LANGUAGE_MISMATCH = 0.3, -1.0  # the `language` term's two values
+FRESHNESS_HORIZON_HOURS = 72.0  # tweets older than this lose no more freshness
+
+# Context every action but the negative ones shares: fresher tweets, a shared language, evenings
+# and weekends engage more.
+CONTEXT = LinearTerms(0.0, {"age_hours": -0.03, "language": 1.0, "evening": 0.15, "weekend": 0.1})
+# The logit of every binary action. reply_engaged_by_author is conditional on a reply: authors
+# answer people they follow and the people they talk to, answer less the more followers they
+# have, and ignore toxic replies.
+ACTION_LOGITS: Mapping[str, LinearTerms] = {
+    "fav": LinearTerms(
+        -3.4,
+        {
+            "affinity": 1.1,
+            "follows": 0.5,
+            "past": 0.5,
+            "popularity": 0.25,
+            "quality": 0.6,
+            "image": 0.25,
+            "engaged_user": 0.3,
+            "toxicity": -2.5,
+            "context": 1.0,
+        },
+    ),
+    "reply": LinearTerms(
+        -5.6,
+        {
+            "affinity": 1.0,
+            "follows": 0.9,
+            "past": 0.8,
+            "quality": 0.4,
+            "toxicity": 0.8,
+            "engaged_user": 0.3,
+            "context": 1.0,
+        },
+    ),
+    "retweet": LinearTerms(
+        -5.0,
+        {
+            "affinity": 1.2,
+            "follows": 0.4,
+            "past": 0.4,
+            "popularity": 0.4,
+            "quality": 0.7,
+            "video": 0.3,
+            "toxicity": -2.0,
+            "context": 1.0,
+        },
+    ),
+    "quote": LinearTerms(
+        -6.8,
+        {
+            "affinity": 0.9,
+            "past": 0.3,
+            "popularity": 0.3,
+            "quality": 0.5,
+            "toxicity": 1.0,
+            "context": 1.0,
+        },
+    ),
+    "profile_click": LinearTerms(
+        -5.2,
+        {"affinity": 0.7, "follows": -0.8, "popularity": 0.5, "quality": 0.4, "context": 1.0},
+    ),
+    "negative": LinearTerms(
+        -5.8,
+        {
+            "affinity": -0.7,
+            "follows": -0.6,
+            "past": -0.3,
+            "quality": -0.3,
+            "toxicity": 3.2,
+            "language": -0.5,
+        },
+    ),
+    "report": LinearTerms(-8.8, {"affinity": -0.3, "follows": -0.5, "toxicity": 4.5}),
+    "reply_engaged_by_author": LinearTerms(
+        -1.6,
+        {
+            "follows_back": 1.4,
+            "past": 0.6,
+            "author_activity": 0.5,
+            "popularity": -0.35,
+            "toxicity": -1.5,
+            "language": 1.0,
+        },
+    ),
+}
+# The mean of the log dwell time (log ms; the dwell is lognormal with sigma DWELL_SIGMA): 3.5 s
+# at no term, longer for liked topics, longer texts, videos, quality and followed authors.
+MEAN_LOG_DWELL_MS = LinearTerms(
+    math.log(3500.0),
+    {"affinity": 0.35, "length": 0.004, "video": 0.6, "quality": 0.25, "follows": 0.2},
+)
+DWELL_SIGMA = 0.9
+
+
+def true_logits_of(terms: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The true logit of every binary action and the mean log-dwell (log ms), ``[M]`` each, from
+    the model's TERMS (``context`` is computed here from its own terms)."""
+    terms = {**terms, "context": CONTEXT(terms)}
+    logits = {action: model(terms) for action, model in ACTION_LOGITS.items()}
+    return logits, MEAN_LOG_DWELL_MS(terms)
 
 
 @dataclass
@@ -380,102 +516,53 @@ class World:
         served: np.ndarray,
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """True logits of every binary action and the mean log-dwell, per impression."""
+        return true_logits_of(self.impression_terms(pop, adjacency, viewer, tweet, served))
+
+    def impression_terms(
+        self,
+        pop: Population,
+        adjacency: np.ndarray,
+        viewer: np.ndarray,
+        tweet: np.ndarray,
+        served: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """The TERMS of the true engagement model (but ``context``) of each impression
+        (``viewer``, ``tweet`` indices and ``served`` seconds since the world start, ``[M]``)."""
         author = self.tweets.column("author").astype(int)[tweet]
         topic = self.tweets.column("topic").astype(int)[tweet]
-        age_h = (served - self.tweets.column("created")[tweet]) / 3600.0
-        quality = self.tweets.column("quality")[tweet]
-        toxicity = self.tweets.column("toxicity")[tweet]
-        length = self.tweets.column("length")[tweet]
-        video = self.tweets.column("has_video")[tweet].astype(bool)
-        image = self.tweets.column("has_image")[tweet].astype(bool)
-        n = self.w.n_users
-        affinity = topic_affinity(pop, viewer, topic, self.w.n_topics)
-        follows = adjacency[viewer, author].astype(float)
-        past = np.log1p(
-            np.array(
-                [
-                    self.engaged_pairs.get(int(v) * n + int(a), 0)
-                    for v, a in zip(viewer, author, strict=True)
-                ]
-            )
-        )
-        popularity = np.log(pop.fitness[author])
         hour = (served % 86400.0) // 3600.0
         weekday = ((self.w.start_date.weekday() + served // 86400.0) % 7).astype(int)
-        evening = ((hour >= 18) & (hour <= 22)).astype(float)
-        weekend = (weekday >= 5).astype(float)
-        language = np.where(pop.language[viewer] == pop.language[author], 0.3, -1.0)
-        freshness = -0.03 * np.minimum(age_h, 72.0)
-        engaged_user = np.log(pop.activity[viewer])
-        shared = freshness + language + 0.15 * evening + 0.1 * weekend
-        logits = {
-            "fav": BASE_LOGIT["fav"]
-            + 1.1 * affinity
-            + 0.5 * follows
-            + 0.5 * past
-            + 0.25 * popularity
-            + 0.6 * quality
-            + 0.25 * image
-            + 0.3 * engaged_user
-            - 2.5 * toxicity
-            + shared,
-            "reply": BASE_LOGIT["reply"]
-            + 1.0 * affinity
-            + 0.9 * follows
-            + 0.8 * past
-            + 0.4 * quality
-            + 0.8 * toxicity
-            + 0.3 * engaged_user
-            + shared,
-            "retweet": BASE_LOGIT["retweet"]
-            + 1.2 * affinity
-            + 0.4 * follows
-            + 0.4 * past
-            + 0.4 * popularity
-            + 0.7 * quality
-            + 0.3 * video
-            - 2.0 * toxicity
-            + shared,
-            "quote": BASE_LOGIT["quote"]
-            + 0.9 * affinity
-            + 0.3 * past
-            + 0.3 * popularity
-            + 0.5 * quality
-            + 1.0 * toxicity
-            + shared,
-            "profile_click": BASE_LOGIT["profile_click"]
-            + 0.7 * affinity
-            - 0.8 * follows
-            + 0.5 * popularity
-            + 0.4 * quality
-            + shared,
-            "negative": BASE_LOGIT["negative"]
-            - 0.7 * affinity
-            - 0.6 * follows
-            - 0.3 * past
-            - 0.3 * quality
-            + 3.2 * toxicity
-            - 0.5 * language,
-            "report": BASE_LOGIT["report"] - 0.3 * affinity - 0.5 * follows + 4.5 * toxicity,
-            # Conditional on a reply: authors answer people they follow, the people they talk to,
-            # and answer less the more followers they have; toxic replies get ignored.
-            "reply_engaged_by_author": AUTHOR_ENGAGES_REPLY_LOGIT
-            + 1.4 * adjacency[author, viewer].astype(float)
-            + 0.6 * past
-            + 0.5 * np.log(pop.activity[author])
-            - 0.35 * popularity
-            - 1.5 * toxicity
-            + language,
+        age_hours = (served - self.tweets.column("created")[tweet]) / 3600.0
+        return {
+            "affinity": topic_affinity(pop, viewer, topic, self.w.n_topics),
+            "follows": adjacency[viewer, author].astype(float),
+            "follows_back": adjacency[author, viewer].astype(float),
+            "past": np.log1p(self._past_engagements(viewer, author)),
+            "popularity": np.log(pop.fitness[author]),
+            "quality": self.tweets.column("quality")[tweet],
+            "image": self.tweets.column("has_image")[tweet].astype(bool),
+            "video": self.tweets.column("has_video")[tweet].astype(bool),
+            "toxicity": self.tweets.column("toxicity")[tweet],
+            "engaged_user": np.log(pop.activity[viewer]),
+            "author_activity": np.log(pop.activity[author]),
+            "age_hours": np.minimum(age_hours, FRESHNESS_HORIZON_HOURS),
+            "language": np.where(
+                pop.language[viewer] == pop.language[author], LANGUAGE_MATCH, LANGUAGE_MISMATCH
+            ),
+            "evening": ((hour >= 18) & (hour <= 22)).astype(float),
+            "weekend": (weekday >= 5).astype(float),
+            "length": self.tweets.column("length")[tweet],
         }
-        mean_log_dwell = (
-            np.log(3500.0)
-            + 0.35 * affinity
-            + 0.004 * length
-            + 0.6 * video
-            + 0.25 * quality
-            + 0.2 * follows
+
+    def _past_engagements(self, viewer: np.ndarray, author: np.ndarray) -> np.ndarray:
+        """``[M]`` engagements of each viewer with each author before today."""
+        n = self.w.n_users
+        return np.array(
+            [
+                self.engaged_pairs.get(int(v) * n + int(a), 0)
+                for v, a in zip(viewer, author, strict=True)
+            ]
         )
-        return logits, mean_log_dwell
 
     def label(
         self,
@@ -523,7 +610,7 @@ class World:
             impressions[action] = happened
             impressions[f"{action}_at"] = self._timestamps(at).where(happened, pd.NaT)
             truth[f"p_{action}"] = p.astype(np.float32)
-        sigma = 0.9
+        sigma = DWELL_SIGMA
         dwell = np.exp(mean_log_dwell + sigma * rng.standard_normal(m))
         impressions["dwell_ms"] = np.minimum(dwell, self.cfg.validate_.max_dwell_ms).astype(
             np.int32
