@@ -173,8 +173,8 @@ def test_the_true_logits_come_from_the_coefficient_table_by_hand() -> None:
     context = 0.15
     past = np.log1p(2.0)  # 1.098612
     # fav = -3.4 + 1.1 * 0.5 + 0.5 * 1 + 0.5 * past + 0.25 * 1 + 0.6 * 0.2 + 0.25 * 1 + 0.3 * 0
-    #       - 2.5 * 0.1 + context = -1.83 + 0.5 * past
-    assert logits["fav"][0] == pytest.approx(-1.83 + 0.5 * past)
+    #       - 2.5 * 0.1 + context = -1.98 + context + 0.5 * past
+    assert logits["fav"][0] == pytest.approx(-1.98 + context + 0.5 * past)
     # negative = -5.8 - 0.7 * 0.5 - 0.6 * 1 - 0.3 * past - 0.3 * 0.2 + 3.2 * 0.1 - 0.5 * 0.3
     #          = -6.64 - 0.3 * past (no context)
     assert logits["negative"][0] == pytest.approx(-6.64 - 0.3 * past)
