@@ -263,6 +263,24 @@ def _tower(input_dim: int, tower_dim: int) -> nn.Sequential:
     return tower
 
 
+def _mask_blocks(
+    architecture: str, input_dim: int, num_blocks: int, mask_hidden_dim: int, block_dim: int
+) -> tuple[list[MaskBlock], int]:
+    """The mask blocks of an architecture and the width of what they hand the MLP: parallel
+    blocks side by side (``num_blocks * D``), serial blocks in a chain (``D``), none for "mlp"
+    (the input itself)."""
+    if architecture == "parallel":
+        blocks = [MaskBlock(input_dim, mask_hidden_dim, block_dim) for _ in range(num_blocks)]
+        return blocks, num_blocks * block_dim
+    if architecture == "serial":
+        blocks = [
+            MaskBlock(input_dim if i == 0 else block_dim, mask_hidden_dim, block_dim, input_dim)
+            for i in range(num_blocks)
+        ]
+        return blocks, block_dim
+    return [], input_dim
+
+
 class ParallelMaskNet(nn.Module):
     """Multi-task parallel MaskNet: normalizer, parallel mask blocks, shared MLP, per-head towers.
 
@@ -323,17 +341,9 @@ class ParallelMaskNet(nn.Module):
         self.normalizer = normalizer
         self.sparse = sparse
         input_dim = num_features + (sparse.output_dim if sparse is not None else 0)
-        if architecture == "parallel":
-            blocks = [MaskBlock(input_dim, mask_hidden_dim, block_dim) for _ in range(num_blocks)]
-            width = num_blocks * block_dim
-        elif architecture == "serial":
-            blocks = [
-                MaskBlock(input_dim if i == 0 else block_dim, mask_hidden_dim, block_dim, input_dim)
-                for i in range(num_blocks)
-            ]
-            width = block_dim
-        else:
-            blocks, width = [], input_dim
+        blocks, width = _mask_blocks(
+            architecture, input_dim, num_blocks, mask_hidden_dim, block_dim
+        )
         self.blocks = nn.ModuleList(blocks)
         layers: list[nn.Module] = []
         for dim in mlp_dims:

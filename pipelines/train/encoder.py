@@ -348,6 +348,20 @@ class _Checkpointer:
             embedder.save(directory / EMBEDDER_DIR)
 
 
+def _pretrained_two_tower(
+    enc: EncoderConfig, resume: Mapping[str, Any] | None
+) -> tuple[TwoTower, Any]:
+    """The two-tower on the pretrained encoder (lower layers frozen) and its tokenizer, with the
+    trainable weights of ``resume`` (a checkpoint's state) when resuming."""
+    model_path = resolve_model_path(enc)
+    tokenizer = load_tokenizer(model_path)
+    two_tower = TwoTower(TweetEncoder.from_pretrained(model_path, enc.embedding_dim))
+    two_tower.encoder.freeze_lower_layers(enc.trainable_layers)
+    if resume is not None:
+        two_tower.load_state_dict(resume["trainable"], strict=False)
+    return two_tower, tokenizer
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker: shard, model, optimizer, steps, reports, checkpoints (resumable).
 
@@ -365,15 +379,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(seed)
 
     shard = _PairShard(config["pairs_path"], rank, context.get_world_size(), enc)
-    model_path = resolve_model_path(enc)
-    tokenizer = load_tokenizer(model_path)
-    two_tower = TwoTower(TweetEncoder.from_pretrained(model_path, enc.embedding_dim))
-    two_tower.encoder.freeze_lower_layers(enc.trainable_layers)
     checkpoint = ray.train.get_checkpoint()
     resume = _Checkpointer.read(checkpoint) if checkpoint is not None else None
-    if resume is not None:
-        two_tower.load_state_dict(resume["trainable"], strict=False)
-
+    two_tower, tokenizer = _pretrained_two_tower(enc, resume)
     model = ray.train.torch.prepare_model(two_tower)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=enc.lr)
     autocast_dtype, scaler = _precision(enc.use_gpu)
