@@ -193,6 +193,17 @@ def _require_hex(name: str, value: str) -> None:
         raise ValueError(f"{name} must be a hex string, got {value!r}") from None
 
 
+def _check_action(action: str, dwell_ms: int | None) -> None:
+    """InvalidActionError for an action the log does not record, or a `dwell` without
+    ``dwell_ms >= 0``."""
+    if action not in RECORDABLE_ACTIONS:
+        raise InvalidActionError(
+            f"unknown action {action!r}; one of {list(ENGAGEMENT_ACTIONS)} is expected"
+        )
+    if action == "dwell" and (dwell_ms is None or dwell_ms < 0):
+        raise InvalidActionError(f"action 'dwell' requires dwell_ms >= 0, got {dwell_ms}")
+
+
 class EventLog:
     """The append-only event log at `path` (created with its folder on first use).
 
@@ -328,15 +339,6 @@ class EventLog:
                 f"request {request_id} repeats a tweet or was logged already: {exc}"
             ) from exc
 
-    def session_tweets(self, session_id: str) -> np.ndarray:
-        """Tweet ids served in the feed visit `session_id`, in serving order, distinct `[T]`."""
-        with self._transaction() as db:
-            rows = db.execute(
-                "SELECT tweet_id FROM served WHERE session_id = ? GROUP BY tweet_id ORDER BY MIN(id)",
-                (session_id,),
-            ).fetchall()
-        return np.asarray([r[0] for r in rows], dtype=np.int64)
-
     def served_to(self, viewer_id: int, since: pd.Timestamp | None = None) -> np.ndarray:
         """Distinct tweet ids served to the viewer (at or after `since`) on live pages, sorted
         `[T]`; synthetic pages were seen by nobody."""
@@ -370,24 +372,10 @@ class EventLog:
                 (the author engages with the viewer's reply, so the reply must exist).
             UnservedItemError: (request_id, tweet_id) was not served, or not to this viewer.
         """
-        if action not in RECORDABLE_ACTIONS:
-            raise InvalidActionError(
-                f"unknown action {action!r}; one of {list(ENGAGEMENT_ACTIONS)} is expected"
-            )
-        if action == "dwell" and (dwell_ms is None or dwell_ms < 0):
-            raise InvalidActionError(f"action 'dwell' requires dwell_ms >= 0, got {dwell_ms}")
+        _check_action(action, dwell_ms)
         at_us = to_micros(at)
         with self._transaction(write=True) as db:
-            served = db.execute(
-                "SELECT id, viewer_id, author_id FROM served WHERE request_id = ? AND tweet_id = ?",
-                (request_id, int(tweet_id)),
-            ).fetchone()
-            if served is None or served[1] != int(viewer_id):
-                whom = "" if served is None else f" to viewer {viewer_id}"
-                raise UnservedItemError(
-                    f"tweet {tweet_id} was not served{whom} in request {request_id}"
-                )
-            served_id, _, author_id = served
+            served_id, author_id = self._served_item(db, request_id, viewer_id, tweet_id)
             existing = self._engagement(db, request_id, tweet_id, action)
             if existing is not None:
                 return existing
@@ -426,6 +414,23 @@ class EventLog:
             dwell_ms=None if dwell_ms is None else int(dwell_ms),
             new=True,
         )
+
+    @staticmethod
+    def _served_item(
+        db: sqlite3.Connection, request_id: str, viewer_id: int, tweet_id: int
+    ) -> tuple[int, int]:
+        """``(served row id, author_id)`` of `tweet_id` as served to the viewer in `request_id`;
+        UnservedItemError when it was not served, or not to this viewer."""
+        served = db.execute(
+            "SELECT id, viewer_id, author_id FROM served WHERE request_id = ? AND tweet_id = ?",
+            (request_id, int(tweet_id)),
+        ).fetchone()
+        if served is None or served[1] != int(viewer_id):
+            whom = "" if served is None else f" to viewer {viewer_id}"
+            raise UnservedItemError(
+                f"tweet {tweet_id} was not served{whom} in request {request_id}"
+            )
+        return served[0], served[2]
 
     @staticmethod
     def _engagement(

@@ -1,8 +1,12 @@
-"""Offline ranking metrics: ROC-AUC, PR-AUC, log loss, RCE, calibration and NDCG.
+"""Offline ranking metrics: ROC-AUC, PR-AUC, log loss, RCE, calibration, regression and NDCG.
 
 All functions take 1-D numpy arrays (``[N]`` labels ``y`` in {0, 1}, probabilities ``p`` in
 [0, 1]) and return plain floats. Degenerate inputs, such as a single class, give ``nan`` rather
 than an exception, so one empty head does not abort a whole evaluation.
+
+scikit-learn computes every metric it has (AUCs, log loss, the calibration curve, R², RMSE,
+MAE); this module fixes their conventions for degenerate inputs. RCE, ECE and the grouped NDCG,
+which it lacks, are written here.
 """
 
 from __future__ import annotations
@@ -10,7 +14,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.calibration import calibration_curve as reliability_curve
+from sklearn.metrics import (
+    average_precision_score,
+    mean_absolute_error,
+    r2_score,
+    roc_auc_score,
+    root_mean_squared_error,
+)
+from sklearn.metrics import log_loss as cross_entropy
 
 PROB_EPS = 1e-7
 
@@ -45,12 +57,18 @@ def pr_auc(y: ArrayLike, p: ArrayLike) -> float:
 
 
 def log_loss(y: ArrayLike, p: ArrayLike) -> float:
-    """Mean binary cross-entropy in nats, with ``p`` clipped to [1e-7, 1 - 1e-7]; nan if empty."""
+    """Mean binary cross-entropy in nats, with ``p`` clipped to [1e-7, 1 - 1e-7]; nan if empty.
+
+    The clip bounds the loss of a confident mistake at ``-ln(1e-7)`` = 16.1 nats per row
+    (scikit-learn alone clips at machine epsilon, 36 nats), so one saturated prediction does not
+    dominate a head's loss.
+    """
     y_arr, p_arr = _pair(y, p)
     if y_arr.size == 0:
         return float("nan")
-    p_arr = np.clip(p_arr, PROB_EPS, 1.0 - PROB_EPS)
-    return float(-np.mean(y_arr * np.log(p_arr) + (1.0 - y_arr) * np.log1p(-p_arr)))
+    clipped = np.clip(p_arr, PROB_EPS, 1.0 - PROB_EPS)
+    # labels: a single-class y is still a binary problem.
+    return float(cross_entropy(y_arr, y_proba=clipped, labels=[0, 1]))
 
 
 def rce(y: ArrayLike, p: ArrayLike) -> float:
@@ -70,27 +88,25 @@ def rce(y: ArrayLike, p: ArrayLike) -> float:
     return 100.0 * (1.0 - log_loss(y_arr, p_arr) / baseline)
 
 
-def _bin_index(p: np.ndarray, bins: int) -> np.ndarray:
-    """Equal-width bin of each probability in [0, 1]; p = 1 falls in the last bin."""
-    index: np.ndarray = np.floor(np.clip(p, 0.0, 1.0) * bins).astype(np.int64)
-    clipped: np.ndarray = np.minimum(index, bins - 1)
-    return clipped
-
-
 def calibration_curve(
     y: ArrayLike, p: ArrayLike, bins: int = 10
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reliability diagram data over ``bins`` equal-width bins of [0, 1].
 
     Returns ``(mean_p, mean_y, count)``, each ``[K]`` for the K non-empty bins in increasing p.
+    The bins are scikit-learn's ``calibration_curve(strategy="uniform")``: the first is
+    ``[0, 1/bins]``, the others ``(lo, hi]``, so p = 0 falls in the first bin and p = 1 in the
+    last. ``p`` is clipped to [0, 1] first (calibrated probabilities can round an ulp past 1).
     """
     y_arr, p_arr = _pair(y, p)
-    index = _bin_index(p_arr, bins)
-    count = np.bincount(index, minlength=bins)
-    sum_p = np.bincount(index, weights=p_arr, minlength=bins)
-    sum_y = np.bincount(index, weights=y_arr, minlength=bins)
-    filled = count > 0
-    return sum_p[filled] / count[filled], sum_y[filled] / count[filled], count[filled]
+    if y_arr.size == 0:
+        return np.empty(0), np.empty(0), np.empty(0, dtype=np.int64)
+    p_arr = np.clip(p_arr, 0.0, 1.0)
+    mean_y, mean_p = reliability_curve(y_arr, p_arr, n_bins=bins, strategy="uniform", pos_label=1)
+    # The library gives no counts: the same binning as its own, on the same edges.
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    count = np.bincount(np.searchsorted(edges[1:-1], p_arr), minlength=bins)
+    return mean_p, mean_y, count[count > 0]
 
 
 def expected_calibration_error(y: ArrayLike, p: ArrayLike, bins: int = 10) -> float:
@@ -199,12 +215,12 @@ def regression_metrics(y: ArrayLike, p: ArrayLike) -> dict[str, float]:
             "mae": float("nan"),
             "mean_label": float("nan"),
         }
-    mse = float(np.mean((y_arr - p_arr) ** 2))
-    variance = float(np.var(y_arr))
+    # scikit-learn scores a constant label 0 or 1; no prediction explains a variance of 0.
+    constant = float(np.var(y_arr)) == 0.0
     return {
-        "r2": 1.0 - mse / variance if variance > 0.0 else float("nan"),
-        "rmse": float(np.sqrt(mse)),
-        "mae": float(np.mean(np.abs(y_arr - p_arr))),
+        "r2": float("nan") if constant else float(r2_score(y_arr, p_arr)),
+        "rmse": float(root_mean_squared_error(y_arr, p_arr)),
+        "mae": float(mean_absolute_error(y_arr, p_arr)),
         "mean_label": float(y_arr.mean()),
     }
 

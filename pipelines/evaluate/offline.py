@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -160,10 +162,22 @@ def segment_metrics(
     return out
 
 
-def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
-    """Score the held-out days with every model, write metrics.json and the report with plots."""
-    arrays = np.load(cfg.paths.ranker_arrays(cfg.ranker.feature_set))
-    x_train, y_train = arrays["x_train"], arrays["y_train"]
+@dataclass
+class HeldOut:
+    """The held-out rows evaluation scores: those the world labelled (they have a truth)."""
+
+    test: pd.DataFrame  # impression_id, request_id and SEGMENT_COLUMNS per held-out row
+    train: pd.DataFrame  # the same columns of the training rows (for the segments)
+    x: np.ndarray  # [N, F] dense features
+    y: np.ndarray  # [N, H] labels
+    covered: np.ndarray  # [N_all] bool: which of the arrays' held-out rows these are
+
+
+def held_out_rows(
+    cfg: FeedrankConfig, arrays: Mapping[str, np.ndarray], truth: pd.DataFrame
+) -> HeldOut:
+    """The arrays' held-out rows with their training-set columns, less any served live (no
+    truth: no oracle to compare with)."""
     x_test, y_test = arrays["x_test"], arrays["y_test"]
     frame = pd.read_parquet(
         cfg.paths.training_set, columns=["impression_id", "request_id", "split", *SEGMENT_COLUMNS]
@@ -173,7 +187,6 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
         raise ValueError(
             "training set and arrays disagree on the held-out rows; rerun train_ranker"
         )
-    truth = read_table(cfg.paths.truth, "truth")  # read once: coverage and the oracle
     covered = with_truth(truth, test["impression_id"].to_numpy())
     if not covered.all():
         log.info(
@@ -182,24 +195,41 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
             int((~covered).sum()),
             int(covered.sum()),
         )
-        test, x_test, y_test = test[covered], x_test[covered], y_test[covered]
+    train = frame[frame["split"] == "train"]
+    return HeldOut(test[covered], train, x_test[covered], y_test[covered], covered)
 
+
+def model_predictions(
+    cfg: FeedrankConfig, arrays: Mapping[str, np.ndarray], held: HeldOut, truth: pd.DataFrame
+) -> dict[str, dict[str, np.ndarray]]:
+    """model -> head -> ``[N]`` predictions on the held-out rows: the ranker, the LightGBM and
+    logistic-regression baselines (fitted here on the training rows) and the oracle when the
+    world's truth covers them."""
+    x_train, y_train = arrays["x_train"], arrays["y_train"]
     predictions: dict[str, dict[str, np.ndarray]] = {}
     # The ranker also reads the sparse ids when it has them; the baselines stay dense-only.
-    ranker_inputs = [arrays[f"{name}_test"][covered] for name in model_inputs(cfg.ranker)]
+    ranker_inputs = [arrays[f"{name}_test"][held.covered] for name in model_inputs(cfg.ranker)]
     predictions["ranker"] = RankerBundle.load(
         cfg.paths.ranker_dir(cfg.ranker.feature_set)
     ).predict_matrix(*ranker_inputs)
     log.info("evaluate: fitting the LightGBM baseline on %d rows", len(x_train))
-    predictions["lgbm"] = predict_lightgbm(fit_lightgbm(cfg, x_train, y_train), x_test)
+    predictions["lgbm"] = predict_lightgbm(fit_lightgbm(cfg, x_train, y_train), held.x)
     log.info("evaluate: fitting the logistic-regression baseline")
-    predictions["logreg"] = predict_logreg(fit_logreg(cfg, x_train, y_train), x_test)
-    oracle = oracle_predictions(cfg, test["impression_id"].to_numpy(), truth)
+    predictions["logreg"] = predict_logreg(fit_logreg(cfg, x_train, y_train), held.x)
+    oracle = oracle_predictions(cfg, held.test["impression_id"].to_numpy(), truth)
     if oracle is not None:
         predictions["oracle"] = oracle
+    return predictions
 
+
+def score_models(
+    cfg: FeedrankConfig, held: HeldOut, predictions: dict[str, dict[str, np.ndarray]]
+) -> dict[str, Any]:
+    """The results the report and metrics.json are made of (see :mod:`pipelines.evaluate.report`):
+    every model's metrics per head, blended NDCGs, the curves to plot and the segments."""
     heads = list(cfg.ranker.heads)
-    requests = test["request_id"].to_numpy()
+    requests, y = held.test["request_id"].to_numpy(), held.y
+    oracle = predictions.get("oracle")
     # NDCG against the blend of the true probabilities where the world's truth exists (the
     # oracle then scores 1); `ndcg_realized` ranks against what actually happened.
     results: dict[str, Any] = {
@@ -212,29 +242,38 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
     for model, per_head in predictions.items():
         results["models"][model] = {
             head: (regression_metrics if head in REGRESSION_HEADS else head_metrics)(
-                y_test[:, i], per_head[head]
+                y[:, i], per_head[head]
             )
             for i, head in enumerate(heads)
         }
-        realized = blended_ndcg(cfg, requests, y_test, per_head)
+        realized = blended_ndcg(cfg, requests, y, per_head)
         results["ndcg_realized"][model] = realized
         results["ndcg"][model] = (
             realized if oracle is None else blended_ndcg(cfg, requests, oracle, per_head)
         )
         results["curves"][model] = {
-            head: (y_test[:, i], per_head[head])
+            head: (y[:, i], per_head[head])
             for i, head in enumerate(heads)
             if head not in REGRESSION_HEADS
         }
-    masks = segment_masks(test, frame[frame["split"] == "train"])
-    results["segments"] = segment_metrics(heads, y_test, predictions, masks)
+    masks = segment_masks(held.test, held.train)
+    results["segments"] = segment_metrics(heads, y, predictions, masks)
+    return results
 
+
+def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
+    """Score the held-out days with every model, write metrics.json and the report with plots."""
+    arrays = np.load(cfg.paths.ranker_arrays(cfg.ranker.feature_set))
+    truth = read_table(cfg.paths.truth, "truth")  # read once: coverage and the oracle
+    held = held_out_rows(cfg, arrays, truth)
+    predictions = model_predictions(cfg, arrays, held, truth)
+    results = score_models(cfg, held, predictions)
     out = cfg.paths.evaluation
     written = write_report(results, out)
     metrics = flatten_metrics(results)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     log.info("evaluate: blended NDCG@%d %s", cfg.promote.ndcg_k, results["ndcg"])
-    for head in heads:
+    for head in results["heads"]:
         metric = "r2" if head in REGRESSION_HEADS else "rce"
         log.info(
             "evaluate: %s %-23s %s",

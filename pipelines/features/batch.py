@@ -12,7 +12,8 @@ Engagements count at the time of the action (``fav_at``, ...), impressions at ``
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -143,22 +144,7 @@ def windowed_counts(
     key_arr = per_hour["key"].to_numpy()
     hour_arr = per_hour["hour"].to_numpy()
     values = per_hour[[c for c in per_hour.columns if c.startswith("c")]].to_numpy(dtype=np.float64)
-    longest = max(windows)
-    span = int(hour_arr.max() - hour_arr.min() + 2 * longest + 10) if len(hour_arr) else 1
-    offset = int(hour_arr.min()) - longest - 5 if len(hour_arr) else 0
-    sorted_codes = key_arr * span + (hour_arr - offset)
-
-    def cum_upto(
-        cumulative: np.ndarray, query_keys: np.ndarray, query_hours: np.ndarray
-    ) -> np.ndarray:
-        codes = query_keys * span + (query_hours - offset)
-        position = np.searchsorted(sorted_codes, codes, side="right")  # rows with code <= query
-        first = np.searchsorted(sorted_codes, query_keys * span, side="left")
-        # rows before this key's first row belong to other keys: subtract them
-        return cumulative[position] - cumulative[first]
-
-    # Cumulative sums with a leading zero row, so a lookup before a key's first event yields 0.
-    cumulative = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)])
+    sums = _KeyHourSums(key_arr, hour_arr, values, max(windows))
     boundaries = pd.DataFrame(
         {
             "key": np.concatenate([key_arr] * (len(windows) + 1)),
@@ -166,24 +152,50 @@ def windowed_counts(
         }
     ).drop_duplicates()
     bk, bt = boundaries["key"].to_numpy(), boundaries["boundary"].to_numpy()
-    total = cum_upto(cumulative, bk, bt - 1)
+    total = sums.up_to(bk, bt - 1)
     out = boundaries.reset_index(drop=True)
     for i in range(values.shape[1]):
         out[f"total_{i}"] = total[:, i]
     for window in windows:
-        windowed = total - cum_upto(cumulative, bk, bt - 1 - window)
+        windowed = total - sums.up_to(bk, bt - 1 - window)
         for i in range(values.shape[1]):
             out[f"w{window}_{i}"] = windowed[:, i]
     if decay_hours:
         # sum_e c_e * exp(-(t - h_e)/tau) = exp(-(t - offset)/tau) * sum_e c_e * exp((h_e - offset)/tau)
-        grow = np.exp((hour_arr - offset) / decay_hours)[:, None] * values
-        cumulative_grow = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(grow, axis=0)])
-        decayed = (
-            cum_upto(cumulative_grow, bk, bt - 1) * np.exp(-(bt - offset) / decay_hours)[:, None]
-        )
+        grow = np.exp((hour_arr - sums.offset) / decay_hours)[:, None] * values
+        grown = _KeyHourSums(key_arr, hour_arr, grow, max(windows)).up_to(bk, bt - 1)
+        decayed = grown * np.exp(-(bt - sums.offset) / decay_hours)[:, None]
         for i in range(values.shape[1]):
             out[f"decayed_{i}"] = decayed[:, i]
     return out
+
+
+class _KeyHourSums:
+    """Per-key running sums of ``values`` (``[E, C]``) over rows sorted by (key, hour), looked up
+    at any (key, hour).
+
+    Each (key, hour) maps to one integer code, ``key * span + hour - offset``, increasing in the
+    rows' order; ``span`` leaves room for hours up to ``longest`` (the longest window) and more
+    on either side, so no lookup hour of a key reaches the next key's codes.
+    """
+
+    def __init__(
+        self, keys: np.ndarray, hours: np.ndarray, values: np.ndarray, longest: int
+    ) -> None:
+        self.span = int(hours.max() - hours.min() + 2 * longest + 10) if len(hours) else 1
+        self.offset = int(hours.min()) - longest - 5 if len(hours) else 0
+        self.codes = keys * self.span + (hours - self.offset)
+        # A leading zero row, so a lookup before a key's first event yields 0.
+        self.cumulative = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)])
+
+    def up_to(self, keys: np.ndarray, hours: np.ndarray) -> np.ndarray:
+        """``[Q, C]``: the sum of the values over the rows of each query's key with hour <= the
+        query's hour."""
+        cumulative = self.cumulative
+        position = np.searchsorted(self.codes, keys * self.span + (hours - self.offset), "right")
+        first = np.searchsorted(self.codes, keys * self.span, side="left")
+        # rows before this key's first row belong to other keys: subtract them
+        return cumulative[position] - cumulative[first]
 
 
 # Windows of the tweet engagement counts, in hours.
@@ -304,6 +316,40 @@ def _trailing(matrix: np.ndarray, window: int) -> np.ndarray:
     return cumulative - shifted
 
 
+@dataclass
+class _Snapshots:
+    """Per-user values at every snapshot of :func:`daily_user_stats`, as long feature tables.
+
+    Snapshot 0 is the world's start (nothing observed yet); snapshot d + 1 the end of day d.
+    """
+
+    ids: pd.Index  # [U] user ids, the rows of every [U, S] matrix
+    stamps: list[pd.Timestamp]  # [S] snapshot times
+
+    def with_start(self, matrix: np.ndarray, initial: float = 0.0) -> np.ndarray:
+        """``[U, D]`` per-day values -> ``[U, D + 1]``, ``initial`` at the world's start."""
+        return np.hstack([np.full((len(self.ids), 1), initial), matrix])
+
+    def constant(self, values: np.ndarray) -> np.ndarray:
+        """``[U]`` values that do not change -> ``[U, S]``."""
+        return values[:, None] * np.ones((len(self.ids), len(self.stamps)))
+
+    def long_frame(self, key: str, columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
+        """One row per (user, snapshot): ``key``, ``event_timestamp`` and each ``[U, S]`` column."""
+        n_snapshots = len(self.stamps)
+        frame = pd.DataFrame(
+            {
+                key: np.repeat(self.ids.to_numpy(), n_snapshots),
+                "event_timestamp": pd.DatetimeIndex(self.stamps).take(
+                    np.tile(np.arange(n_snapshots), len(self.ids))
+                ),
+            }
+        )
+        for name, values in columns.items():
+            frame[name] = values.reshape(-1)
+        return frame
+
+
 def daily_user_stats(
     cfg: FeedrankConfig,
     users: pd.DataFrame,
@@ -319,70 +365,53 @@ def daily_user_stats(
     authors = tweets.set_index("tweet_id")["author_id"]
     impression_authors = authors.reindex(impressions["tweet_id"]).reset_index(drop=True)
 
-    author_views = _trailing(
-        _daily_matrix(impression_authors, impressions["served_at"], ids, days), window
-    )
-    author_engaged = _trailing(_daily_matrix(events["author_id"], events["at"], ids, days), window)
-    author_posts = _trailing(_daily_matrix(tweets["author_id"], tweets["created_at"], ids, days), 7)
-    viewer_views = _trailing(
-        _daily_matrix(impressions["viewer_id"], impressions["served_at"], ids, days), window
-    )
-    viewer_engaged = _trailing(_daily_matrix(events["viewer_id"], events["at"], ids, days), window)
-    global_rate = len(events) / max(len(impressions), 1)
+    def trailing(who: pd.Series, when: pd.Series, days_back: int = window) -> np.ndarray:
+        return _trailing(_daily_matrix(who, when, ids, days), days_back)
 
-    def smoothed(engaged: np.ndarray, views: np.ndarray) -> np.ndarray:
+    global_rate = len(events) / max(len(impressions), 1)
+    snapshots = _Snapshots(ids, [start] + [day + timedelta(days=1) for day in days])
+
+    def engagement_rate(who: pd.Series, when: pd.Series, viewed_by: pd.Series) -> np.ndarray:
+        """Engagements over impressions in the trailing window, smoothed to the global rate."""
+        engaged = snapshots.with_start(trailing(who, when))
+        views = snapshots.with_start(trailing(viewed_by, impressions["served_at"]))
         return (engaged + RATE_PRIOR_STRENGTH * global_rate) / (views + RATE_PRIOR_STRENGTH)
 
-    # Column 0: known at the world's start (nothing observed yet); column d+1: end of day d.
-    def with_start(matrix: np.ndarray, initial: float = 0.0) -> np.ndarray:
-        return np.hstack([np.full((len(ids), 1), initial), matrix])
-
-    stamps = [start] + [day + timedelta(days=1) for day in days]
-    n_snapshots = len(stamps)
-
-    def long_frame(key: str, columns: dict[str, np.ndarray]) -> pd.DataFrame:
-        frame = pd.DataFrame(
-            {
-                key: np.repeat(ids.to_numpy(), n_snapshots),
-                "event_timestamp": pd.DatetimeIndex(stamps).take(
-                    np.tile(np.arange(n_snapshots), len(ids))
-                ),
-            }
-        )
-        for name, values in columns.items():
-            frame[name] = values.reshape(-1)
-        return frame
-
     static = users.set_index("user_id").reindex(ids)
-    repeat = np.ones((len(ids), n_snapshots))
-    author_stats = long_frame(
+    author_stats = snapshots.long_frame(
         "author_id",
         {
-            "author_follower_count": static["follower_count"].to_numpy()[:, None] * repeat,
-            "author_following_count": static["following_count"].to_numpy()[:, None] * repeat,
-            "author_is_verified": static["is_verified"].astype(float).to_numpy()[:, None] * repeat,
-            "author_engagement_rate": smoothed(
-                with_start(author_engaged), with_start(author_views)
+            "author_follower_count": snapshots.constant(static["follower_count"].to_numpy()),
+            "author_following_count": snapshots.constant(static["following_count"].to_numpy()),
+            "author_is_verified": snapshots.constant(
+                static["is_verified"].astype(float).to_numpy()
             ),
-            "author_tweets_window": with_start(author_posts),
+            "author_engagement_rate": engagement_rate(
+                events["author_id"], events["at"], impression_authors
+            ),
+            "author_tweets_window": snapshots.with_start(
+                trailing(tweets["author_id"], tweets["created_at"], 7)
+            ),
         },
     )
     following = static["following_count"].to_numpy(dtype=np.float64)
     followers = static["follower_count"].to_numpy(dtype=np.float64)
     author_stats["author_follower_ratio"] = np.repeat(
-        followers / np.maximum(following, 1.0), n_snapshots
+        followers / np.maximum(following, 1.0), len(snapshots.stamps)
     )
-    viewer_stats = long_frame(
+    viewer_stats = snapshots.long_frame(
         "viewer_id",
         {
-            "viewer_following_count": static["following_count"].to_numpy()[:, None] * repeat,
-            "viewer_engagement_rate": smoothed(
-                with_start(viewer_engaged), with_start(viewer_views)
+            "viewer_following_count": snapshots.constant(static["following_count"].to_numpy()),
+            "viewer_engagement_rate": engagement_rate(
+                events["viewer_id"], events["at"], impressions["viewer_id"]
             ),
         },
     )
-    viewer_stats["viewer_language"] = np.repeat(static["language"].to_numpy(), n_snapshots)
-    viewer_stats["viewer_country"] = np.repeat(static["country"].to_numpy(), n_snapshots)
+    viewer_stats["viewer_language"] = np.repeat(
+        static["language"].to_numpy(), len(snapshots.stamps)
+    )
+    viewer_stats["viewer_country"] = np.repeat(static["country"].to_numpy(), len(snapshots.stamps))
     for frame in (author_stats, viewer_stats):
         for column in frame.columns:
             if column.endswith(("_count", "_window")):
@@ -423,42 +452,58 @@ def hashtag_profiles(
     author_frames, viewer_frames = [], []
     for stamp in stamps:
         posted = (created < stamp.timestamp()) & ~np.isnan(author_rows)
-        author_sum = np.zeros((len(ids), HASHTAG_DIM))
-        np.add.at(author_sum, author_rows[posted].astype(int), tweet_vectors[posted])
         author_frames.append(
-            pd.DataFrame(
-                {
-                    "author_id": ids,
-                    "event_timestamp": stamp,
-                    "author_hashtag_vector": list(unit_rows(author_sum)),
-                    "author_tweets_total": np.bincount(
-                        author_rows[posted].astype(int), minlength=len(ids)
-                    ).astype("int64"),
-                }
-            )
+            _author_hashtags(ids, stamp, author_rows[posted].astype(int), tweet_vectors[posted])
         )
         before = engaged_at < stamp.timestamp()
         viewer_sum = np.zeros((len(ids), HASHTAG_DIM))
         np.add.at(viewer_sum, viewer_rows[before], tweet_vectors[engaged_rows[before]])
-        recent: list[list[str]] = [[] for _ in ids]
-        # Walk engagements newest first; stop filling a viewer at RECENT_HASHTAGS tags.
-        for viewer, row in zip(viewer_rows[before][::-1], engaged_rows[before][::-1], strict=True):
-            held = recent[viewer]
-            if len(held) < RECENT_HASHTAGS:
-                for tag in tags[row]:
-                    if tag not in held and len(held) < RECENT_HASHTAGS:
-                        held.append(tag)
         viewer_frames.append(
             pd.DataFrame(
                 {
                     "viewer_id": ids,
                     "event_timestamp": stamp,
                     "viewer_hashtag_vector": list(unit_rows(viewer_sum)),
-                    "viewer_recent_hashtags": recent,
+                    "viewer_recent_hashtags": _recent_hashtags(
+                        len(ids), viewer_rows[before], engaged_rows[before], tags
+                    ),
                 }
             )
         )
     return pd.concat(author_frames, ignore_index=True), pd.concat(viewer_frames, ignore_index=True)
+
+
+def _author_hashtags(
+    ids: np.ndarray, stamp: pd.Timestamp, author_rows: np.ndarray, vectors: np.ndarray
+) -> pd.DataFrame:
+    """Every author's hashtag profile at ``stamp`` from the tweets posted before it: the unit sum
+    of their ``[P, HASHTAG_DIM]`` vectors and their count (``author_rows``: ``[P]`` row in ids)."""
+    author_sum = np.zeros((len(ids), HASHTAG_DIM))
+    np.add.at(author_sum, author_rows, vectors)
+    return pd.DataFrame(
+        {
+            "author_id": ids,
+            "event_timestamp": stamp,
+            "author_hashtag_vector": list(unit_rows(author_sum)),
+            "author_tweets_total": np.bincount(author_rows, minlength=len(ids)).astype("int64"),
+        }
+    )
+
+
+def _recent_hashtags(
+    users: int, viewer_rows: np.ndarray, tweet_rows: np.ndarray, tags: Sequence[Sequence[str]]
+) -> list[list[str]]:
+    """Each viewer's last RECENT_HASHTAGS distinct hashtags, most recent first, from its
+    engagements (``[E]`` viewer row and tweet row each, oldest first)."""
+    recent: list[list[str]] = [[] for _ in range(users)]
+    # Walk engagements newest first; stop filling a viewer at RECENT_HASHTAGS tags.
+    for viewer, row in zip(viewer_rows[::-1], tweet_rows[::-1], strict=True):
+        held = recent[viewer]
+        if len(held) < RECENT_HASHTAGS:
+            for tag in tags[row]:
+                if tag not in held and len(held) < RECENT_HASHTAGS:
+                    held.append(tag)
+    return recent
 
 
 def viewer_author(

@@ -251,27 +251,6 @@ def request_time_columns(inputs: FeatureTable) -> dict[str, np.ndarray]:
     return {name: out[name] for name in REQUEST_FEATURES}
 
 
-def request_time_features(
-    frame: pd.DataFrame, request_time: pd.Series | pd.Timestamp
-) -> pd.DataFrame:
-    """`frame` with the REQUEST_FEATURES filled in for the given request time(s).
-
-    A convenience over :func:`request_time_values` for callers holding timestamps; `frame` needs
-    `in_network` and the inputs listed there.
-    """
-    if isinstance(request_time, pd.Series):
-        seconds = epoch_seconds(request_time).to_numpy()
-    else:
-        seconds = np.full(len(frame), pd.Timestamp(request_time).timestamp())
-    values = request_time_values(
-        frame.assign(request_time_s=seconds, viewer_follows_author=frame["in_network"])
-    )
-    out = frame.copy()
-    for column in REQUEST_FEATURES:
-        out[column] = values[column].to_numpy()
-    return out
-
-
 # Major holidays as (month, day); "approaching a holiday" is the days until the next one, capped.
 HOLIDAYS: tuple[tuple[int, int], ...] = ((1, 1), (2, 14), (7, 4), (10, 31), (11, 26), (12, 25))
 HOLIDAY_HORIZON_DAYS = 60.0

@@ -16,14 +16,15 @@ embedding width ``E``, and ``H`` heads::
 The sparse branch is optional: without a :class:`SparseEmbedder` the blocks read the ``F``
 normalized dense features alone.
 
-``forward`` returns ``{head: logits}`` and is what the loss (:func:`multitask_loss`) reads;
-``predict_proba`` turns them into calibrated probabilities, undoing the per-head negative
-downsampling of training (:func:`downsampling_weights`, :func:`correct_downsampled`).
+``forward`` returns ``{head: logits}`` and is what the loss reads
+(:func:`pipelines.models.losses.multitask_loss`); ``predict_proba`` turns them into calibrated
+probabilities, undoing the per-head negative downsampling of training
+(:func:`pipelines.models.losses.downsampling_weights`) with :func:`correct_downsampled`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -262,6 +263,24 @@ def _tower(input_dim: int, tower_dim: int) -> nn.Sequential:
     return tower
 
 
+def _mask_blocks(
+    architecture: str, input_dim: int, num_blocks: int, mask_hidden_dim: int, block_dim: int
+) -> tuple[list[MaskBlock], int]:
+    """The mask blocks of an architecture and the width of what they hand the MLP: parallel
+    blocks side by side (``num_blocks * D``), serial blocks in a chain (``D``), none for "mlp"
+    (the input itself)."""
+    if architecture == "parallel":
+        blocks = [MaskBlock(input_dim, mask_hidden_dim, block_dim) for _ in range(num_blocks)]
+        return blocks, num_blocks * block_dim
+    if architecture == "serial":
+        blocks = [
+            MaskBlock(input_dim if i == 0 else block_dim, mask_hidden_dim, block_dim, input_dim)
+            for i in range(num_blocks)
+        ]
+        return blocks, block_dim
+    return [], input_dim
+
+
 class ParallelMaskNet(nn.Module):
     """Multi-task parallel MaskNet: normalizer, parallel mask blocks, shared MLP, per-head towers.
 
@@ -322,17 +341,9 @@ class ParallelMaskNet(nn.Module):
         self.normalizer = normalizer
         self.sparse = sparse
         input_dim = num_features + (sparse.output_dim if sparse is not None else 0)
-        if architecture == "parallel":
-            blocks = [MaskBlock(input_dim, mask_hidden_dim, block_dim) for _ in range(num_blocks)]
-            width = num_blocks * block_dim
-        elif architecture == "serial":
-            blocks = [
-                MaskBlock(input_dim if i == 0 else block_dim, mask_hidden_dim, block_dim, input_dim)
-                for i in range(num_blocks)
-            ]
-            width = block_dim
-        else:
-            blocks, width = [], input_dim
+        blocks, width = _mask_blocks(
+            architecture, input_dim, num_blocks, mask_hidden_dim, block_dim
+        )
         self.blocks = nn.ModuleList(blocks)
         layers: list[nn.Module] = []
         for dim in mlp_dims:
@@ -436,82 +447,3 @@ def correct_downsampled(q: Tensor, rate: float) -> Tensor:
     if not 0.0 < rate <= 1.0:
         raise ValueError(f"a negative sampling rate must be in (0, 1]; got {rate}")
     return q * rate / (1.0 - q + q * rate)
-
-
-def downsampling_weights(
-    labels: np.ndarray, heads: Sequence[str], rates: Mapping[str, float], seed: int
-) -> np.ndarray:
-    """``[N, H]`` 0/1 loss weights that keep every positive and a seeded share ``rates[head]`` of
-    each head's negatives (heads without a rate keep all rows).
-
-    One uniform draw per row serves every head, so a row dropped for a frequent head is dropped
-    for all heads with the same or a lower rate (the cheaper rows go together).
-    """
-    draw = np.random.default_rng(seed).random(len(labels))
-    weights = np.ones(labels.shape, dtype=np.float32)
-    for column, head in enumerate(heads):
-        rate = rates.get(head, 1.0)
-        if rate < 1.0:
-            keep = (labels[:, column] > 0.5) | (draw < rate)
-            weights[:, column] = keep.astype(np.float32)
-    return weights
-
-
-def multitask_loss(
-    outputs: Mapping[str, Tensor],
-    labels: Tensor,
-    heads: Sequence[str],
-    weights: Tensor | None = None,
-    regression_heads: Collection[str] = (),
-    regression_weight: float = 1.0,
-) -> tuple[Tensor, dict[str, float]]:
-    """Mean over heads of each head's loss: binary cross-entropy with logits for binary heads,
-    ``regression_weight`` times the squared error for the heads in ``regression_heads``.
-
-    Args:
-        outputs: ``{head: [B] logits or values}`` as returned by :meth:`ParallelMaskNet.forward`.
-        labels: ``[B, H]`` targets (0/1 for binary heads), column ``i`` belonging to ``heads[i]``.
-        heads: the H heads, in the column order of ``labels``.
-        weights: optional non-negative weights, ``[B]`` per row or ``[B, H]`` per row and head
-            (e.g. :func:`downsampling_weights`); each head's loss is then the weighted mean
-            ``sum(w * loss) / sum(w)``.
-
-    Returns:
-        ``(loss, per_head)``: the scalar loss to backpropagate, and ``{head: loss value}`` to
-        log.
-    """
-    if labels.dim() != 2 or labels.shape[1] != len(heads):
-        raise ValueError(f"labels must be [B, {len(heads)}]; got {tuple(labels.shape)}")
-    missing = [head for head in heads if head not in outputs]
-    if missing:
-        raise KeyError(f"no logits for heads {missing}")
-    if weights is not None and weights.shape not in ((len(labels),), tuple(labels.shape)):
-        raise ValueError(f"weights must be [B] or [B, H]; got {tuple(weights.shape)}")
-    per_head_losses: list[Tensor] = []
-    per_head: dict[str, float] = {}
-    for column, head in enumerate(heads):
-        target = labels[:, column].to(outputs[head].dtype)
-        if head in regression_heads:
-            losses = regression_weight * (outputs[head] - target) ** 2
-        else:
-            losses = nn.functional.binary_cross_entropy_with_logits(
-                outputs[head], target, reduction="none"
-            )
-        if weights is None:
-            head_loss = losses.mean()
-        else:
-            w = (weights if weights.dim() == 1 else weights[:, column]).to(losses.dtype)
-            head_loss = (losses * w).sum() / w.sum().clamp_min(1e-12)
-        per_head_losses.append(head_loss)
-        per_head[head] = float(head_loss.detach())
-    return torch.stack(per_head_losses).mean(), per_head
-
-
-def multitask_bce(
-    logits: Mapping[str, Tensor],
-    labels: Tensor,
-    heads: Sequence[str],
-    weights: Tensor | None = None,
-) -> tuple[Tensor, dict[str, float]]:
-    """:func:`multitask_loss` with every head binary."""
-    return multitask_loss(logits, labels, heads, weights)

@@ -5,7 +5,7 @@ Data: a parquet of training pairs, one per engagement whose viewer had engaged b
 last), ``target`` (string, the engaged tweet's text), ``target_log_q`` (float, log of the target
 tweet's share among all pair targets, for the logQ correction). :func:`build_pairs` makes it.
 
-Training: :func:`train_encoder` assembles a ``TorchTrainer``; every worker runs
+Training: :func:`train_encoder` fits through :func:`pipelines.train.trainer.fit`; every worker runs
 :func:`train_loop_per_worker` on its rank's shard of the pairs (DDP via ``prepare_model``).
 Checkpoints hold the trainable weights and optimizer state (``train_state.pt``) so a run with the
 same name resumes where it stopped; the final one also holds the self-contained embedder directory
@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import ray.train
+import ray.train.torch
 import torch
 import torch.distributed as dist
-from ray.train import Checkpoint, CheckpointConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
+from ray.train import Checkpoint
 from torch import Tensor, nn
 
 from pipelines.config import EncoderConfig, FeedrankConfig
@@ -46,6 +46,7 @@ from pipelines.models.text_encoder import (
     resolve_model_path,
 )
 from pipelines.train.ray_runtime import init_ray
+from pipelines.train.trainer import fit
 
 logger = logging.getLogger(__name__)
 
@@ -348,6 +349,20 @@ class _Checkpointer:
             embedder.save(directory / EMBEDDER_DIR)
 
 
+def _pretrained_two_tower(
+    enc: EncoderConfig, resume: Mapping[str, Any] | None
+) -> tuple[TwoTower, Any]:
+    """The two-tower on the pretrained encoder (lower layers frozen) and its tokenizer, with the
+    trainable weights of ``resume`` (a checkpoint's state) when resuming."""
+    model_path = resolve_model_path(enc)
+    tokenizer = load_tokenizer(model_path)
+    two_tower = TwoTower(TweetEncoder.from_pretrained(model_path, enc.embedding_dim))
+    two_tower.encoder.freeze_lower_layers(enc.trainable_layers)
+    if resume is not None:
+        two_tower.load_state_dict(resume["trainable"], strict=False)
+    return two_tower, tokenizer
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker: shard, model, optimizer, steps, reports, checkpoints (resumable).
 
@@ -365,15 +380,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(seed)
 
     shard = _PairShard(config["pairs_path"], rank, context.get_world_size(), enc)
-    model_path = resolve_model_path(enc)
-    tokenizer = load_tokenizer(model_path)
-    two_tower = TwoTower(TweetEncoder.from_pretrained(model_path, enc.embedding_dim))
-    two_tower.encoder.freeze_lower_layers(enc.trainable_layers)
     checkpoint = ray.train.get_checkpoint()
     resume = _Checkpointer.read(checkpoint) if checkpoint is not None else None
-    if resume is not None:
-        two_tower.load_state_dict(resume["trainable"], strict=False)
-
+    two_tower, tokenizer = _pretrained_two_tower(enc, resume)
     model = ray.train.torch.prepare_model(two_tower)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=enc.lr)
     autocast_dtype, scaler = _precision(enc.use_gpu)
@@ -457,37 +466,25 @@ def train_encoder(
     pairs_path = Path(pairs_path).resolve()
     name = run_name or default_run_name(cfg, pairs_path)
     init_ray(cfg)
-    trainer = TorchTrainer(
+    tic = time.perf_counter()
+    result = fit(
         train_loop_per_worker,
-        train_loop_config={
+        {
             "encoder": cfg.encoder.model_dump(mode="json"),
             "pairs_path": str(pairs_path),
             "seed": seed,
             "checkpoint_every": checkpoint_every,
         },
-        scaling_config=ScalingConfig(
-            num_workers=cfg.encoder.num_workers, use_gpu=cfg.encoder.use_gpu
-        ),
-        run_config=RunConfig(
-            name=name,
-            storage_path=str(cfg.paths.ray_results),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
-        ),
+        workers=cfg.encoder.num_workers,
+        use_gpu=cfg.encoder.use_gpu,
+        run_name=name,
+        storage=cfg.paths.ray_results,
+        keep=2,
     )
-    tic = time.perf_counter()
-    result = trainer.fit()
     seconds = time.perf_counter() - tic
     if result.checkpoint is None:
         raise RuntimeError(f"encoder run {name} finished without a checkpoint")
-
-    out_dir = Path(out_dir)
-    with result.checkpoint.as_directory() as ckpt_dir:
-        summary = json.loads((Path(ckpt_dir) / TRAIN_SUMMARY).read_text())
-        if (out_dir / EMBEDDER_META).is_file():  # replace an earlier embedder, nothing else
-            shutil.rmtree(out_dir)
-        elif out_dir.exists() and any(out_dir.iterdir()):
-            raise FileExistsError(f"{out_dir} is not empty and holds no text embedder")
-        shutil.copytree(Path(ckpt_dir) / EMBEDDER_DIR, out_dir)
+    summary = _copy_out(result.checkpoint, Path(out_dir))
     curve = summary["curve"]
     logger.info("encoder run %s: %d steps in %.1f s -> %s", name, summary["step"], seconds, out_dir)
     return {
@@ -514,3 +511,16 @@ def train_text_encoder(cfg: FeedrankConfig) -> dict[str, Any]:
         result = train_encoder(cfg, cfg.paths.encoder_pairs, cfg.paths.encoder_dir)
     EncoderTraining(pairs=pairs, **result).write(cfg)
     return {k: result[k] for k in ("loss_first", "loss_last", "steps")} | {"pairs": pairs}
+
+
+def _copy_out(checkpoint: Checkpoint, out_dir: Path) -> dict[str, Any]:
+    """Copy the final checkpoint's embedder directory to ``out_dir`` (replacing an earlier
+    embedder there, refusing any other content); the run's summary."""
+    with checkpoint.as_directory() as ckpt_dir:
+        summary: dict[str, Any] = json.loads((Path(ckpt_dir) / TRAIN_SUMMARY).read_text())
+        if (out_dir / EMBEDDER_META).is_file():
+            shutil.rmtree(out_dir)
+        elif out_dir.exists() and any(out_dir.iterdir()):
+            raise FileExistsError(f"{out_dir} is not empty and holds no text embedder")
+        shutil.copytree(Path(ckpt_dir) / EMBEDDER_DIR, out_dir)
+    return summary

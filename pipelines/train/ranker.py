@@ -13,22 +13,29 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
 
 from pipelines.config import FeedrankConfig, RankerConfig
 from pipelines.features.sparse import sparse_ids
 from pipelines.features.spec import feature_matrix, feature_names, log_mask
 from pipelines.models.bundle import RankerBundle, sparse_meta
-from pipelines.models.masknet import FeatureNormalizer, downsampling_weights, multitask_loss
+from pipelines.models.losses import downsampling_weights, multitask_loss
+from pipelines.models.masknet import FeatureNormalizer
 
 log = logging.getLogger(__name__)
+
+VALIDATION_START = 0.95  # share of the training rows (by time) before the validation rows
+CHECKPOINT_FILE = "model.pt"  # the best epoch's state_dict in the run's checkpoint
 
 
 def model_inputs(ranker: RankerConfig) -> tuple[str, ...]:
@@ -122,50 +129,176 @@ def eval_step(
     return {"loss": float(loss), **{f"loss_{h}": v for h, v in per_head.items()}}
 
 
-class WeightAverage:
-    """An exponential moving average of a model's weights, a smoother model than the last step's.
+Tensors = list[Tensor] | tuple[Tensor, ...]
 
-    After step t the average is ``sum_i (1 - d) d^(t - i) w_i / (1 - d^t)``: each step's weights
-    weighted by ``decay`` per step since, over the last ~1 / (1 - decay) steps, and normalized
-    (Adam's bias correction) so the initial random weights carry no weight even in a short run.
-    A step only folds the weights into running sums; :meth:`averaged` writes the average (and the
-    model's current buffers) into a copy of the model when it is read.
+
+def bias_corrected_ema(decay: float) -> Callable[[Tensors, Tensors, Tensor | int], None]:
+    """An ``AveragedModel`` ``multi_avg_fn``: the exponential moving average with Adam's bias
+    correction, ``avg_t = sum_i (1 - d) d^(t - i) w_i / (1 - d^t)``.
+
+    As a running update that is ``avg_t = avg_{t-1} + (w_t - avg_{t-1}) (1 - d) / (1 - d^t)``;
+    at t = 1 the share is 1 and the average is the first weights exactly (``AveragedModel``
+    copies them at its first update), so the random start carries no weight even in a short run.
+    """
+
+    @torch.no_grad()
+    def update(averaged: Tensors, current: Tensors, num_averaged: Tensor | int) -> None:
+        step = int(num_averaged) + 1  # the update that this call makes, counting from 1
+        # One fused kernel over all (float) tensors of a device and dtype, as torch's own EMA.
+        torch._foreach_lerp_(averaged, current, (1.0 - decay) / (1.0 - decay**step))
+
+    return update
+
+
+class WeightAverage:
+    """The exponential moving average of a model's weights, a smoother model than the last step's.
+
+    A ``torch.optim.swa_utils.AveragedModel`` over :func:`bias_corrected_ema`: each step's weights
+    weighted by ``decay`` per step since, over the last ~1 / (1 - decay) steps. It averages the
+    model's parameters as one flat ``ParameterList`` (the same tensors): a step then costs one
+    fused update, not four walks of the module tree and a copy of every buffer.
+    :meth:`averaged` writes the average, and the model's current buffers, into a copy of the
+    model when it is read (once per epoch).
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema decay must be in (0, 1), got {decay}")
-        self.decay = decay
-        self.steps = 0
         self.source = model
-        self._copy = copy.deepcopy(model)
-        self._copy.requires_grad_(False)
-        self._sums = [torch.zeros_like(p) for p in self._copy.parameters()]
+        self._weights = nn.ParameterList(model.parameters())
+        self._average = AveragedModel(self._weights, multi_avg_fn=bias_corrected_ema(decay))
+        self._copy = copy.deepcopy(model).requires_grad_(False)
 
-    @torch.no_grad()
     def update(self) -> None:
         """Fold in the source model's weights after one more step."""
-        self.steps += 1
-        for total, new in zip(self._sums, self.source.parameters(), strict=True):
-            total.lerp_(new.detach(), 1.0 - self.decay)
+        self._average.update_parameters(self._weights)
 
     @torch.no_grad()
     def averaged(self) -> nn.Module:
         """The copy of the model holding the average of the steps so far (the source's
         buffers); the source itself when no step was taken."""
-        if self.steps == 0:
+        if not int(self._average.n_averaged):
             return self.source
-        scale = 1.0 / (1.0 - self.decay**self.steps)
-        for total, avg in zip(self._sums, self._copy.parameters(), strict=True):
-            torch.mul(total, scale, out=avg)
-        for avg_buffer, buffer in zip(self._copy.buffers(), self.source.buffers(), strict=True):
-            avg_buffer.copy_(buffer)
+        torch._foreach_copy_(list(self._copy.parameters()), list(self._average.module.parameters()))
+        for average_buffer, buffer in zip(self._copy.buffers(), self.source.buffers(), strict=True):
+            average_buffer.copy_(buffer)
         return self._copy
+
+
+@dataclass
+class RankerShard:
+    """One worker's rows: its share of the training rows (numpy, batched on demand) and every
+    validation row (tensors on the device).
+
+    The last 5% of training rows (by time) check for overfitting; no worker trains on them.
+    """
+
+    inputs: list[np.ndarray]  # model inputs in call order: x [n, F] (and ids [n, S])
+    y: np.ndarray  # [n, H] labels
+    weights: np.ndarray  # [n, H] downsampling loss weights
+    inputs_val: tuple[Tensor, ...]
+    y_val: Tensor  # [V, H]
+
+    @classmethod
+    def load(
+        cls, arrays_path: str, inputs: Sequence[str], rank: int, world: int, device: torch.device
+    ) -> RankerShard:
+        arrays = np.load(arrays_path)
+        inputs_all = [arrays[f"{name}_train"] for name in inputs]
+        y_all = arrays["y_train"]
+        cut = int(len(y_all) * VALIDATION_START)
+        return cls(
+            inputs=[values[rank:cut:world] for values in inputs_all],
+            y=y_all[rank:cut:world],
+            weights=arrays["w_train"][rank:cut:world],
+            inputs_val=tuple(torch.from_numpy(values[cut:]).to(device) for values in inputs_all),
+            y_val=torch.from_numpy(y_all[cut:]).to(device),
+        )
+
+    def batches(
+        self, order: np.ndarray, size: int, device: torch.device
+    ) -> Iterator[tuple[tuple[Tensor, ...], Tensor, Tensor]]:
+        """``(inputs, y [B, H], weights [B, H])`` on the device, ``size`` rows at a time in
+        ``order``."""
+        for lo in range(0, len(order), size):
+            index = order[lo : lo + size]
+            yield (
+                tuple(torch.from_numpy(values[index]).to(device) for values in self.inputs),
+                torch.from_numpy(self.y[index]).to(device),
+                torch.from_numpy(self.weights[index]).to(device),
+            )
+
+
+@dataclass
+class BestEpoch:
+    """The epoch with the lowest validation loss so far, and its weights (on the CPU)."""
+
+    val_loss: float
+    epoch: int
+    state: dict[str, Tensor]
+
+
+def worker_model(cfg: FeedrankConfig, config: Mapping[str, Any]) -> nn.Module:
+    """The ranker a worker trains: the driver's normalizer, embedding only the known sparse ids."""
+    normalizer = FeatureNormalizer(
+        torch.tensor(config["norm_mean"]),
+        torch.tensor(config["norm_std"]),
+        torch.tensor(config["norm_log_mask"]),
+    )
+    torch.manual_seed(cfg.world.seed)  # same initial weights on every worker
+    ranker = RankerBundle.build(cfg.ranker, cfg.encoder.embedding_dim, normalizer)
+    if ranker.sparse is not None:
+        ranker.sparse.restrict_to(torch.from_numpy(np.load(config["arrays_path"])["sparse_known"]))
+    return ranker
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[tuple[tuple[Tensor, ...], Tensor, Tensor]],
+    ranker: RankerConfig,
+    average: WeightAverage | None,
+    progress: str | None,
+) -> list[float]:
+    """One pass over ``batches``: a :func:`train_step` each, folded into ``average``; the batch
+    losses. Logs every 100th step under the ``progress`` prefix (None: silent)."""
+    losses: list[float] = []
+    for step, (inputs, y, weights) in enumerate(batches):
+        losses.append(train_step(model, optimizer, inputs, y, ranker, weights))
+        if average is not None:
+            average.update()
+        if progress is not None and step % 100 == 0:
+            log.info("ranker: %s step %d loss %.4f", progress, step, losses[-1])
+    return losses
+
+
+def keep_best(best: BestEpoch | None, val_loss: float, epoch: int, model: nn.Module) -> BestEpoch:
+    """``best``, or this epoch's weights when its validation loss is lower (early stopping
+    without a stop: later epochs that only memorize ids do not replace it)."""
+    if best is not None and val_loss >= best.val_loss:
+        return best
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return BestEpoch(val_loss, epoch, state)
+
+
+def report_epoch(metrics: dict[str, Any], best: BestEpoch, checkpoint: bool) -> None:
+    """Report an epoch's metrics to Ray Train, with the best weights as a checkpoint if asked."""
+    import ray.train
+
+    if not checkpoint:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.save(best.state, Path(tmp) / CHECKPOINT_FILE)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """One Ray Train worker: its shard of the rows, DDP-wrapped model, epochs of AdamW
-    (weight decay), validating the moving average of the weights when `ema_decay` is set."""
+    (weight decay), validating the moving average of the weights when `ema_decay` is set.
+
+    Rank 0 reports the best epoch's weights as a checkpoint after the last epoch.
+    """
     import ray.train
     import ray.train.torch
 
@@ -175,115 +308,55 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
-    arrays = np.load(config["arrays_path"])
-    inputs_all = [arrays[f"{name}_train"] for name in config["inputs"]]
-    y_all = arrays["y_train"]
-    # The last 5% of training rows (by time) check for overfitting; they are not trained on.
-    cut = int(len(y_all) * 0.95)
-    inputs_train = [values[rank:cut:world] for values in inputs_all]
-    y_train = y_all[rank:cut:world]
-    w_train = arrays["w_train"][rank:cut:world]
-    inputs_val = tuple(torch.from_numpy(values[cut:]).to(device) for values in inputs_all)
-    y_val = torch.from_numpy(y_all[cut:]).to(device)
-
-    normalizer = FeatureNormalizer(
-        torch.tensor(config["norm_mean"]),
-        torch.tensor(config["norm_std"]),
-        torch.tensor(config["norm_log_mask"]),
-    )
-    torch.manual_seed(cfg.world.seed)  # same initial weights on every worker
-    ranker = RankerBundle.build(cfg.ranker, cfg.encoder.embedding_dim, normalizer)
-    if ranker.sparse is not None:
-        ranker.sparse.restrict_to(torch.from_numpy(arrays["sparse_known"]))
-    model: nn.Module = ray.train.torch.prepare_model(ranker)
+    shard = RankerShard.load(config["arrays_path"], config["inputs"], rank, world, device)
+    model: nn.Module = ray.train.torch.prepare_model(worker_model(cfg, config))
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg.ranker.lr, weight_decay=cfg.ranker.weight_decay
     )
     inner = model.module if isinstance(model, DistributedDataParallel) else model
     average = WeightAverage(inner, cfg.ranker.ema_decay) if cfg.ranker.ema_decay > 0 else None
-    batch = cfg.ranker.batch_size
     generator = np.random.default_rng(cfg.world.seed + rank)
-    # The epoch with the lowest validation loss is the one kept (early stopping without a stop:
-    # later epochs that only memorize ids do not replace it).
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    best: BestEpoch | None = None
     for epoch in range(cfg.ranker.epochs):
-        started, losses = time.perf_counter(), []
-        order = generator.permutation(len(y_train))
-        for step, lo in enumerate(range(0, len(order), batch)):
-            index = order[lo : lo + batch]
-            inputs = tuple(torch.from_numpy(values[index]).to(device) for values in inputs_train)
-            yb = torch.from_numpy(y_train[index]).to(device)
-            wb = torch.from_numpy(w_train[index]).to(device)
-            losses.append(train_step(model, optimizer, inputs, yb, cfg.ranker, wb))
-            if average is not None:
-                average.update()
-            if rank == 0 and step % 100 == 0:
-                log.info("ranker: epoch %d step %d loss %.4f", epoch, step, losses[-1])
-        metrics = {
+        started = time.perf_counter()
+        order = generator.permutation(len(shard.y))
+        batches = shard.batches(order, cfg.ranker.batch_size, device)
+        progress = f"epoch {epoch}" if rank == 0 else None
+        losses = train_epoch(model, optimizer, batches, cfg.ranker, average, progress)
+        metrics: dict[str, Any] = {
             "epoch": epoch,
             "train_loss": float(np.mean(losses)),
             "epoch_seconds": time.perf_counter() - started,
-            "rows_per_second": len(y_train) / (time.perf_counter() - started),
+            "rows_per_second": len(shard.y) / (time.perf_counter() - started),
         }
         kept = inner if average is None else average.averaged()
-        metrics |= {
-            f"val_{k}": v for k, v in eval_step(kept, inputs_val, y_val, cfg.ranker).items()
-        }
-        if best is None or metrics["val_loss"] < best[0]:
-            state = {k: v.detach().to("cpu", copy=True) for k, v in kept.state_dict().items()}
-            best = (metrics["val_loss"], epoch, state)
-        metrics["best_epoch"] = best[1]
-        last = epoch == cfg.ranker.epochs - 1
-        if rank == 0 and last:
-            with tempfile.TemporaryDirectory() as tmp:
-                torch.save(best[2], Path(tmp) / "model.pt")
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        else:
-            ray.train.report(metrics)
+        validation = eval_step(kept, shard.inputs_val, shard.y_val, cfg.ranker)
+        metrics |= {f"val_{k}": v for k, v in validation.items()}
+        best = keep_best(best, metrics["val_loss"], epoch, kept)
+        metrics["best_epoch"] = best.epoch
+        report_epoch(metrics, best, checkpoint=rank == 0 and epoch == cfg.ranker.epochs - 1)
 
 
-def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
-    """Fit the ranker with a TorchTrainer; save a RankerBundle under models/ranker; return metrics."""
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from pipelines.train.ray_runtime import ray_session
-
-    sizes = prepare_arrays(cfg)
-    arrays = np.load(cfg.paths.ranker_arrays(cfg.ranker.feature_set))
-    mask = log_mask(cfg.encoder.embedding_dim, cfg.ranker.feature_set)
-    normalizer = FeatureNormalizer.fit(arrays["x_train"], mask)
-    workers = cfg.ranker.num_workers
-    loop_config = {
+def loop_config(
+    cfg: FeedrankConfig, normalizer: FeatureNormalizer, mask: np.ndarray
+) -> dict[str, Any]:
+    """What every worker needs, as JSON-like values: the config, where the arrays are, the
+    model's inputs and the driver's normalizer statistics."""
+    return {
         "cfg": cfg.model_dump(mode="json", by_alias=True),
         "arrays_path": str(cfg.paths.ranker_arrays(cfg.ranker.feature_set)),
         "inputs": list(model_inputs(cfg.ranker)),
         "norm_mean": normalizer.mean.tolist(),
         "norm_std": normalizer.std.tolist(),
         "norm_log_mask": mask.tolist(),
-        "threads_per_worker": max(1, (torch.get_num_threads() or 2) // workers),
+        "threads_per_worker": max(1, (torch.get_num_threads() or 2) // cfg.ranker.num_workers),
     }
-    started = time.perf_counter()
-    with ray_session(cfg):
-        trainer = TorchTrainer(
-            train_loop_per_worker,
-            train_loop_config=loop_config,
-            scaling_config=ScalingConfig(
-                num_workers=workers,
-                use_gpu=cfg.ranker.use_gpu,
-                resources_per_worker=None if cfg.ranker.use_gpu else {"CPU": 1},
-            ),
-            run_config=RunConfig(
-                name=f"ranker-{int(time.time())}",
-                storage_path=str(cfg.paths.ray_results),
-            ),
-        )
-        result = trainer.fit()
-    seconds = time.perf_counter() - started
-    if result.checkpoint is None:
-        raise RuntimeError(f"ranker training produced no checkpoint (error: {result.error})")
-    with result.checkpoint.as_directory() as directory:
-        state = torch.load(Path(directory) / "model.pt", map_location="cpu", weights_only=True)
+
+
+def save_bundle(
+    cfg: FeedrankConfig, state: dict[str, Tensor], normalizer: FeatureNormalizer, train_rows: int
+) -> Path:
+    """The trained weights as a RankerBundle under ``cfg.paths.ranker_dir``; its directory."""
     model = RankerBundle.build(cfg.ranker, cfg.encoder.embedding_dim, normalizer)
     model.load_state_dict(state)
     meta = {
@@ -292,9 +365,37 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
         "ranker": cfg.ranker.model_dump(mode="json"),
         "sparse_fields": sparse_meta() if cfg.ranker.uses_sparse else [],
         "feature_names": list(feature_names(cfg.encoder.embedding_dim, cfg.ranker.feature_set)),
-        "trained_rows": sizes["train_rows"],
+        "trained_rows": train_rows,
     }
-    bundle_dir = RankerBundle(model, meta).save(cfg.paths.ranker_dir(cfg.ranker.feature_set))
+    return RankerBundle(model, meta).save(cfg.paths.ranker_dir(cfg.ranker.feature_set))
+
+
+def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
+    """Fit the ranker with a TorchTrainer; save a RankerBundle under models/ranker; return metrics."""
+    from pipelines.train.ray_runtime import ray_session
+    from pipelines.train.trainer import fit
+
+    sizes = prepare_arrays(cfg)
+    arrays = np.load(cfg.paths.ranker_arrays(cfg.ranker.feature_set))
+    mask = log_mask(cfg.encoder.embedding_dim, cfg.ranker.feature_set)
+    normalizer = FeatureNormalizer.fit(arrays["x_train"], mask)
+    started = time.perf_counter()
+    with ray_session(cfg):
+        result = fit(
+            train_loop_per_worker,
+            loop_config(cfg, normalizer, mask),
+            workers=cfg.ranker.num_workers,
+            use_gpu=cfg.ranker.use_gpu,
+            run_name=f"ranker-{int(time.time())}",
+            storage=cfg.paths.ray_results,
+            keep=1,  # the loop reports one checkpoint: the best epoch's, after the last
+        )
+    seconds = time.perf_counter() - started
+    if result.checkpoint is None:
+        raise RuntimeError(f"ranker training produced no checkpoint (error: {result.error})")
+    with result.checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    bundle_dir = save_bundle(cfg, state, normalizer, sizes["train_rows"])
     history = (
         result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
     )

@@ -16,15 +16,12 @@ from pipelines.event_log import EventLog, ServedItem
 from pipelines.ingest import served as served_module
 from pipelines.ingest.served import IMPRESSION_ID_OFFSET, ingest_served, request_id_int64
 from pipelines.validate import validate_lake
+from tests.utils.factories import ts
 
 pytestmark = pytest.mark.integration
 
 DAY_1, DAY_2 = "2026-03-02", "2026-03-03"
 UNKNOWN_TWEET, UNKNOWN_VIEWER = 999, 77
-
-
-def ts(text: str) -> pd.Timestamp:
-    return pd.Timestamp(text, tz="UTC")
 
 
 def write_lake(raw: Path) -> None:

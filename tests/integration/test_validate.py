@@ -11,14 +11,11 @@ import pytest
 from pipelines import schema
 from pipelines.config import FeedrankConfig
 from pipelines.validate import DataValidationError, validate_lake
+from tests.utils.factories import ts
 
 pytestmark = pytest.mark.integration
 
 DAY_1, DAY_2 = "2026-03-02", "2026-03-03"
-
-
-def ts(text: str) -> pd.Timestamp:
-    return pd.Timestamp(text, tz="UTC")
 
 
 def users() -> pd.DataFrame:

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from pipelines.features.batch import tweet_engagement, viewer_author, windowed_counts
-from pipelines.features.spec import feature_matrix, feature_names, request_time_features
+from pipelines.features.spec import (
+    REQUEST_FEATURES,
+    feature_matrix,
+    feature_names,
+    request_time_columns,
+    request_time_values,
+)
 
 T0 = pd.Timestamp("2026-03-02 00:00", tz="UTC")
 
@@ -73,24 +79,32 @@ def test_viewer_author_snapshots_are_stamped_after_their_day() -> None:
 
 
 def test_request_time_features_offline_equal_online() -> None:
+    when = at(25.5).timestamp()
     frame = pd.DataFrame(
         {
+            "request_time_s": [when, when],
             "tweet_created_s": [at(1).timestamp(), at(20).timestamp()],
             "tweet_language": ["en", "ja"],
             "viewer_language": ["en", "en"],
-            "in_network": [True, False],
+            "viewer_follows_author": [True, False],
             "tweet_embedding": [np.array([1.0, 0.0]), np.array([0.0, 1.0])],
             "viewer_embedding": [np.array([0.6, 0.8]), None],
         }
     )
-    when = at(25.5)
-    offline = request_time_features(frame, pd.Series([when, when]))
-    online = request_time_features(frame, when)
-    columns = ["tweet_age_hours", "hour_of_day", "day_of_week", "same_language", "in_network"]
-    pd.testing.assert_frame_equal(offline[columns], online[columns])
+    # Offline: Feast's on-demand view on the joined frame; online: the same function on plain
+    # columns (vectors as held matrices, a missing one NaN), as the serving path calls it.
+    offline = request_time_values(frame)
+    columns = {name: frame[name].to_numpy() for name in frame if not name.endswith("embedding")}
+    columns["tweet_embedding"] = np.array([[1.0, 0.0], [0.0, 1.0]])
+    columns["viewer_embedding"] = np.array([[0.6, 0.8], [np.nan, np.nan]])
+    online = request_time_columns(columns)
+    assert list(offline.columns) == list(REQUEST_FEATURES) == list(online)
+    pd.testing.assert_frame_equal(offline, pd.DataFrame(online, index=frame.index))
     assert offline["tweet_age_hours"].tolist() == [24.5, 5.5]
     assert offline["hour_of_day"].tolist() == [1.0, 1.0]
     assert offline["day_of_week"].tolist() == [1.0, 1.0]  # 2026-03-03 is a Tuesday
+    assert offline["same_language"].tolist() == [1.0, 0.0]
+    assert offline["in_network"].tolist() == [1.0, 0.0]
     assert offline["viewer_tweet_similarity"].iloc[0] == pytest.approx(0.6)
     assert np.isnan(offline["viewer_tweet_similarity"].iloc[1])
 

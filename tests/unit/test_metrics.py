@@ -50,6 +50,17 @@ def test_log_loss_by_hand_and_clipping() -> None:
     assert log_loss([1, 0], [0.8, 0.4]) == pytest.approx(-(math.log(0.8) + math.log(0.6)) / 2)
     # p = 0 for a positive is clipped to 1e-7: loss = -ln(1e-7) = 16.118..., finite.
     assert log_loss([1], [0.0]) == pytest.approx(-math.log(1e-7))
+    # p = 1 for a negative likewise: -ln(1 - (1 - 1e-7)) = -ln(1e-7); right answers at 0 and 1
+    # cost -ln(1 - 1e-7) ~ 1e-7 each. Mean over the four rows: (2 * 16.118 + 2 * 1e-7) / 4.
+    expected = (-2 * math.log(1e-7) - 2 * math.log(1 - 1e-7)) / 4
+    assert log_loss([0, 1, 1, 0], [1.0, 0.0, 1.0, 0.0]) == pytest.approx(expected)
+
+
+def test_log_loss_of_a_single_class_label_is_still_binary() -> None:
+    # Every label 1: -(ln 0.9 + ln 0.5) / 2; every label 0: -(ln 0.1 + ln 0.5) / 2.
+    assert log_loss([1, 1], [0.9, 0.5]) == pytest.approx(-(math.log(0.9) + math.log(0.5)) / 2)
+    assert log_loss([0, 0], [0.9, 0.5]) == pytest.approx(-(math.log(0.1) + math.log(0.5)) / 2)
+    assert math.isnan(log_loss([], []))
 
 
 def test_rce_of_the_true_rate_constant_is_zero() -> None:
@@ -130,6 +141,29 @@ def test_expected_calibration_error_by_hand() -> None:
     assert expected_calibration_error([1], [1.0], bins=10) == pytest.approx(0.0)
 
 
+def test_calibration_bins_hold_their_upper_edge_and_skip_empty_bins() -> None:
+    y = np.array([0, 1, 0, 1, 1, 0])
+    p = np.array([0.0, 0.25, 0.5, 0.75, 1.0, 0.85])
+    # bins=4 on [0, 1]: [0, .25] holds 0.0, 0.25 (y 0, 1); (.25, .5] holds 0.5 (y 0);
+    # (.5, .75] holds 0.75 (y 1); (.75, 1] holds 1.0, 0.85 (y 1, 0). No bin is empty.
+    mean_p, mean_y, count = calibration_curve(y, p, bins=4)
+    np.testing.assert_allclose(mean_p, [0.125, 0.5, 0.75, 0.925])
+    np.testing.assert_allclose(mean_y, [0.5, 0.0, 1.0, 0.5])
+    np.testing.assert_array_equal(count, [2, 1, 1, 2])
+    # ECE = (2 * 0.375 + 1 * 0.5 + 1 * 0.25 + 2 * 0.425) / 6 = 2.35 / 6
+    assert expected_calibration_error(y, p, bins=4) == pytest.approx(2.35 / 6)
+    # With 10 bins each row has a bin of its own: 6 of the 10 are filled, the 4 empty ones are
+    # left out of all three arrays.
+    mean_p, mean_y, count = calibration_curve(y, p, bins=10)
+    np.testing.assert_allclose(mean_p, [0.0, 0.25, 0.5, 0.75, 0.85, 1.0])
+    np.testing.assert_allclose(mean_y, [0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(count, [1, 1, 1, 1, 1, 1])
+    # A single-class label and an empty input are no errors.
+    np.testing.assert_allclose(calibration_curve(np.ones(2), [0.1, 0.9], bins=2)[1], [1.0, 1.0])
+    assert all(part.size == 0 for part in calibration_curve([], [], bins=4))
+    assert math.isnan(expected_calibration_error([], [], bins=4))
+
+
 def test_head_metrics_collects_every_metric() -> None:
     y = np.array([0, 0, 1, 1])
     p = np.array([0.1, 0.4, 0.35, 0.8])
@@ -157,6 +191,9 @@ def test_regression_metrics_by_hand() -> None:
     assert values["mean_label"] == pytest.approx(2.5)
     assert regression_metrics(y, np.full(4, 2.5))["r2"] == pytest.approx(0.0)  # the mean
     assert math.isnan(regression_metrics(np.ones(3), np.ones(3))["r2"])  # constant labels
+    assert math.isnan(regression_metrics(np.ones(3), np.zeros(3))["r2"])
+    assert regression_metrics(np.ones(3), np.zeros(3))["rmse"] == pytest.approx(1.0)
+    assert all(math.isnan(v) for v in regression_metrics([], []).values())
 
 
 def test_relative_score_is_rce_or_100_r2() -> None:

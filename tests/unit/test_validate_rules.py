@@ -12,10 +12,7 @@ from pipelines import schema
 from pipelines.validate import rules
 from pipelines.validate.quarantine import free_path
 from pipelines.validate.results import BatchOutcome, DataValidationError, ExpectationOutcome
-
-
-def ts(text: str) -> pd.Timestamp:
-    return pd.Timestamp(text, tz="UTC")
+from tests.utils.factories import ts
 
 
 @pytest.fixture

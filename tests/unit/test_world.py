@@ -142,3 +142,46 @@ def test_a_simulation_runs_its_days_once(tmp_path: Path, monkeypatch: pytest.Mon
     assert len(list(sim.days())) > 0
     with pytest.raises(RuntimeError, match="runs once"):
         next(sim.days())
+
+
+def test_the_true_logits_come_from_the_coefficient_table_by_hand() -> None:
+    from pipelines.world.simulate import ACTION_LOGITS, TERMS, true_logits_of
+
+    # One impression: a followed author in the viewer's language, a 10-hour-old tweet with an
+    # image, served on a weekday evening.
+    terms = {
+        "affinity": 0.5,
+        "follows": 1.0,
+        "follows_back": 0.0,
+        "past": np.log1p(2.0),
+        "popularity": 1.0,
+        "quality": 0.2,
+        "image": 1.0,
+        "video": 0.0,
+        "toxicity": 0.1,
+        "engaged_user": 0.0,
+        "author_activity": 0.0,
+        "age_hours": 10.0,
+        "language": 0.3,
+        "evening": 1.0,
+        "weekend": 0.0,
+        "length": 100.0,
+    }
+    logits, mean_log_dwell = true_logits_of({k: np.array([v]) for k, v in terms.items()})
+    assert set(logits) == set(ACTION_LOGITS) and set(terms) | {"context"} == set(TERMS)
+    # context = -0.03 * 10 h + 0.3 (same language) + 0.15 (evening) + 0.1 * 0 = 0.15
+    context = 0.15
+    past = np.log1p(2.0)  # 1.098612
+    # fav = -3.4 + 1.1 * 0.5 + 0.5 * 1 + 0.5 * past + 0.25 * 1 + 0.6 * 0.2 + 0.25 * 1 + 0.3 * 0
+    #       - 2.5 * 0.1 + context = -1.98 + context + 0.5 * past
+    assert logits["fav"][0] == pytest.approx(-1.98 + context + 0.5 * past)
+    # negative = -5.8 - 0.7 * 0.5 - 0.6 * 1 - 0.3 * past - 0.3 * 0.2 + 3.2 * 0.1 - 0.5 * 0.3
+    #          = -6.64 - 0.3 * past (no context)
+    assert logits["negative"][0] == pytest.approx(-6.64 - 0.3 * past)
+    # report = -8.8 - 0.3 * 0.5 - 0.5 * 1 + 4.5 * 0.1 = -9.0
+    assert logits["report"][0] == pytest.approx(-9.0)
+    # reply_engaged_by_author = -1.6 + 1.4 * 0 + 0.6 * past + 0.5 * 0 - 0.35 * 1 - 1.5 * 0.1
+    #                           + 0.3 = -1.8 + 0.6 * past
+    assert logits["reply_engaged_by_author"][0] == pytest.approx(-1.8 + 0.6 * past)
+    # log dwell (ms) = ln 3500 + 0.35 * 0.5 + 0.004 * 100 + 0.6 * 0 + 0.25 * 0.2 + 0.2 * 1
+    assert mean_log_dwell[0] == pytest.approx(np.log(3500.0) + 0.825)
