@@ -10,7 +10,6 @@ the baselines overall and still lose on new viewers or out-of-network tweets.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import pandas as pd
 from pipelines.config import FeedrankConfig
 from pipelines.evaluate.metrics import head_metrics, mean_ndcg_at_k, regression_metrics
 from pipelines.evaluate.report import write_report
+from pipelines.handoffs import EvaluationMetrics
 from pipelines.models.bundle import RankerBundle
 from pipelines.ranking import blend_scores
 from pipelines.schema import REGRESSION_HEADS, read_table
@@ -262,7 +262,8 @@ def score_models(
 
 
 def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
-    """Score the held-out days with every model, write metrics.json and the report with plots."""
+    """Score the held-out days with every model; the flat metrics go to the `EvaluationMetrics`
+    hand-off, the report with plots beside it. Returns the blended NDCG of every model."""
     arrays = np.load(cfg.paths.ranker_arrays(cfg.ranker.feature_set))
     truth = read_table(cfg.paths.truth, "truth")  # read once: coverage and the oracle
     held = held_out_rows(cfg, arrays, truth)
@@ -271,7 +272,7 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
     out = cfg.paths.evaluation
     written = write_report(results, out)
     metrics = flatten_metrics(results)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    EvaluationMetrics(**metrics).write(cfg)
     log.info("evaluate: blended NDCG@%d %s", cfg.promote.ndcg_k, results["ndcg"])
     for head in results["heads"]:
         metric = "r2" if head in REGRESSION_HEADS else "rce"
@@ -281,7 +282,8 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
             head,
             "  ".join(f"{m}={results['models'][m][head][metric]:.3f}" for m in predictions),
         )
-    return {"metrics": metrics, "report_files": [str(p) for p in written]}
+    ndcg = {key: value for key, value in metrics.items() if key.endswith("_ndcg")}
+    return {**ndcg, "report_files": len(written)}
 
 
 def flatten_metrics(results: dict[str, Any]) -> dict[str, float]:

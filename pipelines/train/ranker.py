@@ -9,7 +9,6 @@ sparse ids when the ranker uses them, ``y`` labels, per split); each worker read
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import tempfile
 import time
@@ -28,13 +27,13 @@ from torch.optim.swa_utils import AveragedModel
 from pipelines.config import FeedrankConfig, RankerConfig
 from pipelines.features.sparse import sparse_ids
 from pipelines.features.spec import feature_matrix, feature_names, log_mask
+from pipelines.handoffs import RankerTraining
 from pipelines.models.bundle import RankerBundle, sparse_meta
 from pipelines.models.losses import downsampling_weights, multitask_loss
 from pipelines.models.masknet import FeatureNormalizer
 
 log = logging.getLogger(__name__)
 
-VALIDATION_START = 0.95  # share of the training rows (by time) before the validation rows
 CHECKPOINT_FILE = "model.pt"  # the best epoch's state_dict in the run's checkpoint
 
 
@@ -201,12 +200,18 @@ class RankerShard:
 
     @classmethod
     def load(
-        cls, arrays_path: str, inputs: Sequence[str], rank: int, world: int, device: torch.device
+        cls,
+        arrays_path: str,
+        inputs: Sequence[str],
+        validation_share: float,
+        rank: int,
+        world: int,
+        device: torch.device,
     ) -> RankerShard:
         arrays = np.load(arrays_path)
         inputs_all = [arrays[f"{name}_train"] for name in inputs]
         y_all = arrays["y_train"]
-        cut = int(len(y_all) * VALIDATION_START)
+        cut = int(len(y_all) * (1.0 - validation_share))
         return cls(
             inputs=[values[rank:cut:world] for values in inputs_all],
             y=y_all[rank:cut:world],
@@ -308,7 +313,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
-    shard = RankerShard.load(config["arrays_path"], config["inputs"], rank, world, device)
+    shard = RankerShard.load(
+        config["arrays_path"], config["inputs"], cfg.ranker.validation_share, rank, world, device
+    )
     model: nn.Module = ray.train.torch.prepare_model(worker_model(cfg, config))
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg.ranker.lr, weight_decay=cfg.ranker.weight_decay
@@ -399,16 +406,16 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
     history = (
         result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
     )
-    summary = {
-        "seconds": seconds,
-        "train_rows": sizes["train_rows"],
-        "test_rows": sizes["test_rows"],
-        "final": result.metrics or {},
-        "history": history,
-        "bundle_dir": str(bundle_dir),
-    }
-    (bundle_dir / "training.json").write_text(json.dumps(summary, indent=2, default=float))
+    summary = RankerTraining(
+        seconds=seconds,
+        train_rows=sizes["train_rows"],
+        test_rows=sizes["test_rows"],
+        final=result.metrics or {},
+        history=history,
+        bundle_dir=str(bundle_dir),
+    )
+    summary.write(cfg)
     log.info(
         "ranker: trained in %.1f s on %d rows: %s", seconds, sizes["train_rows"], result.metrics
     )
-    return summary
+    return summary.model_dump()
