@@ -132,8 +132,8 @@ def main(
         print(f"embed batch {batch_size}: {embed_rates[str(batch_size)]:.1f} tweets/s")
     del embedder
 
-    from pipelines.train.batch_inference import embed_texts
-    from pipelines.train.ray_runtime import ray_session
+    from pipelines.models.batch_inference import embed_texts
+    from pipelines.ray_runtime import ray_session
 
     ray_data_rate: float | None = None
     train: dict[int, dict[str, float]] = {}

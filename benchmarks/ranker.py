@@ -44,8 +44,8 @@ import torch
 import typer
 
 from pipelines.config import FeedrankConfig, load_config
-from pipelines.features.sparse import sparse_ids
-from pipelines.features.spec import feature_matrix
+from pipelines.inputs.sparse import sparse_ids
+from pipelines.inputs.spec import feature_matrix
 from pipelines.models.bundle import RankerBundle
 from pipelines.train import ranker as ranker_training
 from pipelines.train.ranker import prepare_arrays
@@ -182,7 +182,7 @@ def main(
     print(f"{cfg.ranker.architecture} ranker, training set {cfg.paths.training_set}")
     print(f"{torch.get_num_threads()} torch threads, load average {load_start:.2f}")
 
-    from pipelines.train.ray_runtime import ray_session
+    from pipelines.ray_runtime import ray_session
 
     train: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ranker-") as tmp:

@@ -1,7 +1,7 @@
 """feedrank's Feast definitions: entities, file sources, feature views and one service per model.
 
 Every field (name, type, description), view, push source and service is stated once, as data, in
-`pipelines.features.catalog`; this file declares the Feast objects by name and builds each from its
+`pipelines.inputs.catalog`; this file declares the Feast objects by name and builds each from its
 catalog entry. Sources are the parquet files of the resolved config's artifact map
 (`cfg.paths.feature_table`), TTLs its `features.ttl_days`: the pipeline hands its config over with
 `pipelines.features.store.configure_environment`. The same definitions serve training
@@ -25,8 +25,8 @@ from feast.data_source import DataSource
 from feast.on_demand_feature_view import OnDemandFeatureView, on_demand_feature_view
 from feast.types import Array, FeastType, Float32, Float64, Int64, String
 
-from pipelines.features import catalog
 from pipelines.features.store import repo_feedrank_config
+from pipelines.inputs import catalog
 
 CFG = repo_feedrank_config()
 TTLS: dict[str, timedelta] = {
@@ -166,7 +166,7 @@ request_context = _request_source("request_context")
     description=_on_demand_description("request_time"),
 )
 def request_time(inputs: pd.DataFrame) -> pd.DataFrame:
-    from pipelines.features.spec import request_time_values
+    from pipelines.inputs.spec import request_time_values
 
     return request_time_values(inputs)
 
@@ -188,7 +188,7 @@ def request_time(inputs: pd.DataFrame) -> pd.DataFrame:
     description=_on_demand_description("request_affinity"),
 )
 def request_affinity(inputs: pd.DataFrame) -> pd.DataFrame:
-    from pipelines.features.spec import affinity_values
+    from pipelines.inputs.spec import affinity_values
 
     return affinity_values(inputs)
 

@@ -29,7 +29,7 @@ from ray.serve.handle import DeploymentHandle
 
 from pipelines.config import FeedrankConfig, load_config
 from pipelines.event_log import EventLog
-from pipelines.features.spec import FeatureTable
+from pipelines.inputs.spec import FeatureTable
 from pipelines.models.bundle import InputSpec, frame_inputs, pack_inputs, unpack_inputs
 from serving.api import make_api
 from serving.candidates.retrieval import EmbeddingRetriever

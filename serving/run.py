@@ -24,10 +24,10 @@ def base_url(cfg: FeedrankConfig) -> str:
 def start(cfg: FeedrankConfig, blocking: bool = False) -> str:
     """Deploy the app with `cfg` on HTTP ``serve.host:serve.port``; returns the base URL.
 
-    Initializes Ray through `pipelines.train.ray_runtime.init_ray`. Returns once every deployment
+    Initializes Ray through `pipelines.ray_runtime.init_ray`. Returns once every deployment
     is running; with `blocking`, serves until Ctrl-C and then shuts Serve down.
     """
-    from pipelines.train.ray_runtime import init_ray
+    from pipelines.ray_runtime import init_ray
 
     init_ray(cfg)
     serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})

@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.features import graph, spec
-from pipelines.features.catalog import ENGAGEMENT_DECAY_HOURS
-from pipelines.features.sparse import hashtag_lists, text_ngram_ids
-from pipelines.features.spec import HASHTAG_DIM, epoch_seconds
+from pipelines.features import graph
 from pipelines.features.training_set import split_boundary
+from pipelines.inputs import spec
+from pipelines.inputs.catalog import ENGAGEMENT_DECAY_HOURS
+from pipelines.inputs.sparse import hashtag_lists, text_ngram_ids
+from pipelines.inputs.spec import HASHTAG_DIM, epoch_seconds
 from pipelines.schema import ENGAGEMENTS, read_table
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.features.spec import epoch_seconds
+from pipelines.inputs.spec import epoch_seconds
 
 
 def tweet_embedding_table(
@@ -232,9 +232,9 @@ def embed(cfg: FeedrankConfig) -> dict[str, int]:
     fresh tweets get their topic from the same clusters."""
     from pipelines.features.batch import engagement_events, write_feature_table
     from pipelines.features.training_set import split_boundary
+    from pipelines.models.batch_inference import embed_texts
     from pipelines.models.text_encoder import TextEmbedder
     from pipelines.schema import read_table
-    from pipelines.train.batch_inference import embed_texts
 
     tweets = read_table(cfg.paths.raw, "tweets")
     vectors = embed_texts(cfg, cfg.paths.encoder_dir, tweets["text"].tolist())

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.features import catalog
-from pipelines.features.spec import TWEET_ENGAGEMENT_FEATURES, epoch_seconds
 from pipelines.features.store import feature_store
+from pipelines.inputs import catalog
+from pipelines.inputs.spec import TWEET_ENGAGEMENT_FEATURES, epoch_seconds
 
 DECAYED = "tweet_engagements_decayed_at_snapshot"
 # Who engaged in the last 3 days (ids, newest first): the viewer's-network counts read them.

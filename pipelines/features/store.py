@@ -40,7 +40,7 @@ import pandas as pd
 import yaml
 
 from pipelines.config import REPO_ROOT, FeedrankConfig, load_config
-from pipelines.features import catalog
+from pipelines.inputs import catalog
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.features.spec import epoch_seconds
 from pipelines.features.store import historical_features
+from pipelines.inputs.spec import epoch_seconds
 from pipelines.schema import BINARY_ACTIONS, DWELL_THRESHOLD_MS, read_table
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from pipelines.config import RankerConfig
-from pipelines.features.sparse import SPARSE_FIELDS, sparse_ids
-from pipelines.features.spec import FeatureTable, feature_matrix, feature_names
+from pipelines.inputs.sparse import SPARSE_FIELDS, sparse_ids
+from pipelines.inputs.spec import FeatureTable, feature_matrix, feature_names
 from pipelines.models.masknet import FeatureNormalizer, ParallelMaskNet
 
 
@@ -98,7 +98,7 @@ class RankerBundle:
     ) -> dict[str, np.ndarray]:
         """x [N, F] raw features, ids [N, S] sparse ids -> {head: probabilities [N]}.
 
-        ``ids`` comes from :func:`pipelines.features.sparse.sparse_ids` with the bundle's
+        ``ids`` comes from :func:`pipelines.inputs.sparse.sparse_ids` with the bundle's
         ``sparse_buckets``; None, for a sparse bundle, scores every sparse value as missing.
         """
         if ids is not None and len(ids) != len(x):

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from pipelines.config import RankerConfig
-from pipelines.features.sparse import field_slots
+from pipelines.inputs.sparse import field_slots
 from pipelines.schema import REGRESSION_HEADS
 
 STD_FLOOR = 1e-6
@@ -184,7 +184,7 @@ class SparseEmbedder(nn.Module):
     """Embeds hashed sparse ids: one shared table, mean-pooled per field.
 
     Every slot of every field looks up the same ``nn.Embedding(buckets, E, padding_idx=0)``
-    (fields are told apart by salting their hashes, see :func:`pipelines.features.sparse.sparse_ids`);
+    (fields are told apart by salting their hashes, see :func:`pipelines.inputs.sparse.sparse_ids`);
     each field's vector is the mean over its non-padding slots, and 0 when all of them are padding,
     so a missing value adds nothing.
 

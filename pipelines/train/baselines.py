@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from pipelines.config import FeedrankConfig
-from pipelines.features.spec import log_mask
+from pipelines.inputs.spec import log_mask
 from pipelines.models.masknet import FeatureNormalizer
 
 if TYPE_CHECKING:

@@ -45,7 +45,7 @@ from pipelines.models.text_encoder import (
     load_tokenizer,
     resolve_model_path,
 )
-from pipelines.train.ray_runtime import init_ray
+from pipelines.ray_runtime import init_ray
 from pipelines.train.trainer import fit
 
 logger = logging.getLogger(__name__)
@@ -455,7 +455,7 @@ def train_encoder(
 ) -> dict[str, Any]:
     """Fine-tune the encoder with Ray Train and copy the final embedder directory to ``out_dir``.
 
-    Starts (or joins) Ray via :func:`~pipelines.train.ray_runtime.init_ray` unless it is up.
+    Starts (or joins) Ray via :func:`~pipelines.ray_runtime.init_ray` unless it is up.
     ``checkpoint_every``: steps between intermediate (resumable) checkpoints; None = final only.
     Checkpoints go to ``<state root>/ray_results/<run name>``: on a multi-node cluster that root
     must be shared storage.
@@ -504,7 +504,7 @@ def train_text_encoder(cfg: FeedrankConfig) -> dict[str, Any]:
     """Fine-tune the two-tower text encoder on engagement pairs with Ray Train (the
     `train_encoder` step): pairs from the lake, the embedder to the artifact map's `encoder_dir`,
     how it went to the `EncoderTraining` hand-off."""
-    from pipelines.train.ray_runtime import ray_session
+    from pipelines.ray_runtime import ray_session
 
     pairs = write_training_pairs(cfg, cfg.paths.encoder_pairs)
     with ray_session(cfg):

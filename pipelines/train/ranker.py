@@ -25,9 +25,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
 from pipelines.config import FeedrankConfig, RankerConfig
-from pipelines.features.sparse import sparse_ids
-from pipelines.features.spec import feature_matrix, feature_names, log_mask
 from pipelines.handoffs import RankerTraining
+from pipelines.inputs.sparse import sparse_ids
+from pipelines.inputs.spec import feature_matrix, feature_names, log_mask
 from pipelines.models.bundle import RankerBundle, sparse_meta
 from pipelines.models.losses import downsampling_weights, multitask_loss
 from pipelines.models.masknet import FeatureNormalizer
@@ -379,7 +379,7 @@ def save_bundle(
 
 def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
     """Fit the ranker with a TorchTrainer; save a RankerBundle under models/ranker; return metrics."""
-    from pipelines.train.ray_runtime import ray_session
+    from pipelines.ray_runtime import ray_session
     from pipelines.train.trainer import fit
 
     sizes = prepare_arrays(cfg)

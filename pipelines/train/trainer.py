@@ -30,7 +30,7 @@ def fit(
     """Run ``loop`` on a TorchTrainer and return its result (the last reported metrics and
     checkpoint, ``metrics_dataframe``, ``error``).
 
-    Ray must be up (:func:`pipelines.train.ray_runtime.init_ray` or ``ray_session``).
+    Ray must be up (:func:`pipelines.ray_runtime.init_ray` or ``ray_session``).
 
     Args:
         loop: the ``train_loop_per_worker``, called with ``loop_config`` on every worker.

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.features.spec import FeatureTable
+from pipelines.inputs.spec import FeatureTable
 from pipelines.ranking import blend_scores
 from serving.candidates.world_index import WorldIndex
 from serving.engine.errors import NotFoundError

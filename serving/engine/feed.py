@@ -34,7 +34,7 @@ from pipelines.event_log import (
     ServedItem,
     UnservedItemError,
 )
-from pipelines.features.spec import FeatureTable, row_count
+from pipelines.inputs.spec import FeatureTable, row_count
 from serving.candidates.filters import apply_filters
 from serving.candidates.sources import CandidateGenerator, FeedContext
 from serving.candidates.world_index import WorldIndex

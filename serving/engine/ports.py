@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from pipelines.features.spec import FeatureTable
+from pipelines.inputs.spec import FeatureTable
 
 # Scores feature rows (columns or a frame) into head -> probabilities [N]; awaitable (a Serve
 # handle call).

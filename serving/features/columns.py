@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.features.spec import LIST_LIKE
+from pipelines.inputs.spec import LIST_LIKE
 from serving.features.plan import ViewPlan
 from serving.features.readers import Row
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.features.spec import present_rows
+from pipelines.inputs.spec import present_rows
 from serving.features.values import object_column
 
 # Hydrated features: name -> [N] values, or [N, D] float32 for a vector feature (rows of NaN where

@@ -10,7 +10,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from pipelines.features.spec import ON_DEMAND_COLUMNS
+from pipelines.inputs.spec import ON_DEMAND_COLUMNS
 from serving.features.frames import framed
 from serving.features.plan import OnDemandPlan
 from serving.features.values import column_kind, frame_column

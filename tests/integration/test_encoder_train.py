@@ -11,8 +11,8 @@ import torch
 
 from pipelines.config import EncoderConfig, FeedrankConfig
 from pipelines.models.text_encoder import TextEmbedder, in_batch_softmax_loss
+from pipelines.ray_runtime import ray_session
 from pipelines.train.encoder import build_pairs, train_encoder
-from pipelines.train.ray_runtime import ray_session
 
 pytestmark = pytest.mark.integration
 

@@ -123,7 +123,7 @@ def _hydrate_one(cfg: FeedrankConfig, tweet_id: int, author_id: int) -> pd.DataF
 
 def test_pushed_counts_are_served_without_a_batch_rerun(trained_cfg: FeedrankConfig) -> None:
     from pipelines.features.freshness import push_tweet_engagement
-    from pipelines.features.spec import TWEET_ENGAGEMENT_FEATURES
+    from pipelines.inputs.spec import TWEET_ENGAGEMENT_FEATURES
 
     tweets = pd.read_parquet(trained_cfg.paths.raw / "tweets")
     tweet = tweets.iloc[-1]
@@ -191,7 +191,7 @@ def test_affinity_values_are_the_same_offline_and_online(trained_cfg: FeedrankCo
     """`request_affinity` gives a training row and a serving request the same values wherever
     both read the same stored inputs (online holds each view's newest row, offline the row known
     at impression time, so rows whose inputs changed since are skipped)."""
-    from pipelines.features.spec import AFFINITY_FEATURES
+    from pipelines.inputs.spec import AFFINITY_FEATURES
     from serving.features.sdk import OnlineFeatures
 
     inputs = {

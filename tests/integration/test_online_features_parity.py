@@ -89,8 +89,8 @@ def test_fast_path_equals_the_sdk_on_the_trained_world(trained_cfg: FeedrankConf
 
     # What the ranker is given: the same matrices from the served columns (vectors as matrices,
     # no frame) as from the SDK's frame.
-    from pipelines.features.sparse import sparse_ids
-    from pipelines.features.spec import feature_matrix
+    from pipelines.inputs.sparse import sparse_ids
+    from pipelines.inputs.spec import feature_matrix
 
     served = fast.hydrate(viewer, candidates, now)
     dim = trained_cfg.encoder.embedding_dim

@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 
 from pipelines.config import FeedrankConfig, PathsConfig, load_config
-from pipelines.features import catalog, spec
 from pipelines.features.store import (
     REPO_CONFIG_ENV,
     configure_environment,
     repo_feedrank_config,
 )
+from pipelines.inputs import catalog, spec
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,8 +21,8 @@ from pipelines.features.batch import (
     viewer_author,
 )
 from pipelines.features.embeddings import author_content_table
-from pipelines.features.sparse import text_ngram_ids
-from pipelines.features.spec import (
+from pipelines.inputs.sparse import text_ngram_ids
+from pipelines.inputs.spec import (
     AFFINITY_FEATURES,
     HASHTAG_DIM,
     affinity_values,
@@ -240,7 +240,7 @@ def test_text_ngram_ids_are_stable_and_nonzero() -> None:
 
 
 def test_the_no_text_set_reads_nothing_derived_from_the_text() -> None:
-    from pipelines.features.spec import DENSE_FEATURES, feature_matrix, feature_names
+    from pipelines.inputs.spec import DENSE_FEATURES, feature_matrix, feature_names
 
     names = feature_names(4, "no_text")
     assert not any(n.startswith(("tweet_embedding", "viewer_embedding")) for n in names)
@@ -289,7 +289,7 @@ def _feast_on_demand_views() -> dict[str, Any]:
 def test_on_demand_functions_give_the_same_on_columns_as_on_frames() -> None:
     """Serving runs the on-demand views' functions on columns (vectors as matrices), Feast on
     frames: the values must not depend on which."""
-    from pipelines.features.spec import ON_DEMAND_COLUMNS, REQUEST_FEATURES, request_time_columns
+    from pipelines.inputs.spec import ON_DEMAND_COLUMNS, REQUEST_FEATURES, request_time_columns
 
     viewer = unit_rows(np.eye(HASHTAG_DIM, dtype=np.float32)[[0]])[0]
     now = at(30).timestamp()
@@ -341,8 +341,8 @@ def test_on_demand_functions_give_the_same_on_columns_as_on_frames() -> None:
 
 
 def test_model_inputs_are_the_same_from_columns_as_from_a_frame() -> None:
-    from pipelines.features.sparse import sparse_ids
-    from pipelines.features.spec import dense_features, feature_matrix
+    from pipelines.inputs.sparse import sparse_ids
+    from pipelines.inputs.spec import dense_features, feature_matrix
 
     rng = np.random.default_rng(0)
     n = 6

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipelines.features.batch import tweet_engagement, viewer_author, windowed_counts
-from pipelines.features.spec import (
+from pipelines.inputs.spec import (
     REQUEST_FEATURES,
     feature_matrix,
     feature_names,
@@ -110,7 +110,7 @@ def test_request_time_features_offline_equal_online() -> None:
 
 
 def test_feature_matrix_has_the_spec_columns_in_order() -> None:
-    from pipelines.features.spec import DENSE_FEATURES
+    from pipelines.inputs.spec import DENSE_FEATURES
 
     frame = pd.DataFrame({name: [1.0, np.nan] for name in DENSE_FEATURES})
     frame["tweet_embedding"] = [np.ones(3), None]
@@ -126,7 +126,7 @@ def test_feature_matrix_has_the_spec_columns_in_order() -> None:
 
 
 def test_days_to_next_holiday_by_hand() -> None:
-    from pipelines.features.spec import days_to_next_holiday
+    from pipelines.inputs.spec import days_to_next_holiday
 
     stamps = [
         pd.Timestamp("2026-03-02", tz="UTC"),  # next is Jul 4: beyond the 60-day horizon

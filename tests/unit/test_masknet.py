@@ -14,8 +14,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from pipelines.config import RankerConfig
-from pipelines.features.sparse import field_slots, sparse_width
-from pipelines.features.spec import feature_names
+from pipelines.inputs.sparse import field_slots, sparse_width
+from pipelines.inputs.spec import feature_names
 from pipelines.models.bundle import RankerBundle, sparse_meta
 from pipelines.models.losses import multitask_loss
 from pipelines.models.masknet import (

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from pipelines.config import RankerConfig
-from pipelines.features.sparse import (
+from pipelines.inputs.sparse import (
     MAX_NGRAMS,
     SPARSE_FIELDS,
     field_slices,

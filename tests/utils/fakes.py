@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.features.spec import FeatureTable
+from pipelines.inputs.spec import FeatureTable
 from pipelines.schema import HEADS
 from serving.engine.ports import ArmModel
 

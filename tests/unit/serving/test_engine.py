@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from pipelines.features.spec import FeatureTable
+from pipelines.inputs.spec import FeatureTable
 from pipelines.schema import HEADS
 from serving.api import make_api
 from serving.candidates.world_index import WorldIndex

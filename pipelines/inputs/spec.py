@@ -17,8 +17,8 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
-from pipelines.features import catalog
-from pipelines.features.catalog import ENGAGEMENT_DECAY_HOURS
+from pipelines.inputs import catalog
+from pipelines.inputs.catalog import ENGAGEMENT_DECAY_HOURS
 
 # Feature rows as a frame, or as columns: name -> [N] array, or [N, D] float matrix for a vector
 # feature (a row of NaN where the vector is missing). Serving hands columns to the model without

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.features.spec import LIST_LIKE, FeatureTable, flat_ids, row_count
+from pipelines.inputs.spec import LIST_LIKE, FeatureTable, flat_ids, row_count
 
 # Hashed text ids live in [1, TEXT_ID_SPACE); 0 is reserved for padding.
 TEXT_ID_SPACE = 2**31 - 1

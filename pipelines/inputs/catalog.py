@@ -2,7 +2,7 @@
 
 Each feature view, request source and on-demand view lists its fields with a dtype kind, a
 description and what the ranker does with them. `feature_repo/definitions.py` builds the Feast
-objects from it; `pipelines.features.spec` derives the ranker's feature lists from it. Pure data and
+objects from it; `pipelines.inputs.spec` derives the ranker's feature lists from it. Pure data and
 the standard library only: serving imports it (through spec) on its request path, so no feast and no
 torch here.
 

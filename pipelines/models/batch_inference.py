@@ -35,7 +35,7 @@ def embed_texts(cfg: FeedrankConfig, model_dir: Path, texts: list[str]) -> np.nd
     """Texts [N] -> embeddings [N, D] with a pool of Ray Data actors (one CPU each)."""
     import ray
 
-    from pipelines.train.ray_runtime import ray_session
+    from pipelines.ray_runtime import ray_session
 
     started = time.perf_counter()
     frame = pd.DataFrame({"row": np.arange(len(texts)), "text": texts})
