@@ -7,9 +7,11 @@ is checked by the endpoint, which answers the same 422 shape naming ``limit``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+
+from pipelines.event_log import ENGAGEMENT_ACTIONS
 
 Arm = Literal["champion", "challenger"]
 # The candidate sources of the home feed (serving.candidates.sources), in priority order.
@@ -23,19 +25,20 @@ Source = Literal[
 # What a feed answered with when part of its pipeline failed or ran out of time.
 FeatureMode = Literal["online", "cached", "default"]
 RankingMode = Literal["model", "reverse_chronological"]
-# What a client may record on a served item (POST /engagement).
-Action = Literal[
-    "fav",
-    "reply",
-    "retweet",
-    "quote",
-    "profile_click",
-    "negative",
-    "report",
-    "dwell",
-    "block",
-    "mute",
-    "show_fewer",
+
+
+def _recordable(action: str) -> str:
+    if action not in ENGAGEMENT_ACTIONS:
+        raise ValueError(f"unknown action {action!r}; one of {list(ENGAGEMENT_ACTIONS)}")
+    return action
+
+
+# What a client may record on a served item (POST /engagement): the event log's vocabulary,
+# checked on input and listed as an enum in the OpenAPI schema.
+Action = Annotated[
+    str,
+    AfterValidator(_recordable),
+    WithJsonSchema({"type": "string", "enum": list(ENGAGEMENT_ACTIONS)}),
 ]
 SectionName = Literal["main", "low_quality"]
 

@@ -381,9 +381,16 @@ def test_warm_up_reads_features_for_viewers_with_candidates(tmp_path: Path) -> N
 
 
 def test_the_api_accepts_exactly_the_actions_the_event_log_records() -> None:
-    from typing import get_args
+    import pydantic
 
-    from pipelines.event_log import ENGAGEMENT_ACTIONS
-    from serving.schemas import Action
+    from pipelines.event_log import ENGAGEMENT_ACTIONS, RECORDABLE_ACTIONS
+    from serving.schemas import EngagementRequest
 
-    assert set(get_args(Action)) == set(ENGAGEMENT_ACTIONS)
+    body = {"request_id": "0" * 32, "user_id": 1, "tweet_id": 2}
+    for action in ENGAGEMENT_ACTIONS:
+        assert EngagementRequest(**body, action=action).action == action
+    for action in ("like", *set(RECORDABLE_ACTIONS) - set(ENGAGEMENT_ACTIONS)):
+        with pytest.raises(pydantic.ValidationError, match="action"):
+            EngagementRequest(**body, action=action)
+    schema = EngagementRequest.model_json_schema()["properties"]["action"]
+    assert schema["enum"] == list(ENGAGEMENT_ACTIONS)
