@@ -44,7 +44,7 @@ def test_an_unknown_step_is_named_with_the_known_ones() -> None:
 
 
 def test_a_step_summary_keeps_scalars_and_its_wall_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = Step("fake", "tests.unit.test_steps:fake_step", "a fake step")
+    fake = Step("fake", "tests.unit.pipelines.test_steps:fake_step", "a fake step")
     monkeypatch.setitem(steps.STEPS_BY_NAME, "fake", fake)
     summary = run_step("fake", "smoke")
     assert summary["rows"] == 3 and summary["name"] == "smoke"

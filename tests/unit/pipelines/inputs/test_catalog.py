@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.config import FeedrankConfig, PathsConfig, load_config
+from pipelines.config import REPO_ROOT, FeedrankConfig, PathsConfig, load_config
 from pipelines.features.store import (
     REPO_CONFIG_ENV,
     configure_environment,
@@ -22,7 +22,7 @@ from pipelines.features.store import (
 )
 from pipelines.inputs import catalog, spec
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 
 # The model's inputs as trained models know them; a change here is a change of every model's input
 # layout, so these are literal on purpose.

@@ -3,14 +3,13 @@ rates, viewer-author shares, and that none of them sees a value from its future.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.config import FeedrankConfig, WorldConfig
+from pipelines.config import REPO_ROOT, FeedrankConfig, WorldConfig
 from pipelines.features.batch import (
     hashtag_idf,
     hashtag_profiles,
@@ -277,7 +276,7 @@ def _feast_on_demand_views() -> dict[str, Any]:
 
     from feast.on_demand_feature_view import OnDemandFeatureView
 
-    path = Path(__file__).resolve().parents[2] / "feature_repo" / "definitions.py"
+    path = REPO_ROOT / "feature_repo" / "definitions.py"
     spec = importlib.util.spec_from_file_location("feature_repo_definitions", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
