@@ -17,14 +17,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import ray
 
-from pipelines.config import FeedrankConfig
+from pipelines.config import REPO_ROOT, FeedrankConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PACKAGE_DIR = REPO_ROOT / "pipelines"
+PACKAGE_DIR = REPO_ROOT / "pipelines"  # shipped to a cluster's workers as a py_module
 
 
 def _prepare_env() -> None:
