@@ -9,5 +9,5 @@ from pipelines import ray_runtime
 
 
 def test_the_package_shipped_to_a_cluster_is_this_checkouts_pipelines() -> None:
-    assert ray_runtime.PACKAGE_DIR == Path(pipelines.__file__).resolve().parent
+    assert Path(pipelines.__file__).resolve().parent == ray_runtime.PACKAGE_DIR
     assert (ray_runtime.PACKAGE_DIR / "steps.py").is_file()
