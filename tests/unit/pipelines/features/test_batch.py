@@ -14,12 +14,7 @@ from pipelines.inputs.spec import (
     request_time_columns,
     request_time_values,
 )
-
-T0 = pd.Timestamp("2026-03-02 00:00", tz="UTC")
-
-
-def at(hours: float) -> pd.Timestamp:
-    return T0 + pd.Timedelta(hours=hours)
+from tests.utils.factories import at
 
 
 def test_windowed_counts_by_hand() -> None:

@@ -29,12 +29,7 @@ from pipelines.inputs.spec import (
     network_counts,
     topic_rate,
 )
-
-T0 = pd.Timestamp("2026-03-02 00:00", tz="UTC")
-
-
-def at(hours: float) -> pd.Timestamp:
-    return T0 + pd.Timedelta(hours=hours)
+from tests.utils.factories import at
 
 
 def test_recent_actors_keep_the_window_newest_first_and_distinct() -> None:
