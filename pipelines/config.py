@@ -196,6 +196,30 @@ class PathsConfig(StrictModel):
         """The key that signs feed cursors, shared by every replica."""
         return self.serving_events.with_name("cursor.key")
 
+    # -- the living world -----------------------------------------------------------------------
+    @property
+    def clock(self) -> Path:
+        """The simulated clock: the one "now" of the world, the pipeline and the service (JSON)."""
+        return self.root_dir / "clock.json"
+
+    @property
+    def world_state(self) -> Path:
+        """The simulated world's persisted latent state (users, graph, tweet log, rng), so that
+        later days go on from where the bootstrap (or the last day of traffic) left it."""
+        return self.root_dir / "world"
+
+    @property
+    def served_truth(self) -> Path:
+        """True probabilities of what simulated users were served, written by `feedrank traffic`
+        (parquet per day, keyed by request_id and tweet_id); `ingest_served` moves them into the
+        truth table beside the impressions they belong to. Evaluation only."""
+        return self.world_state / "served_truth"
+
+    @property
+    def traffic_reports(self) -> Path:
+        """Per-day figures of simulated traffic runs (JSON)."""
+        return self.root_dir / "reports" / "traffic"
+
     @property
     def airflow_home(self) -> Path:
         return self.root_dir / "airflow"
@@ -610,6 +634,62 @@ class ServeConfig(StrictModel):
         return self
 
 
+class TrainConfig(StrictModel):
+    window_days: int = Field(
+        14,
+        ge=3,
+        description="Sliding window of retraining: the newest days of the lake (bootstrap and "
+        "served) that the training set and its held-out days are drawn from.",
+    )
+    served_holdout_days: int = Field(
+        1,
+        ge=1,
+        description="Once the lake holds served days, the newest this many of them are held out "
+        "for evaluation (before that, the last ranker.test_days days of the bootstrap).",
+    )
+
+
+class TrafficConfig(StrictModel):
+    url: str | None = Field(
+        None, description="Base URL of the service; default http://<serve.host>:<serve.port>."
+    )
+    concurrency: int = Field(
+        8, ge=1, description="Simulated users' requests in flight at once (bounded)."
+    )
+    tick_minutes: float = Field(
+        15.0,
+        gt=0,
+        le=60,
+        description="The simulated clock advances a tick at a time: the sessions starting in a "
+        "tick run concurrently at its time, and the tweets of a tick are posted before them.",
+    )
+    page_size: int = Field(10, ge=1, le=100, description="Items a simulated user asks per page.")
+    continue_probability: float = Field(
+        0.9,
+        gt=0,
+        lt=1,
+        description="Stopping rule: after each viewed item the user goes on with this chance "
+        "(less after a negative, more after an engagement; see pipelines/world/users.py).",
+    )
+    attention_decay: float = Field(
+        0.08,
+        ge=0,
+        description="Position bias: the chance to engage with an item seen at page position k is "
+        "scaled by 1 / (1 + attention_decay * k).",
+    )
+    max_pages: int = Field(5, ge=1, description="Most pages one session pages through.")
+    conversation_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Chance that a viewed item with replies makes the user open its conversation.",
+    )
+    retries: int = Field(
+        8, ge=0, description="Retries of a failed request (connection error or 5xx), with backoff."
+    )
+    timeout_s: float = Field(30.0, gt=0, description="HTTP timeout of one request.")
+
+
 class FeedrankConfig(StrictModel):
     name: str = Field("default", description="Name of this config.")
     paths: PathsConfig = Field(default_factory=PathsConfig)
@@ -623,6 +703,8 @@ class FeedrankConfig(StrictModel):
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    traffic: TrafficConfig = Field(default_factory=TrafficConfig)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -640,6 +722,11 @@ class FeedrankConfig(StrictModel):
         if self.ranker.test_days >= self.world.days - 2:
             raise ValueError("ranker.test_days must leave at least 2 earlier days for training")
         return self
+
+    @property
+    def service_url(self) -> str:
+        """Where simulated users (and probes) reach the service."""
+        return self.traffic.url or f"http://{self.serve.host}:{self.serve.port}"
 
     def flat(self) -> dict[str, Any]:
         """The resolved config as flat `section.key` pairs, for MLflow params."""
