@@ -18,6 +18,10 @@ Tables:
   ``synthetic`` (0/1) marks load-test and probe pages: served and logged, but no viewer saw them,
   so they are never exported, and the feed does not count them as seen by the viewer.
 - ``engagements``: one row per (request_id, tweet_id, action), pointing at its ``served`` row.
+- ``posted``: tweets posted to the live service (``POST /tweets``), one row per ``tweet_id``, in
+  posting order (``seq``), with the lake's tweet columns, the text embedding the service computed
+  (float32 bytes) and whether the row is in the raw lake yet (``exported``). Every replica reads
+  the rows after its last ``seq`` to index them; `ingest_served` exports them to the lake.
 
 Timestamps are stored as integer microseconds since the epoch, UTC (a naive timestamp is taken
 as UTC, the lake's convention).
@@ -26,6 +30,7 @@ as UTC, the lake's convention).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
 import threading
@@ -93,6 +98,28 @@ CREATE TABLE IF NOT EXISTS engagements (
 CREATE INDEX IF NOT EXISTS engagements_served ON engagements (served_id);
 CREATE INDEX IF NOT EXISTS engagements_viewer ON engagements (viewer_id, action);
 """
+# Tables added after the first release: created in place in an older log by `_upgrade`.
+_ADDED_TABLES = """
+CREATE TABLE IF NOT EXISTS posted (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    tweet_id INTEGER NOT NULL UNIQUE,
+    author_id INTEGER NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    language TEXT NOT NULL,
+    has_image INTEGER NOT NULL,
+    has_video INTEGER NOT NULL,
+    has_url INTEGER NOT NULL,
+    hashtags TEXT NOT NULL,
+    conversation_id INTEGER NOT NULL,
+    in_reply_to_tweet_id INTEGER,
+    toxicity REAL NOT NULL,
+    embedding BLOB,
+    exported INTEGER NOT NULL DEFAULT 0
+);
+"""
+# The columns of a posted tweet, as the lake's `tweets` table names them.
+POSTED_COLUMNS: tuple[str, ...] = tuple(schema.TWEETS.names)
 
 
 def _pending(table: str = "") -> str:
@@ -111,8 +138,9 @@ SERVED_TO_SQL = "SELECT DISTINCT tweet_id FROM served WHERE viewer_id = ? AND sy
 
 
 def _upgrade(connection: sqlite3.Connection) -> None:
-    """Bring a log written by an older release up to `_SCHEMA`: missing columns (its rows get
-    the defaults) and the index `served_to` reads, in place of the one it replaces."""
+    """Bring a log written by an older release up to `_SCHEMA`: missing tables and columns (its
+    rows get the defaults) and the index `served_to` reads, in place of the one it replaces."""
+    connection.executescript(_ADDED_TABLES)  # every statement is IF NOT EXISTS
     present = {row[1] for row in connection.execute("PRAGMA table_info(served)")}
     for name, definition in _ADDED_SERVED_COLUMNS:
         if name not in present:
@@ -250,7 +278,7 @@ class EventLog:
                     ("engagements",),
                 ).fetchone()
                 if not tables:
-                    connection.executescript(_SCHEMA)
+                    connection.executescript(_SCHEMA + _ADDED_TABLES)
                 _upgrade(connection)
             except BaseException:
                 connection.close()
@@ -553,6 +581,92 @@ class EventLog:
             db.executemany(
                 "UPDATE served SET exported_version = ? WHERE id = ?",
                 [(int(v), int(r)) for r, v in zip(row_ids, versions, strict=True)],
+            )
+
+    # ------------------------------------------------------------------------ posted tweets
+
+    def post_tweets(self, tweets: pd.DataFrame, embeddings: np.ndarray | None = None) -> int:
+        """Record tweets posted to the service (all or none); returns how many were new.
+
+        tweets: the lake's tweet columns (``POSTED_COLUMNS``; `hashtags` a list per row,
+        `in_reply_to_tweet_id` null for a root); embeddings: ``[N, D]`` float32 row-aligned, or
+        None. A tweet_id posted before is left as it was (a retry records nothing twice).
+        """
+        missing = [c for c in POSTED_COLUMNS if c not in tweets.columns]
+        if missing:
+            raise ValueError(f"posted tweets lack columns {missing}")
+        if embeddings is not None and len(embeddings) != len(tweets):
+            raise ValueError(f"{len(tweets)} tweets but {len(embeddings)} embeddings")
+        vectors = (
+            [None] * len(tweets)
+            if embeddings is None
+            else [np.asarray(v, dtype=np.float32).tobytes() for v in embeddings]
+        )
+        rows = [
+            (
+                int(row["tweet_id"]),
+                int(row["author_id"]),
+                to_micros(row["created_at"]),
+                str(row["text"]),
+                str(row["language"]),
+                int(bool(row["has_image"])),
+                int(bool(row["has_video"])),
+                int(bool(row["has_url"])),
+                json.dumps([str(tag) for tag in (row["hashtags"] or ())]),
+                int(row["conversation_id"]),
+                None if pd.isna(row["in_reply_to_tweet_id"]) else int(row["in_reply_to_tweet_id"]),
+                float(row["toxicity"]),
+                vector,
+            )
+            for row, vector in zip(tweets.to_dict("records"), vectors, strict=True)
+        ]
+        with self._transaction(write=True) as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO posted (tweet_id, author_id, created_at_us, text, "
+                "language, has_image, has_video, has_url, hashtags, conversation_id, "
+                "in_reply_to_tweet_id, toxicity, embedding) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            return int(db.total_changes - before)
+
+    def posted_after(
+        self, seq: int = 0, *, exported: bool | None = None
+    ) -> tuple[pd.DataFrame, list[np.ndarray | None]]:
+        """Posted tweets with ``seq`` over `seq`, in posting order: (the lake's tweet columns
+        plus ``seq``, their embeddings or None each). `exported` False: only those not yet in
+        the lake."""
+        query = (
+            "SELECT seq, tweet_id, author_id, created_at_us, text, language, has_image, "
+            "has_video, has_url, hashtags, conversation_id, in_reply_to_tweet_id, toxicity, "
+            "embedding FROM posted WHERE seq > ?"
+        )
+        if exported is not None:
+            query += f" AND exported = {int(exported)}"
+        with self._transaction() as db:
+            rows = db.execute(query + " ORDER BY seq", (int(seq),)).fetchall()
+        names = ["seq", *POSTED_COLUMNS[:2], "created_at_us", *POSTED_COLUMNS[3:], "embedding"]
+        frame = pd.DataFrame(rows, columns=names)
+        embeddings = [
+            None if blob is None else np.frombuffer(blob, dtype=np.float32)
+            for blob in frame.pop("embedding")
+        ]
+        frame.insert(
+            3, "created_at", pd.to_datetime(frame.pop("created_at_us"), unit="us", utc=True)
+        )
+        for column in ("has_image", "has_video", "has_url"):
+            frame[column] = frame[column].astype(bool)
+        frame["hashtags"] = [json.loads(tags) for tags in frame["hashtags"]]
+        frame["in_reply_to_tweet_id"] = frame["in_reply_to_tweet_id"].astype("Int64")
+        frame["toxicity"] = frame["toxicity"].astype(np.float32)
+        return frame, embeddings
+
+    def mark_posted_exported(self, tweet_ids: Sequence[int]) -> None:
+        """Record that these posted tweets are in the raw lake."""
+        with self._transaction(write=True) as db:
+            db.executemany(
+                "UPDATE posted SET exported = 1 WHERE tweet_id = ?", [(int(t),) for t in tweet_ids]
             )
 
     def mark_missing(self, row_ids: Sequence[int]) -> None:
