@@ -1,35 +1,35 @@
 """The simulated world: users, a follow graph, tweets with text, sessions and labelled impressions.
 
-Deterministic from ``cfg.world.seed``. Every impression draws all its action labels from true
-probabilities (logits of viewer–topic affinity, the viewer–author relationship and past interactions,
-author popularity, tweet quality and age, hour and weekday, language match and toxicity). The true
-probabilities go to a separate ``truth`` table that only evaluation reads.
+Deterministic from ``cfg.world.seed``. Every impression draws all its action labels from the true
+engagement model (:mod:`pipelines.world.truth`); the true probabilities go to a separate ``truth``
+table that only evaluation reads.
 
 Past interactions are the state at the start of each simulated day (the same daily granularity as the
 batch features), so a whole day of impressions is labelled in one vectorized pass.
+
+The bootstrap (:func:`build_world`) simulates ``cfg.world.days`` days under a logging policy and
+persists the world; later days are *live*: the world posts its tweets (``Simulation.post_day``)
+and draws its sessions (``Simulation.session_starts``), simulated traffic serves them through the
+real service and reports back what users did (``Simulation.remember``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
-from scipy.stats import norm
 
-from pipelines.config import FeedrankConfig
+from pipelines.config import FeedrankConfig, WorldConfig
 from pipelines.schema import (
     BINARY_ACTIONS,
     DERIVED_ACTIONS,
-    DWELL_THRESHOLD_MS,
     ENGAGEMENTS,
     FOLLOWS,
     IMPRESSIONS,
@@ -39,7 +39,15 @@ from pipelines.schema import (
     USERS,
     write_partition,
 )
+from pipelines.world.state import (
+    TWEET_ID_BASE,
+    Population,
+    TweetLog,
+    seconds_since,
+    timestamps_at,
+)
 from pipelines.world.text import TOPIC_NAMES, compose_text, pick_hashtags
+from pipelines.world.truth import TrueEngagement, WorldView, topic_affinity, true_engagement_of
 
 log = logging.getLogger(__name__)
 
@@ -85,187 +93,6 @@ WEEKDAY_RHYTHM = np.array([1.0, 1.0, 1.0, 1.05, 1.1, 1.25, 1.2])
 PREHISTORY_DAYS = 2  # tweets posted before the first session, so day one has candidates
 
 
-@dataclass(frozen=True)
-class LinearTerms:
-    """One output of the true engagement model: ``base + sum(coefficient * term)``.
-
-    The sum runs in the order of ``coefficients``: floating-point addition is not associative,
-    and the order fixes the world a seed draws.
-    """
-
-    base: float
-    coefficients: Mapping[str, float]
-
-    def __call__(self, terms: Mapping[str, np.ndarray]) -> np.ndarray:
-        """``[M]`` values of this output from ``{term: [M] values}``."""
-        value: np.ndarray | float = self.base
-        for term, coefficient in self.coefficients.items():
-            value = value + coefficient * terms[term]
-        return np.asarray(value, dtype=np.float64)
-
-
-# The terms of the true engagement model, per impression; every one is an ``[M]`` array.
-TERMS: Mapping[str, str] = {
-    "affinity": "the viewer's interest in the tweet's topic, log(interest * K + 0.05): 0 at a "
-    "uniform interest 1 / K, about -3 for none, log(K) for all",
-    "follows": "1 if the viewer follows the author, else 0",
-    "follows_back": "1 if the author follows the viewer, else 0",
-    "past": "log1p(engagements of the viewer with the author's tweets before today)",
-    "popularity": "log of the author's fitness (Pareto, >= 0): attractiveness as a followee",
-    "quality": "the tweet's quality latent: the author's (N(0, 0.5)) + N(0, 0.5) + 0.2 with media",
-    "image": "1 if the tweet has an image",
-    "video": "1 if the tweet has a video",
-    "toxicity": "the tweet's toxicity in [0, 1]",
-    "engaged_user": "log of the viewer's activity (lognormal, mean 1)",
-    "author_activity": "log of the author's activity (lognormal, mean 1)",
-    "age_hours": "hours since the tweet was posted, capped at 72",
-    "language": "language match, in logits: +0.3 when viewer and author share a language, "
-    "-1.0 when not",
-    "evening": "1 when served 18:00-22:59 UTC",
-    "weekend": "1 when served on a Saturday or Sunday",
-    "length": "the tweet's text length, characters",
-    "context": "the shared context below (freshness, language, evening, weekend), in logits",
-}
-LANGUAGE_MATCH, LANGUAGE_MISMATCH = 0.3, -1.0  # the `language` term's two values
-FRESHNESS_HORIZON_HOURS = 72.0  # tweets older than this lose no more freshness
-
-# Context every action but the negative ones shares: fresher tweets, a shared language, evenings
-# and weekends engage more.
-CONTEXT = LinearTerms(0.0, {"age_hours": -0.03, "language": 1.0, "evening": 0.15, "weekend": 0.1})
-# The logit of every binary action. reply_engaged_by_author is conditional on a reply: authors
-# answer people they follow and the people they talk to, answer less the more followers they
-# have, and ignore toxic replies.
-ACTION_LOGITS: Mapping[str, LinearTerms] = {
-    "fav": LinearTerms(
-        -3.4,
-        {
-            "affinity": 1.1,
-            "follows": 0.5,
-            "past": 0.5,
-            "popularity": 0.25,
-            "quality": 0.6,
-            "image": 0.25,
-            "engaged_user": 0.3,
-            "toxicity": -2.5,
-            "context": 1.0,
-        },
-    ),
-    "reply": LinearTerms(
-        -5.6,
-        {
-            "affinity": 1.0,
-            "follows": 0.9,
-            "past": 0.8,
-            "quality": 0.4,
-            "toxicity": 0.8,
-            "engaged_user": 0.3,
-            "context": 1.0,
-        },
-    ),
-    "retweet": LinearTerms(
-        -5.0,
-        {
-            "affinity": 1.2,
-            "follows": 0.4,
-            "past": 0.4,
-            "popularity": 0.4,
-            "quality": 0.7,
-            "video": 0.3,
-            "toxicity": -2.0,
-            "context": 1.0,
-        },
-    ),
-    "quote": LinearTerms(
-        -6.8,
-        {
-            "affinity": 0.9,
-            "past": 0.3,
-            "popularity": 0.3,
-            "quality": 0.5,
-            "toxicity": 1.0,
-            "context": 1.0,
-        },
-    ),
-    "profile_click": LinearTerms(
-        -5.2,
-        {"affinity": 0.7, "follows": -0.8, "popularity": 0.5, "quality": 0.4, "context": 1.0},
-    ),
-    "negative": LinearTerms(
-        -5.8,
-        {
-            "affinity": -0.7,
-            "follows": -0.6,
-            "past": -0.3,
-            "quality": -0.3,
-            "toxicity": 3.2,
-            "language": -0.5,
-        },
-    ),
-    "report": LinearTerms(-8.8, {"affinity": -0.3, "follows": -0.5, "toxicity": 4.5}),
-    "reply_engaged_by_author": LinearTerms(
-        -1.6,
-        {
-            "follows_back": 1.4,
-            "past": 0.6,
-            "author_activity": 0.5,
-            "popularity": -0.35,
-            "toxicity": -1.5,
-            "language": 1.0,
-        },
-    ),
-}
-# The mean of the log dwell time (log ms; the dwell is lognormal with sigma DWELL_SIGMA): 3.5 s
-# at no term, longer for liked topics, longer texts, videos, quality and followed authors.
-MEAN_LOG_DWELL_MS = LinearTerms(
-    math.log(3500.0),
-    {"affinity": 0.35, "length": 0.004, "video": 0.6, "quality": 0.25, "follows": 0.2},
-)
-DWELL_SIGMA = 0.9
-
-
-def true_logits_of(terms: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The true logit of every binary action and the mean log-dwell (log ms), ``[M]`` each, from
-    the model's TERMS (``context`` is computed here from its own terms)."""
-    terms = {**terms, "context": CONTEXT(terms)}
-    logits = {action: model(terms) for action, model in ACTION_LOGITS.items()}
-    return logits, MEAN_LOG_DWELL_MS(terms)
-
-
-@dataclass
-class Population:
-    """Latent and observed attributes of the users, indexed by user index 0..N-1."""
-
-    interests: np.ndarray  # [N, K] topic interest, rows sum to 1
-    activity: np.ndarray  # [N] mean 1
-    fitness: np.ndarray  # [N] heavy-tailed attractiveness as a followee
-    quality: np.ndarray  # [N] author quality latent
-    toxic_tendency: np.ndarray  # [N] mean toxicity of the author's posts
-    language: np.ndarray  # [N] str
-    frame: pd.DataFrame  # the `users` table
-
-
-@dataclass
-class TweetLog:
-    """All tweets posted so far, as columnar arrays, plus the `tweets` rows per day."""
-
-    author: list[np.ndarray] = field(default_factory=list)
-    topic: list[np.ndarray] = field(default_factory=list)
-    created: list[np.ndarray] = field(default_factory=list)  # seconds since world start
-    quality: list[np.ndarray] = field(default_factory=list)
-    toxicity: list[np.ndarray] = field(default_factory=list)
-    length: list[np.ndarray] = field(default_factory=list)
-    has_video: list[np.ndarray] = field(default_factory=list)
-    has_image: list[np.ndarray] = field(default_factory=list)
-    is_reply: list[np.ndarray] = field(default_factory=list)
-    conversation: list[np.ndarray] = field(default_factory=list)  # index of the root tweet
-
-    def column(self, name: str) -> np.ndarray:
-        return np.concatenate(getattr(self, name)) if getattr(self, name) else np.empty(0)
-
-    def __len__(self) -> int:
-        return int(sum(len(a) for a in self.author))
-
-
 @dataclass
 class CandidatePool:
     """What the logging policy picks a day's sessions from: the tweet log as of the day's start."""
@@ -296,7 +123,7 @@ class World:
         self.w = cfg.world
         self.rng = np.random.default_rng(self.w.seed)
         self.start = datetime.combine(self.w.start_date, datetime.min.time(), tzinfo=UTC)
-        self.tweet_id_base = 1_000_000
+        self.tweet_id_base = TWEET_ID_BASE
         self.tweets = TweetLog()
         self.impression_count = 0
         self.request_count = 0
@@ -503,7 +330,7 @@ class World:
         seen: list[set[int]],
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """All sessions of one day: candidate selection by the logging policy, then labels."""
-        viewers, times = self._session_starts(pop, day)
+        viewers, times = draw_session_starts(self.w, pop, day, self.rng)
         pool = CandidatePool.of(self, adjacency)
         rows: list[tuple[np.ndarray, ...]] = []
         for viewer, now in zip(viewers, times, strict=True):
@@ -528,20 +355,6 @@ class World:
             np.concatenate(c) for c in zip(*rows, strict=True)
         )
         return self.label(pop, adjacency, viewer_all, tweet, served, request, position)
-
-    def _session_starts(self, pop: Population, day: int) -> tuple[np.ndarray, np.ndarray]:
-        """Viewer index and start (seconds since the world start) of each of the day's sessions,
-        in time order: a Poisson count per user at its activity and the weekday's rhythm."""
-        rng = self.rng
-        weekday = (self.w.start_date.weekday() + day) % 7
-        per_user = rng.poisson(
-            self.w.sessions_per_user_day * pop.activity * WEEKDAY_RHYTHM[weekday] / 1.1
-        )
-        viewers = np.repeat(np.arange(self.w.n_users), per_user)
-        hours = rng.choice(24, size=len(viewers), p=HOURLY_RHYTHM / HOURLY_RHYTHM.sum())
-        times = day * 86400.0 + hours * 3600.0 + rng.uniform(0, 3600, size=len(viewers))
-        order = np.argsort(times, kind="stable")
-        return viewers[order], times[order]
 
     def _serve(
         self,
@@ -593,61 +406,10 @@ class World:
         out = out[(pool.authors[out] != viewer) & ~adjacency[viewer, pool.authors[out]]]
         return np.array([t for t in out if t not in seen], dtype=int)
 
-    def true_logits(
-        self,
-        pop: Population,
-        adjacency: np.ndarray,
-        viewer: np.ndarray,
-        tweet: np.ndarray,
-        served: np.ndarray,
-    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """True logits of every binary action and the mean log-dwell, per impression."""
-        return true_logits_of(self.impression_terms(pop, adjacency, viewer, tweet, served))
-
-    def impression_terms(
-        self,
-        pop: Population,
-        adjacency: np.ndarray,
-        viewer: np.ndarray,
-        tweet: np.ndarray,
-        served: np.ndarray,
-    ) -> dict[str, np.ndarray]:
-        """The TERMS of the true engagement model (but ``context``) of each impression
-        (``viewer``, ``tweet`` indices and ``served`` seconds since the world start, ``[M]``)."""
-        author = self.tweets.column("author").astype(int)[tweet]
-        topic = self.tweets.column("topic").astype(int)[tweet]
-        hour = (served % 86400.0) // 3600.0
-        weekday = ((self.w.start_date.weekday() + served // 86400.0) % 7).astype(int)
-        age_hours = (served - self.tweets.column("created")[tweet]) / 3600.0
-        return {
-            "affinity": topic_affinity(pop, viewer, topic, self.w.n_topics),
-            "follows": adjacency[viewer, author].astype(float),
-            "follows_back": adjacency[author, viewer].astype(float),
-            "past": np.log1p(self._past_engagements(viewer, author)),
-            "popularity": np.log(pop.fitness[author]),
-            "quality": self.tweets.column("quality")[tweet],
-            "image": self.tweets.column("has_image")[tweet].astype(bool),
-            "video": self.tweets.column("has_video")[tweet].astype(bool),
-            "toxicity": self.tweets.column("toxicity")[tweet],
-            "engaged_user": np.log(pop.activity[viewer]),
-            "author_activity": np.log(pop.activity[author]),
-            "age_hours": np.minimum(age_hours, FRESHNESS_HORIZON_HOURS),
-            "language": np.where(
-                pop.language[viewer] == pop.language[author], LANGUAGE_MATCH, LANGUAGE_MISMATCH
-            ),
-            "evening": ((hour >= 18) & (hour <= 22)).astype(float),
-            "weekend": (weekday >= 5).astype(float),
-            "length": self.tweets.column("length")[tweet],
-        }
-
-    def _past_engagements(self, viewer: np.ndarray, author: np.ndarray) -> np.ndarray:
-        """``[M]`` engagements of each viewer with each author before today."""
-        n = self.w.n_users
-        return np.array(
-            [
-                self.engaged_pairs.get(int(v) * n + int(a), 0)
-                for v, a in zip(viewer, author, strict=True)
-            ]
+    def view(self, pop: Population, adjacency: np.ndarray) -> WorldView:
+        """What the true engagement model reads of this world now."""
+        return WorldView(
+            pop, adjacency, self.tweets, self.engaged_pairs, self.start, self.w.n_topics
         )
 
     def label(
@@ -660,8 +422,13 @@ class World:
         request: np.ndarray,
         position: np.ndarray,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Draw every label of every impression from its true probabilities."""
-        logits, mean_log_dwell = self.true_logits(pop, adjacency, viewer, tweet, served)
+        """Draw every label of every impression from its true engagement at the served time
+        (``served`` ``[M]`` seconds since the world start, read as the lake stores it: to the
+        microsecond, so the truth table is what :func:`true_engagement` gives for its rows)."""
+        served_at = self._timestamps(served)
+        truth_of = true_engagement_of(
+            self.view(pop, adjacency), viewer, tweet, seconds_since(self.start, served_at)
+        )
         ids = np.arange(self.impression_count, self.impression_count + len(viewer), dtype=np.int64)
         self.impression_count += len(viewer)
         impressions = pd.DataFrame(
@@ -669,7 +436,7 @@ class World:
                 "impression_id": ids + 1,
                 "viewer_id": viewer.astype(np.int64) + 1,
                 "tweet_id": self.tweet_id_base + tweet.astype(np.int64),
-                "served_at": self._timestamps(served),
+                "served_at": served_at,
                 "surface": "home",
                 "position": position.astype(np.int32),
                 "request_id": request.astype(np.int64) + 1,
@@ -677,58 +444,42 @@ class World:
                 "experiment_arm": "control",
             }
         )
-        truth = pd.DataFrame({"impression_id": ids + 1})
-        self._draw_actions(logits, served, impressions, truth)
-        self._draw_dwell(mean_log_dwell, impressions, truth)
-        self._remember(impressions, viewer, tweet)
+        self._draw_actions(truth_of, served, impressions)
+        dwell = truth_of.dwell_ms(self.rng)
+        impressions["dwell_ms"] = np.minimum(dwell, self.cfg.validate_.max_dwell_ms).astype(
+            np.int32
+        )
+        truth = pd.DataFrame({"impression_id": ids + 1, **truth_of.truth_columns()})
+        engaged = impressions[list(ENGAGEMENTS)].any(axis=1).to_numpy()
+        self.remember(viewer, tweet, engaged)
         return impressions, truth
 
     def _draw_actions(
-        self,
-        logits: Mapping[str, np.ndarray],
-        served: np.ndarray,
-        impressions: pd.DataFrame,
-        truth: pd.DataFrame,
+        self, truth_of: TrueEngagement, served: np.ndarray, impressions: pd.DataFrame
     ) -> None:
-        """Each binary action's label and time into ``impressions`` and its true probability
-        into ``truth``. An action happens some seconds after the impression; a derived action
-        (an author engaging with a reply) only after its parent, and only if that happened."""
+        """Each binary action's label and time into ``impressions``. An action happens some
+        seconds after the impression; a derived action (an author engaging with a reply) only
+        after its parent, and only if that happened."""
         rng, m = self.rng, len(served)
         happened_at: dict[str, np.ndarray] = {}
         for action in BINARY_ACTIONS:
-            p = expit(logits[action])
             delay = rng.exponential(45.0, size=m) + 1.0
             at = served + delay
             parent = DERIVED_ACTIONS.get(action)
             if parent is not None:
-                p = p * truth[f"p_{parent}"].to_numpy(dtype=np.float64)
-                happened = impressions[parent].to_numpy() & (rng.random(m) < expit(logits[action]))
+                chance = truth_of.conditional[action]
+                happened = impressions[parent].to_numpy() & (rng.random(m) < chance)
                 at = happened_at[parent] + rng.exponential(1800.0, size=m) + 1.0
             else:
-                happened = rng.random(m) < p
+                happened = rng.random(m) < truth_of.probability[action]
             happened_at[action] = at
             impressions[action] = happened
             impressions[f"{action}_at"] = self._timestamps(at).where(happened, pd.NaT)
-            truth[f"p_{action}"] = p.astype(np.float32)
 
-    def _draw_dwell(
-        self, mean_log_dwell: np.ndarray, impressions: pd.DataFrame, truth: pd.DataFrame
-    ) -> None:
-        """The lognormal dwell time (ms, capped at the validation maximum) into ``impressions``;
-        the chance of a dwell over DWELL_THRESHOLD_MS, the expected dwell and the mean log
-        dwell (log seconds) into ``truth``."""
-        dwell = np.exp(mean_log_dwell + DWELL_SIGMA * self.rng.standard_normal(len(mean_log_dwell)))
-        impressions["dwell_ms"] = np.minimum(dwell, self.cfg.validate_.max_dwell_ms).astype(
-            np.int32
-        )
-        threshold = (np.log(DWELL_THRESHOLD_MS) - mean_log_dwell) / DWELL_SIGMA
-        truth["p_dwell"] = norm.sf(threshold).astype(np.float32)
-        truth["expected_dwell_ms"] = np.exp(mean_log_dwell + DWELL_SIGMA**2 / 2).astype(np.float32)
-        truth["mean_log_dwell_s"] = (mean_log_dwell - np.log(1000.0)).astype(np.float32)
-
-    def _remember(self, impressions: pd.DataFrame, viewer: np.ndarray, tweet: np.ndarray) -> None:
-        """Update the state that tomorrow's probabilities read (past interactions, popularity)."""
-        engaged = impressions[list(ENGAGEMENTS)].any(axis=1).to_numpy()
+    def remember(self, viewer: np.ndarray, tweet: np.ndarray, engaged: np.ndarray) -> None:
+        """Fold ``M`` impressions (``viewer``, ``tweet`` indices, ``engaged`` bool, ``[M]``) into
+        the state later probabilities read: past interactions per (viewer, author) and each
+        tweet's engagement and impression counts (its out-of-network popularity)."""
         authors = self.tweets.column("author").astype(int)[tweet]
         n = self.w.n_users
         for v, a in zip(viewer[engaged], authors[engaged], strict=True):
@@ -738,10 +489,22 @@ class World:
         np.add.at(self.tweet_impressions, tweet, 1.0)
 
     def _timestamps(self, seconds: np.ndarray) -> pd.Series:
-        base = pd.Timestamp(self.start)
-        return pd.Series(
-            base + pd.to_timedelta(np.round(seconds * 1e6).astype(np.int64), unit="us")
-        )
+        return timestamps_at(self.start, seconds)
+
+
+def draw_session_starts(
+    w: WorldConfig, pop: Population, day: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Viewer index and start (seconds since the world start) of each of the day's sessions,
+    ``[S]`` each in time order: a Poisson count per user at its activity and the weekday's rhythm,
+    at hours drawn by the hourly rhythm."""
+    weekday = (w.start_date.weekday() + day) % 7
+    per_user = rng.poisson(w.sessions_per_user_day * pop.activity * WEEKDAY_RHYTHM[weekday] / 1.1)
+    viewers = np.repeat(np.arange(w.n_users), per_user)
+    hours = rng.choice(24, size=len(viewers), p=HOURLY_RHYTHM / HOURLY_RHYTHM.sum())
+    times = day * 86400.0 + hours * 3600.0 + rng.uniform(0, 3600, size=len(viewers))
+    order = np.argsort(times, kind="stable")
+    return viewers[order], times[order]
 
 
 @dataclass
@@ -810,13 +573,6 @@ class Simulation:
                 "tweet_quality": self.world.tweets.column("quality")[tweet],
             }
         )
-
-
-def topic_affinity(
-    pop: Population, viewer: np.ndarray, topic: np.ndarray, n_topics: int
-) -> np.ndarray:
-    """``log(interest * K + 0.05)`` per (viewer, topic) pair: 0 at a uniform interest of 1 / K."""
-    return np.log(pop.interests[viewer, topic] * n_topics + 0.05)
 
 
 def build_world(cfg: FeedrankConfig) -> dict[str, int]:

@@ -145,7 +145,7 @@ def test_a_simulation_runs_its_days_once(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_the_true_logits_come_from_the_coefficient_table_by_hand() -> None:
-    from pipelines.world.simulate import ACTION_LOGITS, TERMS, true_logits_of
+    from pipelines.world.truth import ACTION_LOGITS, TERMS, true_logits_of
 
     # One impression: a followed author in the viewer's language, a 10-hour-old tweet with an
     # image, served on a weekday evening.
