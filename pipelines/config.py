@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipelines.event_log import NEGATIVE_ACTIONS
 from pipelines.schema import HEADS, REGRESSION_HEADS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -669,7 +670,26 @@ class TrafficConfig(StrictModel):
         gt=0,
         lt=1,
         description="Stopping rule: after each viewed item the user goes on with this chance "
-        "(less after a negative, more after an engagement; see pipelines/world/users.py).",
+        "(less after a negative, more after an engagement; see pipelines/traffic/users.py).",
+    )
+    continue_after_engagement: float = Field(
+        0.95,
+        gt=0,
+        lt=1,
+        description="Stopping rule: the chance to go on after an item the user engaged with "
+        "(a fav, reply, retweet, quote or profile click).",
+    )
+    continue_after_negative: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Stopping rule: the chance to go on after an item the user gave negative "
+        "feedback on or reported.",
+    )
+    negative_shares: dict[str, float] = Field(
+        default_factory=lambda: {"negative": 0.45, "show_fewer": 0.3, "mute": 0.15, "block": 0.1},
+        description="How a drawn negative is posted: the share of each negative action (the "
+        "event log's negative actions; the shares sum to 1).",
     )
     attention_decay: float = Field(
         0.08,
@@ -687,7 +707,36 @@ class TrafficConfig(StrictModel):
     retries: int = Field(
         8, ge=0, description="Retries of a failed request (connection error or 5xx), with backoff."
     )
+    backoff_s: float = Field(
+        0.2, gt=0, description="Wait before the first retry; each further retry doubles it."
+    )
+    backoff_max_s: float = Field(5.0, gt=0, description="Longest wait between two retries.")
     timeout_s: float = Field(30.0, gt=0, description="HTTP timeout of one request.")
+
+    @model_validator(mode="after")
+    def _check_behaviour(self) -> TrafficConfig:
+        if not (
+            self.continue_after_negative
+            <= self.continue_probability
+            <= self.continue_after_engagement
+        ):
+            raise ValueError(
+                "traffic: continue_after_negative <= continue_probability <= "
+                "continue_after_engagement must hold, got "
+                f"{self.continue_after_negative}, {self.continue_probability}, "
+                f"{self.continue_after_engagement}"
+            )
+        unknown = sorted(set(self.negative_shares) - set(NEGATIVE_ACTIONS))
+        if unknown or any(share < 0 for share in self.negative_shares.values()):
+            raise ValueError(
+                f"traffic.negative_shares: unknown actions {unknown} or a negative share; "
+                f"the negative actions are {list(NEGATIVE_ACTIONS)}"
+            )
+        if abs(sum(self.negative_shares.values()) - 1.0) > 1e-6:
+            raise ValueError(
+                f"traffic.negative_shares must sum to 1, got {sum(self.negative_shares.values())}"
+            )
+        return self
 
 
 class FeedrankConfig(StrictModel):
