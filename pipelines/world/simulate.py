@@ -21,11 +21,13 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pipelines.clock import SimClock, bootstrap_end
 from pipelines.config import FeedrankConfig, WorldConfig
 from pipelines.schema import (
     BINARY_ACTIONS,
@@ -40,11 +42,30 @@ from pipelines.schema import (
     write_partition,
 )
 from pipelines.world.state import (
+    STATE_FILE,
     TWEET_ID_BASE,
     Population,
     TweetLog,
+    WorldStateMismatchError,
+    counts_arrays,
+    counts_of,
+    frame_arrays,
+    frame_of,
+    population_arrays,
+    population_of,
+    ragged_arrays,
+    ragged_of,
+    read_meta,
+    read_state,
     seconds_since,
     timestamps_at,
+    tweet_ids_of,
+    tweet_index_of,
+    tweet_log_arrays,
+    tweet_log_of,
+    user_ids_of,
+    user_index_of,
+    write_state,
 )
 from pipelines.world.text import TOPIC_NAMES, compose_text, pick_hashtags
 from pipelines.world.truth import TrueEngagement, WorldView, topic_affinity, true_engagement_of
@@ -519,13 +540,22 @@ class SimulatedDay:
 
 @dataclass
 class Simulation:
-    """A world under way: its population, follow graph and the days simulated one at a time."""
+    """A world under way: its population, follow graph and the days simulated one at a time.
+
+    The bootstrap runs its first days under the logging policy (:meth:`days`); :meth:`save`
+    persists it and :meth:`load` goes on from there with *live* days, which simulated traffic
+    drives: :meth:`post_day` posts a day's tweets, :meth:`session_starts` draws who opens the app
+    when, the service serves them, :func:`~pipelines.world.truth.true_engagement` says what they
+    do, and :meth:`remember` folds that into tomorrow's state. Lake ids map to the world's
+    indices by :meth:`user_index` and :meth:`tweet_index`.
+    """
 
     world: World
     pop: Population
     adjacency: np.ndarray  # [N, N] bool, follower x followee
     users: pd.DataFrame
     follows: pd.DataFrame
+    next_day: int = -PREHISTORY_DAYS  # the day to simulate next (0 = the first session day)
     _started: bool = False
 
     @classmethod
@@ -543,15 +573,16 @@ class Simulation:
     def days(self) -> Iterator[SimulatedDay]:
         """The prehistory days (tweets only), then every session day, in order. Once per
         Simulation: a second pass would go on drawing from the same random stream."""
-        if self._started:
+        if self._started or self.next_day != -PREHISTORY_DAYS:
             raise RuntimeError("Simulation.days() runs once; start a new Simulation to re-run")
         self._started = True
         cfg, n = self.world.cfg, self.world.w.n_users
         last_visit = np.full(n, -np.inf)
         seen: list[set[int]] = [set() for _ in range(n)]
         for day in range(-PREHISTORY_DAYS, cfg.world.days):
-            label = (cfg.world.start_date + timedelta(days=day)).isoformat()
+            label = self.day_start(day).date().isoformat()
             tweets = self.world.post_tweets(self.pop, day)
+            self.next_day = day + 1
             if day < 0:
                 yield SimulatedDay(label, tweets, None, None)
                 continue
@@ -559,6 +590,141 @@ class Simulation:
                 self.pop, self.adjacency, day, last_visit, seen
             )
             yield SimulatedDay(label, tweets, impressions, truth)
+
+    # ------------------------------------------------------------------ live days
+    def day_start(self, day: int) -> pd.Timestamp:
+        """Midnight UTC that starts `day` (0 = the world's first session day)."""
+        return pd.Timestamp(self.world.start) + pd.Timedelta(days=day)
+
+    def post_day(self, day: int) -> pd.DataFrame:
+        """The tweets the world's authors post on `day`, by the bootstrap's process: roots and
+        replies into conversations of the day before, created within the day, in time order, in
+        the lake's ``tweets`` columns. A day is posted once, and only the next one
+        (``day == next_day``); the tweets join the tweet log and ``next_day`` moves on."""
+        if day != self.next_day or day < 0:
+            raise ValueError(
+                f"cannot post day {day}: the world's next day is {self.next_day} "
+                f"({self.day_start(self.next_day).date()}), and a day is posted once"
+            )
+        tweets = self.world.post_tweets(self.pop, day)
+        self.next_day = day + 1
+        return tweets
+
+    def session_starts(
+        self, day: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, pd.DatetimeIndex]:
+        """``(user_ids [S] int64, starts [S] UTC timestamps)`` of the sessions of `day`, in time
+        order, by the bootstrap's process (a Poisson count per user at its activity and the
+        weekday's rhythm, at hours by the hourly rhythm), drawn from `rng` alone: the same
+        generator state gives the same sessions, whatever the world did since."""
+        viewers, times = draw_session_starts(self.world.w, self.pop, day, rng)
+        return user_ids_of(viewers), pd.DatetimeIndex(timestamps_at(self.world.start, times))
+
+    def remember(self, viewer_ids: Any, tweet_ids: Any, engaged: Any) -> None:
+        """Fold what users did with ``M`` served tweets into the state that later
+        probabilities read: ``viewer_ids`` and ``tweet_ids`` are lake ids, ``engaged`` whether
+        the viewer did any of ENGAGEMENTS (``[M]`` each). Call it once a day is over: past
+        interactions count from the day after."""
+        engaged = np.asarray(engaged)
+        if engaged.dtype != np.bool_ or engaged.shape != np.shape(viewer_ids):
+            raise ValueError(
+                f"remember needs one bool per impression: engaged is {engaged.dtype} "
+                f"{engaged.shape}, viewer_ids {np.shape(viewer_ids)}"
+            )
+        self.world.remember(self.user_index(viewer_ids), self.tweet_index(tweet_ids), engaged)
+
+    # ------------------------------------------------------------------ ids
+    @property
+    def user_ids(self) -> np.ndarray:
+        """``[N]`` every user's lake id (int64), in index order."""
+        return user_ids_of(np.arange(self.world.w.n_users))
+
+    def user_index(self, user_ids: Any) -> np.ndarray:
+        """``[M]`` world indices of lake user ids (UnknownIdError for one it does not know)."""
+        return user_index_of(np.asarray(user_ids), self.world.w.n_users)
+
+    def tweet_index(self, tweet_ids: Any) -> np.ndarray:
+        """``[M]`` tweet log indices of lake tweet ids (UnknownIdError for one it lacks)."""
+        return tweet_index_of(np.asarray(tweet_ids), len(self.world.tweets))
+
+    def tweet_ids(self, index: Any) -> np.ndarray:
+        """``[M]`` lake tweet ids of tweet log indices."""
+        return tweet_ids_of(np.asarray(index))
+
+    def view(self) -> WorldView:
+        """What the true engagement model reads of this world now."""
+        return self.world.view(self.pop, self.adjacency)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, cfg: FeedrankConfig) -> Path:
+        """Write the whole state to ``cfg.paths.world_state`` atomically; returns the file."""
+        path = cfg.paths.world_state / STATE_FILE
+        write_state(path, self._arrays(), self._meta())
+        log.info("world: state saved to %s (next day %d)", path, self.next_day)
+        return path
+
+    @classmethod
+    def load(cls, cfg: FeedrankConfig) -> Simulation:
+        """The world :meth:`save` wrote under `cfg`'s state root, ready for its next day.
+        Raises WorldStateMissingError (naming the command that bootstraps it) when there is
+        none, and WorldStateMismatchError when it was built from another world config."""
+        path = cfg.paths.world_state / STATE_FILE
+        arrays, meta = read_state(path)
+        _check_same_world(cfg, meta, path)
+        world = World(cfg)
+        world.rng.bit_generator.state = meta["rng"]
+        world.impression_count = meta["impression_count"]
+        world.request_count = meta["request_count"]
+        world.tweets = tweet_log_of(arrays)
+        world.user_tweets = ragged_of(arrays, "user_tweets")
+        world.engaged_pairs = counts_of(arrays, "engaged_pairs")
+        world.tweet_engagements = arrays["tweet_engagements"]
+        world.tweet_impressions = arrays["tweet_impressions"]
+        users, follows = frame_of(arrays, "users"), frame_of(arrays, "follows")
+        adjacency = np.zeros((cfg.world.n_users, cfg.world.n_users), dtype=bool)
+        adjacency[
+            user_index_of(follows["follower_id"].to_numpy(), cfg.world.n_users),
+            user_index_of(follows["followee_id"].to_numpy(), cfg.world.n_users),
+        ] = True
+        pop = population_of(arrays, users)
+        return cls(world, pop, adjacency, users, follows, meta["next_day"], _started=True)
+
+    def summary(self) -> dict[str, int]:
+        """Counts of what this world holds: users, follows, tweets, impressions (the logging
+        policy's), topics, and the next day to simulate."""
+        return {
+            "users": len(self.users),
+            "follows": len(self.follows),
+            "tweets": len(self.world.tweets),
+            "impressions": self.world.impression_count,
+            "topics": min(self.world.w.n_topics, len(TOPIC_NAMES)),
+            "next_day": self.next_day,
+        }
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """The state as flat named arrays; the follow graph is the follows table's (the
+        adjacency is rebuilt from it)."""
+        world = self.world
+        return {
+            **population_arrays(self.pop),
+            **frame_arrays("users", self.users),
+            **frame_arrays("follows", self.follows),
+            **tweet_log_arrays(world.tweets),
+            **ragged_arrays("user_tweets", world.user_tweets),
+            **counts_arrays("engaged_pairs", world.engaged_pairs),
+            "tweet_engagements": world.tweet_engagements,
+            "tweet_impressions": world.tweet_impressions,
+        }
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "world_config": self.world.w.model_dump(mode="json"),
+            "rng": self.world.rng.bit_generator.state,
+            "impression_count": self.world.impression_count,
+            "request_count": self.world.request_count,
+            "next_day": self.next_day,
+            "summary": self.summary(),
+        }
 
     def latent(self, impressions: pd.DataFrame) -> pd.DataFrame:
         """The latent state behind `impressions`' probabilities that no table shows: the viewer's
@@ -575,8 +741,33 @@ class Simulation:
         )
 
 
-def build_world(cfg: FeedrankConfig) -> dict[str, int]:
-    """Simulate the world of `cfg` and write raw tables and truth to the lake (replacing them)."""
+def _check_same_world(cfg: FeedrankConfig, meta: Mapping[str, Any], path: Path) -> None:
+    saved = meta["world_config"]
+    wanted = cfg.world.model_dump(mode="json")
+    differ = sorted(key for key in set(saved) | set(wanted) if saved.get(key) != wanted.get(key))
+    if differ:
+        raise WorldStateMismatchError(
+            f"the world state at {path} was built from another world config (differs in "
+            f"{', '.join(differ)}): rebuild the world (`feedrank build_world --rebuild`)"
+        )
+
+
+def build_world(cfg: FeedrankConfig, rebuild: bool = False) -> dict[str, int]:
+    """Bootstrap the world of `cfg` once: simulate its first days, write raw tables and truth to
+    the lake (replacing them), persist the world state and set the clock to its end.
+
+    Where a world state and the clock already exist and `rebuild` is False, the lake is left as
+    it is and the summary counts what is there (``bootstrapped`` 0). Otherwise (first run or
+    rebuild) the serving state of the older world is archived first, so the new world never
+    ingests what was served on the old one (``bootstrapped`` 1).
+    """
+    state = cfg.paths.world_state / STATE_FILE
+    if not rebuild and state.exists() and SimClock.of(cfg).exists():
+        meta = read_meta(state)
+        _check_same_world(cfg, meta, state)
+        log.info("world: already bootstrapped at %s; the lake is kept", state)
+        return {"bootstrapped": False, **meta["summary"]}
+    archive_serving_state(cfg)
     started = time.perf_counter()
     raw, truth_dir = cfg.paths.raw, cfg.paths.truth
     for folder in (raw, truth_dir, cfg.paths.quarantine):
@@ -585,15 +776,12 @@ def build_world(cfg: FeedrankConfig) -> dict[str, int]:
     write_partition(sim.users, raw, "users", STATIC_PARTITION, USERS)
     write_partition(sim.follows, raw, "follows", STATIC_PARTITION, FOLLOWS)
     log.info("world: %d users, %d follows", len(sim.users), len(sim.follows))
-    totals = {"users": len(sim.users), "follows": len(sim.follows), "tweets": 0, "impressions": 0}
     for day in sim.days():
         write_partition(day.tweets, raw, "tweets", day.label, TWEETS)
-        totals["tweets"] += len(day.tweets)
         if day.impressions is None or day.truth is None:
             continue
         write_partition(day.impressions, raw, "impressions", day.label, IMPRESSIONS)
         write_partition(day.truth, truth_dir, "truth", day.label, TRUTH)
-        totals["impressions"] += len(day.impressions)
         log.info(
             "world: day %s done: %d tweets, %d impressions (%.0f s elapsed)",
             day.label,
@@ -601,6 +789,27 @@ def build_world(cfg: FeedrankConfig) -> dict[str, int]:
             len(day.impressions),
             time.perf_counter() - started,
         )
-    totals["topics"] = min(cfg.world.n_topics, len(TOPIC_NAMES))
+    sim.save(cfg)
+    SimClock.of(cfg).set(bootstrap_end(cfg), reason="bootstrap")
+    totals = sim.summary()
     log.info("world built in %.1f s: %s", time.perf_counter() - started, totals)
-    return totals
+    return {"bootstrapped": True, **totals}
+
+
+def archive_serving_state(cfg: FeedrankConfig) -> list[Path]:
+    """Move what an older world's service recorded aside, into a timestamped archive folder
+    beside each: the serving event log (with its -wal and -shm files and the cursor key) and the
+    served truth. Returns the archived paths; logs where each went."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    events = cfg.paths.serving_events
+    serving = [events, *(events.with_name(events.name + tail) for tail in ("-wal", "-shm"))]
+    moved: list[Path] = []
+    for path in (*serving, cfg.paths.cursor_key, cfg.paths.served_truth):
+        if not path.exists():
+            continue
+        target = path.parent / f"archive-{stamp}" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, target)
+        log.info("world: archived the older world's %s to %s", path.name, target)
+        moved.append(target)
+    return moved

@@ -29,6 +29,10 @@ class WorldStateMissingError(FileNotFoundError):
     """No persisted world state: the world was never bootstrapped under this state root."""
 
 
+class WorldStateMismatchError(ValueError):
+    """A persisted world state built from another world config than the one asked for."""
+
+
 class UnknownIdError(ValueError):
     """A user or tweet id the simulated world does not know."""
 
@@ -142,6 +146,96 @@ def timestamps_at(start: datetime, seconds: np.ndarray) -> pd.Series:
 
 
 # ---------------------------------------------------------------------- persistence
+# The state file holds flat named arrays: each piece of state packs into ``"<piece>.<name>"``
+# arrays and unpacks from them. Strings are fixed-width unicode and timestamps int64, so the file
+# loads without pickle.
+def frame_arrays(prefix: str, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Every column of `frame` as ``"<prefix>.<column>"``; UTC timestamps as naive datetime64."""
+    arrays: dict[str, np.ndarray] = {}
+    for name, values in frame.items():
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            arrays[f"{prefix}.{name}"] = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+        elif pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            arrays[f"{prefix}.{name}"] = values.to_numpy()
+        else:
+            arrays[f"{prefix}.{name}"] = values.to_numpy(dtype=str)
+    return arrays
+
+
+def frame_of(arrays: Mapping[str, np.ndarray], prefix: str) -> pd.DataFrame:
+    """The frame :func:`frame_arrays` packed under `prefix`, columns in their order."""
+    columns: dict[str, Any] = {}
+    for key, values in arrays.items():
+        if key.startswith(f"{prefix}."):
+            is_time = np.issubdtype(values.dtype, np.datetime64)
+            column = pd.Series(values)
+            columns[key[len(prefix) + 1 :]] = column.dt.tz_localize("UTC") if is_time else column
+    return pd.DataFrame(columns)
+
+
+def population_arrays(pop: Population) -> dict[str, np.ndarray]:
+    """The population's latents as ``"pop.<name>"`` arrays (its frame is the users table)."""
+    return {
+        "pop.interests": pop.interests,
+        "pop.activity": pop.activity,
+        "pop.fitness": pop.fitness,
+        "pop.quality": pop.quality,
+        "pop.toxic_tendency": pop.toxic_tendency,
+        "pop.language": pop.language,
+    }
+
+
+def population_of(arrays: Mapping[str, np.ndarray], users: pd.DataFrame) -> Population:
+    """The population :func:`population_arrays` packed, with the users table's own columns."""
+    frame = users.drop(columns=["follower_count", "following_count"])
+    return Population(
+        interests=arrays["pop.interests"],
+        activity=arrays["pop.activity"],
+        fitness=arrays["pop.fitness"],
+        quality=arrays["pop.quality"],
+        toxic_tendency=arrays["pop.toxic_tendency"],
+        language=arrays["pop.language"],
+        frame=frame,
+    )
+
+
+def tweet_log_arrays(tweets: TweetLog) -> dict[str, np.ndarray]:
+    """Every tweet log column, ``[T]``, as ``"tweets.<name>"``."""
+    return {f"tweets.{name}": tweets.column(name) for name in TWEET_LOG_COLUMNS}
+
+
+def tweet_log_of(arrays: Mapping[str, np.ndarray]) -> TweetLog:
+    return TweetLog.of_columns({name: arrays[f"tweets.{name}"] for name in TWEET_LOG_COLUMNS})
+
+
+def ragged_arrays(prefix: str, rows: list[list[int]]) -> dict[str, np.ndarray]:
+    """A list of int lists as ``"<prefix>.offsets"`` ``[R + 1]`` and ``"<prefix>.values"``."""
+    lengths = np.array([len(row) for row in rows], dtype=np.int64)
+    flat = [value for row in rows for value in row]
+    return {
+        f"{prefix}.offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        f"{prefix}.values": np.array(flat, dtype=np.int64),
+    }
+
+
+def ragged_of(arrays: Mapping[str, np.ndarray], prefix: str) -> list[list[int]]:
+    offsets, values = arrays[f"{prefix}.offsets"], arrays[f"{prefix}.values"]
+    return [values[lo:hi].tolist() for lo, hi in zip(offsets[:-1], offsets[1:], strict=True)]
+
+
+def counts_arrays(prefix: str, counts: Mapping[int, int]) -> dict[str, np.ndarray]:
+    """An int -> int mapping as ``"<prefix>.keys"`` and ``"<prefix>.values"``, in its order."""
+    return {
+        f"{prefix}.keys": np.fromiter(counts.keys(), dtype=np.int64, count=len(counts)),
+        f"{prefix}.values": np.fromiter(counts.values(), dtype=np.int64, count=len(counts)),
+    }
+
+
+def counts_of(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[int, int]:
+    keys, values = arrays[f"{prefix}.keys"], arrays[f"{prefix}.values"]
+    return dict(zip(keys.tolist(), values.tolist(), strict=True))
+
+
 def write_state(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
     """Write ``arrays`` and the JSON-able ``meta`` to the ``.npz`` file `path` atomically: a
     temporary file beside it, then a rename, so a reader finds the old state or the new one."""
