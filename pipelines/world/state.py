@@ -80,8 +80,16 @@ class TweetLog:
     conversation: list[np.ndarray] = field(default_factory=list)  # index of the root tweet
 
     def column(self, name: str) -> np.ndarray:
-        """``[T]`` values of one column over every tweet logged so far."""
-        return np.concatenate(getattr(self, name)) if getattr(self, name) else np.empty(0)
+        """``[T]`` values of one column over every tweet logged so far (read-only: the log
+        keeps it, joined into one chunk, so the next read costs nothing)."""
+        chunks: list[np.ndarray] = getattr(self, name)
+        if not chunks:
+            return np.empty(0)
+        if len(chunks) > 1:
+            joined = np.concatenate(chunks)
+            joined.flags.writeable = False
+            chunks[:] = [joined]
+        return chunks[0]
 
     def __len__(self) -> int:
         return int(sum(len(a) for a in self.author))
