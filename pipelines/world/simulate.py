@@ -752,14 +752,17 @@ def _check_same_world(cfg: FeedrankConfig, meta: Mapping[str, Any], path: Path) 
         )
 
 
-def build_world(cfg: FeedrankConfig, rebuild: bool = False) -> dict[str, int]:
+def build_world(cfg: FeedrankConfig, rebuild: bool = False) -> dict[str, int | bool]:
     """Bootstrap the world of `cfg` once: simulate its first days, write raw tables and truth to
     the lake (replacing them), persist the world state and set the clock to its end.
 
     Where a world state and the clock already exist and `rebuild` is False, the lake is left as
-    it is and the summary counts what is there (``bootstrapped`` 0). Otherwise (first run or
-    rebuild) the serving state of the older world is archived first, so the new world never
-    ingests what was served on the old one (``bootstrapped`` 1).
+    it is and the summary (``bootstrapped`` False) counts what the world holds: users, follows,
+    tweets (live days' too), the bootstrap's impressions, topics and the next day to simulate.
+    Otherwise (first run or rebuild) the serving state of an older world is archived first, so
+    the new world never ingests what was served on the old one (``bootstrapped`` True).
+    Raises WorldStateMismatchError where the persisted world was built from another world
+    config.
     """
     state = cfg.paths.world_state / STATE_FILE
     if not rebuild and state.exists() and SimClock.of(cfg).exists():

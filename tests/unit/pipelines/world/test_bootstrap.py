@@ -9,6 +9,7 @@ import pytest
 from pipelines.clock import SimClock, bootstrap_end
 from pipelines.config import FeedrankConfig
 from pipelines.world.simulate import Simulation, build_world
+from pipelines.world.state import WorldStateMismatchError
 
 
 def lake_stamp(cfg: FeedrankConfig) -> dict[str, int]:
@@ -75,3 +76,13 @@ def test_a_rebuild_archives_what_the_old_world_served(
     assert str(serving_archive) in caplog.text and str(truth_archive) in caplog.text
     # the new world starts its own clock at its own end
     assert SimClock.of(tiny_cfg).now() == bootstrap_end(tiny_cfg)
+
+
+def test_a_build_on_the_world_of_another_config_asks_for_a_rebuild(
+    tiny_cfg: FeedrankConfig,
+) -> None:
+    build_world(tiny_cfg)
+    other = tiny_cfg.model_copy(update={"world": tiny_cfg.world.model_copy(update={"n_users": 90})})
+    with pytest.raises(WorldStateMismatchError, match="n_users.*--rebuild"):
+        build_world(other)
+    assert build_world(other, rebuild=True)["users"] == 90
