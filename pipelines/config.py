@@ -704,6 +704,12 @@ class TrafficConfig(StrictModel):
         le=1,
         description="Chance that a viewed item with replies makes the user open its conversation.",
     )
+    tweets_per_post: int = Field(
+        500,
+        ge=1,
+        le=1000,
+        description="Tweets per POST /tweets call (the service takes at most 1000 a call).",
+    )
     retries: int = Field(
         8, ge=0, description="Retries of a failed request (connection error or 5xx), with backoff."
     )

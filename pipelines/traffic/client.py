@@ -137,11 +137,14 @@ class ServiceClient:
         return await self._call("GET", "/healthz")
 
     async def feed(
-        self, user_id: int, limit: int, *, cursor: str | None = None, policy: str = "model"
+        self, user_id: int, limit: int, *, cursor: str | None = None, policy: str | None = None
     ) -> dict[str, Any] | None:
-        body: dict[str, Any] = {"user_id": user_id, "limit": limit, "policy": policy}
+        """A feed page; ``policy`` None leaves the service's default (its ranker)."""
+        body: dict[str, Any] = {"user_id": user_id, "limit": limit}
         if cursor is not None:
             body["cursor"] = cursor
+        if policy is not None:
+            body["policy"] = policy
         return await self._call("POST", "/feed", body)
 
     async def engagement(
