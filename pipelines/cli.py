@@ -29,7 +29,15 @@ def setup_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
-    for noisy in ("feast", "great_expectations", "py.warnings", "mlflow", "alembic", "urllib3"):
+    for noisy in (
+        "feast",
+        "great_expectations",
+        "py.warnings",
+        "mlflow",
+        "alembic",
+        "urllib3",
+        "httpx",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -85,6 +93,78 @@ def mark_synthetic(
     finally:
         events.close()
     typer.echo(json.dumps({"marked_synthetic": marked, "since": since, "until": until}))
+
+
+@app.command()
+def traffic(
+    days: Annotated[int, typer.Option(help="Simulated days to run.")] = 1,
+    users: Annotated[
+        int | None, typer.Option(help="Keep the sessions of this many users (a seeded draw).")
+    ] = None,
+    policy: Annotated[
+        str, typer.Option(help="How the feed is ranked: served, chronological, oracle, random.")
+    ] = "served",
+    concurrency: Annotated[
+        int | None, typer.Option(help="Requests in flight (default traffic.concurrency).")
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="The service (default the config's).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the run (default the world's).")] = None,
+    config: ConfigOption = "default",
+) -> None:
+    """Simulated users as HTTP clients of the running service, day by day on the simulated
+    clock: prints each day's figures, then the whole run's as one JSON line."""
+    from pipelines.traffic.runner import TrafficError, run_traffic
+
+    setup_logging()
+    cfg = load_config(config)
+    given = {"concurrency": concurrency, "url": url}
+    overrides = {key: value for key, value in given.items() if value is not None}
+    try:
+        knobs = type(cfg.traffic).model_validate(cfg.traffic.model_dump() | overrides)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    cfg = cfg.model_copy(update={"traffic": knobs})
+
+    def print_day(figures: dict[str, Any]) -> None:
+        shown = {k: v for k, v in figures.items() if k not in ("client", "served_truth")}
+        typer.echo(json.dumps({**shown, "latency_ms": figures["client"]["latency_ms"]}))
+
+    try:
+        report = run_traffic(cfg, days, users, policy, seed, on_day=print_day)
+    except TrafficError as error:
+        raise typer.BadParameter(str(error)) from error
+    typer.echo(json.dumps({k: report[k] for k in ("policy", "seed", "users", "clock", "run")}))
+
+
+@app.command()
+def clock(
+    advance_hours: Annotated[
+        float | None, typer.Option(help="Move the simulated clock forward by this many hours.")
+    ] = None,
+    set_: Annotated[
+        str | None, typer.Option("--set", help="Set the clock to this ISO 8601 time (UTC).")
+    ] = None,
+    config: ConfigOption = "default",
+) -> None:
+    """Print the simulated clock, after moving it when asked (it never goes back)."""
+    from datetime import timedelta
+
+    from pipelines.clock import ClockError, ClockNotSetError, SimClock
+
+    if advance_hours is not None and set_ is not None:
+        raise typer.BadParameter("give --advance-hours or --set, not both")
+    sim_clock = SimClock.of(load_config(config))
+    try:
+        if advance_hours is not None:
+            sim_clock.advance(timedelta(hours=advance_hours), reason="feedrank clock")
+        elif set_ is not None:
+            sim_clock.advance_to(set_, reason="feedrank clock")
+        typer.echo(sim_clock.now().isoformat())
+    except (ClockError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from error
+    except ClockNotSetError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(code=1) from error
 
 
 @app.command()
