@@ -127,7 +127,8 @@ def traffic(
 
     def print_day(figures: dict[str, Any]) -> None:
         shown = {k: v for k, v in figures.items() if k not in ("client", "served_truth")}
-        typer.echo(json.dumps({**shown, "latency_ms": figures["client"]["latency_ms"]}))
+        client = {k: v for k, v in figures["client"].items() if k != "rejections"}
+        typer.echo(json.dumps({**shown, **client}))
 
     try:
         report = run_traffic(cfg, days, users, policy, seed, on_day=print_day)
