@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from pipelines.clock import SimClock
 from pipelines.config import FeedrankConfig
 from pipelines.schema import ENGAGEMENTS, TRUTH
-from pipelines.traffic.client import ServiceClient
+from pipelines.traffic.client import ClientStats, ServiceClient
 from pipelines.traffic.figures import DayTally, run_figures
 from pipelines.traffic.users import Behaviour, Reaction, react
 from pipelines.world.simulate import Simulation
@@ -65,7 +65,8 @@ SERVED_TRUTH_SCHEMA = pa.schema(
 
 
 class TrafficError(RuntimeError):
-    """Traffic cannot run as asked (no world, a clock past the day, a service that rejects it)."""
+    """Traffic cannot run as asked: bad arguments, a clock past the day to run, or a service that
+    rejects every feed request."""
 
 
 @dataclass(frozen=True)
@@ -281,13 +282,14 @@ class DayRun:
         self.replies = np.zeros(0, dtype=np.int64)
 
     async def run(self) -> dict[str, Any]:
+        """Every tick of the day, then the day's end; returns the day's figures."""
         now = self.clock.now()
         if now > self.start:
             raise TrafficError(
                 f"the clock ({now}) is past the start of the world's next day ({self.start}): "
                 "a day of traffic starts where the last one (or the bootstrap) ended"
             )
-        self.client.stats = type(self.client.stats)()
+        self.client.stats = ClientStats()  # the day's own latencies, retries and rejections
         tick = pd.Timedelta(minutes=self.cfg.traffic.tick_minutes)
         ticks = math.ceil(pd.Timedelta(days=1) / tick)
         tweets = self.sim.post_day(self.day)
@@ -313,7 +315,8 @@ class DayRun:
 
     def progress(self, index: int, ticks: int, tick: pd.Timedelta) -> None:
         hours = index * tick / pd.Timedelta(hours=1)
-        if index == ticks or int(hours) % PROGRESS_EVERY_HOURS == 0 and hours == int(hours):
+        on_the_hour = hours == int(hours) and int(hours) % PROGRESS_EVERY_HOURS == 0
+        if index == ticks or on_the_hour:
             figures = self.tally.figures()
             log.info(
                 "traffic %s %02d:00: %d sessions, %d pages, %d impressions, %d viewed, "
