@@ -141,7 +141,8 @@ def traffic(
     except ServiceUnavailableError as error:
         typer.echo(f"feedrank traffic: the service stopped answering: {error}", err=True)
         raise typer.Exit(code=1) from error
-    typer.echo(json.dumps({k: report[k] for k in ("policy", "seed", "users", "clock", "run")}))
+    shown = ("policy", "seed", "users", "clock", "run", "latency_ms", "retries", "rejected")
+    typer.echo(json.dumps({key: report[key] for key in shown}))
 
 
 @app.command()

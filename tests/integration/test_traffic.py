@@ -29,7 +29,7 @@ from pipelines.world.truth import TRUTH_COLUMNS
 
 pytestmark = pytest.mark.integration
 
-USERS = 6  # a handful: a day of their sessions is a few dozen pages
+USERS = 12  # a handful: a day of their sessions is a few dozen pages
 
 
 @pytest.fixture(scope="module")
