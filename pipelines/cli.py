@@ -113,7 +113,10 @@ def traffic(
 ) -> None:
     """Simulated users as HTTP clients of the running service, day by day on the simulated
     clock: prints each day's figures, then the whole run's as one JSON line."""
+    from pipelines.clock import ClockNotSetError
+    from pipelines.traffic.client import ServiceUnavailableError
     from pipelines.traffic.runner import TrafficError, run_traffic
+    from pipelines.world.state import WorldStateMissingError
 
     setup_logging()
     cfg = load_config(config)
@@ -127,13 +130,19 @@ def traffic(
 
     def print_day(figures: dict[str, Any]) -> None:
         shown = {k: v for k, v in figures.items() if k not in ("client", "served_truth")}
-        typer.echo(json.dumps({**shown, "latency_ms": figures["client"]["latency_ms"]}))
+        client = {k: v for k, v in figures["client"].items() if k != "rejections"}
+        typer.echo(json.dumps({**shown, **client}))
 
     try:
         report = run_traffic(cfg, days, users, policy, seed, on_day=print_day)
-    except TrafficError as error:
-        raise typer.BadParameter(str(error)) from error
-    typer.echo(json.dumps({k: report[k] for k in ("policy", "seed", "users", "clock", "run")}))
+    except (TrafficError, WorldStateMissingError, ClockNotSetError) as error:
+        typer.echo(f"feedrank traffic: {error}", err=True)
+        raise typer.Exit(code=2) from error
+    except ServiceUnavailableError as error:
+        typer.echo(f"feedrank traffic: the service stopped answering: {error}", err=True)
+        raise typer.Exit(code=1) from error
+    shown = ("policy", "seed", "users", "clock", "run", "latency_ms", "retries", "rejected")
+    typer.echo(json.dumps({key: report[key] for key in shown}))
 
 
 @app.command()

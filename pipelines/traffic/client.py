@@ -43,7 +43,8 @@ class Rejection:
 
 @dataclass
 class ClientStats:
-    """What the client saw: latencies (ms, of the attempt that answered), retries, rejections."""
+    """What the client saw, per endpoint (``feed``, ``engagement``, ``conversation``, ``tweets``,
+    ``healthz``): latencies (ms, of the attempt that answered), retries, rejections."""
 
     latencies_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     retries: Counter[str] = field(default_factory=Counter)
@@ -51,16 +52,25 @@ class ClientStats:
     rejections: list[Rejection] = field(default_factory=list)
 
     def latency_percentiles(self) -> dict[str, dict[str, float]]:
-        """``{endpoint: {"p50": ms, "p99": ms, "count": n}}`` of the answered requests."""
+        """``{endpoint: {"p50_ms", "p99_ms", "count"}}`` of the answered requests."""
         return {
             endpoint: {
-                "p50": float(np.percentile(values, 50)),
-                "p99": float(np.percentile(values, 99)),
+                "p50_ms": float(np.percentile(values, 50)),
+                "p99_ms": float(np.percentile(values, 99)),
                 "count": len(values),
             }
             for endpoint, values in sorted(self.latencies_ms.items())
             if values
         }
+
+    def absorb(self, other: ClientStats) -> None:
+        """Add `other`'s figures to these (a run's from its days')."""
+        for endpoint, values in other.latencies_ms.items():
+            self.latencies_ms[endpoint].extend(values)
+        self.retries.update(other.retries)
+        self.rejected.update(other.rejected)
+        room = max(0, KEPT_REJECTIONS - len(self.rejections))
+        self.rejections.extend(other.rejections[:room])
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -137,10 +147,19 @@ class ServiceClient:
         return await self._call("GET", "/healthz")
 
     async def feed(
-        self, user_id: int, limit: int, *, cursor: str | None = None, policy: str | None = None
+        self,
+        user_id: int,
+        limit: int,
+        *,
+        cursor: str | None = None,
+        policy: str | None = None,
+        synthetic: bool = False,
     ) -> dict[str, Any] | None:
-        """A feed page; ``policy`` None leaves the service's default (its ranker)."""
+        """A feed page; ``policy`` None leaves the service's default (its ranker); a
+        ``synthetic`` page (a probe) is logged but never becomes training data."""
         body: dict[str, Any] = {"user_id": user_id, "limit": limit}
+        if synthetic:
+            body["synthetic"] = True
         if cursor is not None:
             body["cursor"] = cursor
         if policy is not None:
@@ -173,13 +192,14 @@ class ServiceClient:
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
         """One request with retries: the body of a 2xx, None after a 4xx."""
+        endpoint = path.strip("/")
         last_error = ""
         for attempt in range(self.retry.retries + 1):
             if attempt:
-                self.stats.retries[path] += 1
+                self.stats.retries[endpoint] += 1
                 await asyncio.sleep(self.retry.wait_s(attempt - 1))
             try:
-                response = await self._attempt(method, path, body)
+                response = await self._attempt(method, path, endpoint, body)
             except (httpx.TransportError, httpx.TimeoutException) as error:
                 last_error = f"{type(error).__name__}: {error}"
                 continue
@@ -187,7 +207,7 @@ class ServiceClient:
                 last_error = f"HTTP {response.status_code}: {response.text[:500]}"
                 continue
             if response.status_code >= 400:
-                self._reject(path, response)
+                self._reject(endpoint, response)
                 return None
             answer: dict[str, Any] = response.json()
             return answer
@@ -196,22 +216,25 @@ class ServiceClient:
             f"last: {last_error}"
         )
 
-    async def _attempt(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+    async def _attempt(
+        self, method: str, path: str, endpoint: str, body: dict[str, Any] | None
+    ) -> httpx.Response:
         """One attempt inside a concurrency slot; its latency is kept when it answers below
         500."""
         async with self._slots:
             started = time.perf_counter()
             response = await self._http.request(method, path, json=body)
             if response.status_code < 500:
-                self.stats.latencies_ms[path].append(1000.0 * (time.perf_counter() - started))
+                elapsed_ms = 1000.0 * (time.perf_counter() - started)
+                self.stats.latencies_ms[endpoint].append(elapsed_ms)
             return response
 
-    def _reject(self, path: str, response: httpx.Response) -> None:
-        self.stats.rejected[path] += 1
+    def _reject(self, endpoint: str, response: httpx.Response) -> None:
+        self.stats.rejected[endpoint] += 1
         if len(self.stats.rejections) < KEPT_REJECTIONS:
             try:
                 body = response.json()
             except ValueError:
                 body = response.text[:500]
             detail = body.get("detail", body) if isinstance(body, dict) else body
-            self.stats.rejections.append(Rejection(path, response.status_code, detail))
+            self.stats.rejections.append(Rejection(endpoint, response.status_code, detail))

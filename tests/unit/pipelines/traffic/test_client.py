@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from pipelines.traffic.client import RetryPolicy, ServiceClient, ServiceUnavailableError
+from pipelines.traffic.client import (
+    ClientStats,
+    RetryPolicy,
+    ServiceClient,
+    ServiceUnavailableError,
+)
 
 REQUEST_ID = "0123456789abcdef0123456789abcdef"
 Plan = Callable[[int], str]  # attempt number (1-based) of a key -> what the server does
@@ -107,8 +112,8 @@ def test_each_engagement_is_recorded_once_through_drops_503s_and_lost_answers() 
     assert set(service.attempts.values()) == {4}
     # The answer of the attempt that recorded was lost: the retry is a repeat, not a new record.
     assert all(a["recorded"] is False for a in answers)  # type: ignore[index]
-    assert client.stats.retries["/engagement"] == 8 * 3
-    assert client.stats.latency_percentiles()["/engagement"]["count"] == 8
+    assert client.stats.retries["engagement"] == 8 * 3
+    assert client.stats.latency_percentiles()["engagement"]["count"] == 8
     assert 1 < service.most_busy <= 3  # concurrent, and never past the client's bound
 
 
@@ -117,9 +122,9 @@ def test_a_rejected_request_is_never_retried_but_counted_with_its_detail() -> No
     answers, client = asyncio.run(post_engagements(service, range(1, 4)))
     assert answers == [None, None, None]
     assert set(service.attempts.values()) == {1}
-    assert client.stats.rejected["/engagement"] == 3
+    assert client.stats.rejected["engagement"] == 3
     rejection = client.stats.rejections[0]
-    assert (rejection.endpoint, rejection.status) == ("/engagement", 422)
+    assert (rejection.endpoint, rejection.status) == ("engagement", 422)
     assert rejection.detail == [{"loc": ["body", "action"]}]
 
 
@@ -140,3 +145,15 @@ def test_backoff_doubles_up_to_its_cap() -> None:
 def test_a_client_needs_at_least_one_request_in_flight() -> None:
     with pytest.raises(ValueError, match="concurrency must be >= 1"):
         ServiceClient("http://x", concurrency=0, retry=RetryPolicy(0, 1, 1), timeout_s=1)
+
+
+def test_a_runs_client_figures_add_up_its_days() -> None:
+    run, day = ClientStats(), ClientStats()
+    day.latencies_ms["feed"].extend([10.0, 20.0, 30.0])
+    day.retries["feed"] += 2
+    day.rejected["engagement"] += 1
+    run.absorb(day)
+    run.absorb(day)
+    latency = run.latency_percentiles()["feed"]
+    assert latency["count"] == 6 and latency["p50_ms"] == 20.0 and latency["p99_ms"] <= 30.0
+    assert (run.retries["feed"], run.rejected["engagement"]) == (4, 2)

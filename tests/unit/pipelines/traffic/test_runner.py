@@ -4,6 +4,10 @@ against a live service is tests/integration/test_traffic.py."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
+import httpx
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -11,6 +15,7 @@ import pytest
 
 from pipelines.config import FeedrankConfig
 from pipelines.schema import TRUTH
+from pipelines.traffic.client import RetryPolicy, ServiceClient
 from pipelines.traffic.runner import (
     Served,
     TrafficError,
@@ -18,7 +23,9 @@ from pipelines.traffic.runner import (
     chosen_users,
     conversations_at,
     day_sessions,
+    feed_policy_of,
     linearized_replies,
+    probe_policy,
     tick_of,
     tweet_payloads,
 )
@@ -154,3 +161,26 @@ def test_a_run_asked_for_nonsense_is_refused_naming_what_is_wrong(
     cfg, _ = tiny
     with pytest.raises(TrafficError, match=message):
         check_request(cfg, days, users, policy)
+
+
+def test_a_policy_the_service_refuses_stops_the_run_before_any_day_is_spent() -> None:
+    asked: list[dict[str, object]] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        asked.append(json.loads(request.content))
+        return httpx.Response(422, json={"detail": "the oracle needs the world's state"})
+
+    async def probe() -> None:
+        async with ServiceClient(
+            "http://service",
+            concurrency=1,
+            retry=RetryPolicy(0, 0.01, 0.01),
+            timeout_s=1,
+            transport=httpx.MockTransport(refuse),
+        ) as client:
+            await probe_policy(client, "oracle", 7)
+
+    with pytest.raises(TrafficError, match="does not serve the 'oracle' policy.*world's state"):
+        asyncio.run(probe())
+    assert asked == [{"user_id": 7, "limit": 1, "synthetic": True, "policy": "oracle"}]
+    assert feed_policy_of("served") is None and feed_policy_of("random") == "random"
