@@ -32,7 +32,6 @@ import re
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -204,14 +203,15 @@ def held_out_task(
     the newest root tweets only."""
     from pipelines.features.batch import engagement_events
     from pipelines.features.training_set import split_boundary
+    from pipelines.lake import lake_span
     from pipelines.schema import read_table
 
     boundary = split_boundary(cfg)
-    world_end = pd.Timestamp(cfg.world.start_date, tz="UTC") + timedelta(days=cfg.world.days)
+    lake_end = lake_span(cfg).end
     tweets = read_table(cfg.paths.raw, "tweets")
     impressions = read_table(cfg.paths.raw, "impressions")
     created = pd.to_datetime(tweets["created_at"], utc=True)
-    corpus = tweets[tweets["in_reply_to_tweet_id"].isna() & (created < world_end)]
+    corpus = tweets[tweets["in_reply_to_tweet_id"].isna() & (created < lake_end)]
     corpus = corpus.sort_values(["created_at", "tweet_id"], kind="stable")
     if max_corpus is not None:
         corpus = corpus.tail(max_corpus)
