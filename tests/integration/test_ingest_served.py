@@ -22,6 +22,9 @@ pytestmark = pytest.mark.integration
 
 DAY_1, DAY_2 = "2026-03-02", "2026-03-03"
 UNKNOWN_TWEET, UNKNOWN_VIEWER = 999, 77
+NOTHING = dict.fromkeys(
+    ("tweets", "ingested", "days", "pending", "restored", "truth", "truth_unmatched"), 0
+)
 
 
 def write_lake(raw: Path) -> None:
@@ -142,7 +145,7 @@ def part(cfg: FeedrankConfig, day: str) -> Path:
 def test_served_rows_join_the_lake_with_their_labels(cfg: FeedrankConfig, served: Served) -> None:
     summary = ingest_served(cfg)
 
-    assert summary == {"ingested": 3, "days": 2, "pending": 2, "restored": 0}
+    assert summary == {**NOTHING, "ingested": 3, "days": 2, "pending": 2}
     day_1 = impressions(cfg, DAY_1)
     new = [IMPRESSION_ID_OFFSET + 1, IMPRESSION_ID_OFFSET + 2]  # the log's first two rows
     assert sorted(day_1.index) == [100, 101, *new]
@@ -189,7 +192,7 @@ def test_a_rerun_adds_nothing_and_unknown_rows_stay_pending(
     assert str(UNKNOWN_TWEET) in held and str(UNKNOWN_VIEWER) in held
     before = {day: part(cfg, day).read_bytes() for day in (DAY_1, DAY_2)}
 
-    assert ingest_served(cfg) == {"ingested": 0, "days": 0, "pending": 2, "restored": 0}
+    assert ingest_served(cfg) == {**NOTHING, "pending": 2}
     assert {day: part(cfg, day).read_bytes() for day in (DAY_1, DAY_2)} == before
     assert served.events.counts()["exported"] == 3
     pending, _ = served.events.pending_export()
@@ -242,6 +245,6 @@ def test_a_failed_write_leaves_the_partition_and_the_rows_pending(
 
 def test_without_an_event_log_nothing_happens(cfg: FeedrankConfig) -> None:
     before = part(cfg, DAY_1).read_bytes()
-    assert ingest_served(cfg) == {"ingested": 0, "days": 0, "pending": 0, "restored": 0}
+    assert ingest_served(cfg) == NOTHING
     assert not cfg.paths.serving_events.exists()
     assert part(cfg, DAY_1).read_bytes() == before
