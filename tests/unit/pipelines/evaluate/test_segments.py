@@ -33,6 +33,7 @@ def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
             "viewer_id": [1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5],
             "author_follower_count": [1, 2, 3, 4, 5, 6, 7, 8, 9, 100, NAN],
             "in_network": [1.0, 0.0, 1.0, 0.0, NAN, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0],
+            "served": [False] * 6 + [True] * 5,
         }
     )
     return test, train
@@ -53,6 +54,8 @@ def test_segment_masks_on_hand_made_rows() -> None:
         "large_authors",
         "in_network",
         "out_of_network",
+        "served",
+        "organic",
     }
     for mask in masks.values():
         assert mask.dtype == bool and mask.shape == (len(test),)
@@ -66,6 +69,9 @@ def test_segment_masks_on_hand_made_rows() -> None:
     # A missing in_network flag is in neither side.
     assert _rows(masks["in_network"]) == [0, 2, 5, 6, 9]
     assert _rows(masks["out_of_network"]) == [1, 3, 7, 8, 10]
+    # The live service served the last five; the world's logging policy the first six.
+    assert _rows(masks["served"]) == [6, 7, 8, 9, 10]
+    assert _rows(masks["organic"]) == [0, 1, 2, 3, 4, 5]
 
 
 def test_segment_metrics_skips_small_segments_and_one_class_heads() -> None:
