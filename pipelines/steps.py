@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StepOption:
-    """A switch a step's function takes as a keyword argument (default off): `name` is the
-    argument, the DAG param and (with ``-`` for ``_``) the command-line flag; `about` their help."""
+    """A switch a step's function takes as a keyword argument (default off, passed only when on):
+    `name` is the argument, the DAG param and (with ``-`` for ``_``) the command-line flag;
+    `about` their help."""
 
     name: str
     about: str
@@ -190,7 +191,8 @@ def step_options() -> dict[str, StepOption]:
 
 
 def options_for(step: Step, options: Mapping[str, bool] | None) -> dict[str, bool]:
-    """The values of `step`'s own options among `options` (the run's switches), each a bool.
+    """`step`'s own switches that are on among `options` (the run's), as keyword arguments: a
+    switch that is off is not passed, so the step runs as it does without options.
 
     Raises ValueError naming an option no step declares, or a value that is not a bool."""
     given = dict(options or {})
@@ -200,7 +202,7 @@ def options_for(step: Step, options: Mapping[str, bool] | None) -> dict[str, boo
     wrong = {key: value for key, value in given.items() if not isinstance(value, bool)}
     if wrong:
         raise ValueError(f"step options are switches (true/false); got {wrong}")
-    return {option.name: given[option.name] for option in step.options if option.name in given}
+    return {option.name: True for option in step.options if given.get(option.name)}
 
 
 def run_step(

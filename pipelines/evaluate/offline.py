@@ -312,15 +312,17 @@ def origin_ndcg(
 def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
     """Score the held-out days with every model; the flat metrics go to the `EvaluationMetrics`
     hand-off, the report with plots beside it. Returns the blended NDCG of every model."""
+    holdout_days = TrainingSetDays.read(cfg).holdout_days
     arrays = np.load(cfg.paths.ranker_arrays(cfg.ranker.feature_set))
     truth = read_table(cfg.paths.truth, "truth")  # read once: coverage and the oracle
     held = held_out_rows(cfg, arrays, truth)
     predictions = model_predictions(cfg, arrays, held, truth)
     results = score_models(cfg, held, predictions)
+    results["holdout_days"] = holdout_days
     out = cfg.paths.evaluation
     written = write_report(results, out)
     metrics = flatten_metrics(results)
-    EvaluationMetrics(holdout_days=TrainingSetDays.read(cfg).holdout_days, **metrics).write(cfg)
+    EvaluationMetrics(holdout_days=results["holdout_days"], **metrics).write(cfg)
     log.info("evaluate: blended NDCG@%d %s", cfg.promote.ndcg_k, results["ndcg"])
     for head in results["heads"]:
         metric = "r2" if head in REGRESSION_HEADS else "rce"
