@@ -348,13 +348,21 @@ def measure_retrieval(
     """Recall@k and NDCG@k of every method on the held-out days (module docstring).
 
     Returns ``{"viewers": V, "corpus_tweets": N, "<method>_recall_at_<k>": ...,
-    "<method>_ndcg_at_<k>": ..., "<method>_seconds": ...}``.
+    "<method>_ndcg_at_<k>": ..., "<method>_seconds": ...}``; only the first two (``V`` = 0, with
+    a warning) when no viewer has both a history and a reachable held-out engagement.
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown retrieval methods {unknown}; known: {list(METHODS)}")
     task = held_out_task(cfg, max_viewers, max_corpus)
     log.info("retrieval eval: %d viewers, %d corpus tweets", len(task.viewer_ids), task.corpus_size)
+    counts = {"viewers": float(len(task.viewer_ids)), "corpus_tweets": float(task.corpus_size)}
+    if not len(task.viewer_ids):
+        log.warning(
+            "retrieval eval: no viewer has a history and a held-out engagement with a corpus "
+            "tweet not seen before; nothing to measure"
+        )
+        return counts
     k = max(ks)
     runners: dict[str, Callable[[], np.ndarray]] = {
         "finetuned": lambda: finetuned_retrieval(cfg, task, k),
@@ -369,12 +377,7 @@ def measure_retrieval(
         seconds[f"{method}_seconds"] = round(time.perf_counter() - started, 2)
         log.info("retrieval eval: %s in %.1f s", method, seconds[f"{method}_seconds"])
     metrics = retrieval_metrics(retrieved, task.relevant, ks)
-    return {
-        "viewers": float(len(task.viewer_ids)),
-        "corpus_tweets": float(task.corpus_size),
-        **metrics,
-        **seconds,
-    }
+    return {**counts, **metrics, **seconds}
 
 
 # --- report ----------------------------------------------------------------------------------

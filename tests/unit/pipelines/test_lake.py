@@ -12,6 +12,7 @@ import pydantic
 import pytest
 
 from pipelines.config import FeedrankConfig
+from pipelines.handoffs import RankerTraining
 from pipelines.lake import (
     EmptyLakeError,
     LakeSpan,
@@ -122,3 +123,22 @@ def test_a_window_too_short_for_its_held_out_days_is_refused() -> None:
         FeedrankConfig.model_validate(
             {"train": {"window_days": 4, "served_holdout_days": 3}, "ranker": {"test_days": 2}}
         )
+
+
+def test_the_ranker_hand_off_gives_its_days_as_mlflow_params() -> None:
+    training = RankerTraining(
+        seconds=1.0,
+        train_rows=10,
+        test_rows=2,
+        final={},
+        history=[],
+        bundle_dir="/nowhere",
+        train_days=days(2, 4),
+        holdout_days=["2026-03-05"],
+        served_holdout=True,
+    )
+    assert training.days_params() == {
+        "train.days": "2026-03-02,2026-03-03,2026-03-04",
+        "holdout.days": "2026-03-05",
+        "holdout.served": "true",
+    }
