@@ -113,8 +113,19 @@ def _ingest_impressions(cfg: FeedrankConfig, events: EventLog) -> dict[str, int]
 def ingest_posted(events: EventLog, raw: Path) -> int:
     """The tweets posted to the service and not yet in the lake into ``raw/tweets/day=<created
     UTC day>`` (a tweet already there is replaced by the posted copy); each partition is written
-    atomically and only then are its tweets marked exported. Returns how many were written."""
-    posted, _ = events.posted_after(exported=False)
+    atomically and only then are its tweets marked exported. Tweets exported before but no longer
+    in the lake (it was rebuilt) are written again. Returns how many were written."""
+    pending, _ = events.posted_after(exported=False)
+    exported, _ = events.posted_after(exported=True)
+    in_lake = _read_columns(raw, "tweets", ["tweet_id"])["tweet_id"]
+    missing = exported[~exported["tweet_id"].isin(in_lake)]
+    if len(missing):
+        log.warning(
+            "ingest_served: %d posted tweets exported before are no longer in the lake; "
+            "writing them again",
+            len(missing),
+        )
+    posted = pd.concat([pending, missing], ignore_index=True) if len(missing) else pending
     if posted.empty:
         return 0
     tweets = posted.drop(columns="seq")

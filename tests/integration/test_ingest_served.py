@@ -352,3 +352,15 @@ def test_a_served_truth_file_without_a_probability_is_named(
     path = write_served_truth(cfg, DAY_1, "broken", broken)
     with pytest.raises(ValueError, match=rf"{path.name}.*p_reply"):
         ingest_served(cfg)
+
+
+def test_posted_tweets_a_rebuilt_lake_lost_are_written_again(cfg: FeedrankConfig) -> None:
+    events = EventLog(cfg.paths.serving_events)
+    events.post_tweets(posted_tweet(12, 1, f"{DAY_2} 00:10"))
+    assert ingest_served(cfg)["tweets"] == 1
+
+    # build_world replaces the lake: the posted tweet comes back, once.
+    schema.partition_dir(cfg.paths.raw, "tweets", DAY_2).joinpath("part.parquet").unlink()
+    assert ingest_served(cfg)["tweets"] == 1
+    assert list(schema.read_table(cfg.paths.raw, "tweets", [DAY_2])["tweet_id"]) == [12]
+    assert ingest_served(cfg)["tweets"] == 0
