@@ -7,17 +7,27 @@ Every step command runs the same step that the Airflow task runs. The `feedrank`
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
 import typer
 
 from pipelines.config import REPO_ROOT, FeedrankConfig, load_config
-from pipelines.steps import STEPS, Step, run_all, run_step
+from pipelines.steps import (
+    REBUILD,
+    STEPS,
+    Step,
+    StepOption,
+    run_all,
+    run_step,
+    step_options,
+)
 
 app = typer.Typer(add_completion=False, help="feedrank: Twitter/X-style feed ranking, end to end.")
 ConfigOption = Annotated[
@@ -45,24 +55,53 @@ def _echo(result: Any) -> None:
     typer.echo(json.dumps(result, indent=2, default=str))
 
 
-def _register(step: Step) -> None:
-    def command(config: ConfigOption = "default") -> None:
-        setup_logging()
-        _echo(run_step(step.name, config))
+def _command(
+    run: Callable[[str, dict[str, bool]], Any], options: Iterable[StepOption], about: str
+) -> Callable[..., None]:
+    """A command taking ``--config`` and one flag per option, that echoes ``run(config,
+    {option: value})``; typer reads its parameters from the signature built here."""
 
-    command.__doc__ = step.about
-    app.command(name=step.name.replace("_", "-"))(command)
+    def command(config: str = "default", **flags: bool) -> None:
+        setup_logging()
+        _echo(run(config, flags))
+
+    parameters = [
+        inspect.Parameter(
+            "config", inspect.Parameter.KEYWORD_ONLY, default="default", annotation=ConfigOption
+        ),
+        *(
+            inspect.Parameter(
+                option.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=False,
+                annotation=Annotated[bool, typer.Option(option.flag, help=option.about)],
+            )
+            for option in options
+        ),
+    ]
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__doc__ = about
+    return command
+
+
+def _register(step: Step) -> None:
+    def run(config: str, options: dict[str, bool]) -> Any:
+        return run_step(step.name, config, options)
+
+    app.command(name=step.name.replace("_", "-"))(_command(run, step.options, step.about))
 
 
 for _step in STEPS:
     _register(_step)
 
-
-@app.command("run-all")
-def run_all_steps(config: ConfigOption = "default") -> None:
-    """Every step in dependency order in this process, without Airflow."""
-    setup_logging()
-    _echo(run_all(config))
+app.command("run-all")(
+    _command(
+        run_all,
+        step_options().values(),
+        "Every step in dependency order in this process, without Airflow.",
+    )
+)
 
 
 @app.command("mark-synthetic")
@@ -202,14 +241,17 @@ def airflow_environment(cfg: FeedrankConfig) -> dict[str, str]:
 
 
 @app.command()
-def dag_test(config: ConfigOption = "default") -> None:
+def dag_test(
+    config: ConfigOption = "default",
+    rebuild: Annotated[bool, typer.Option(help=REBUILD.about)] = False,
+) -> None:
     """Run the `feed_training` DAG through Airflow (`airflow dags test`) on this config."""
     cfg = load_config(config)
     env = {**os.environ, **airflow_environment(cfg)}
     cfg.paths.airflow_home.mkdir(parents=True, exist_ok=True)
     airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    conf = json.dumps({"config": config})
+    conf = json.dumps({"config": config, REBUILD.name: rebuild})
     # A native crash prints the Python stack of every thread (to find what crashed, and where).
     completed = subprocess.run(
         [airflow, "dags", "test", "feed_training", "--conf", conf],

@@ -87,6 +87,11 @@ class PathsConfig(StrictModel):
         """The point-in-time ranker training set from Feast."""
         return self.datasets / "ranker_training_set.parquet"
 
+    @property
+    def training_days(self) -> Path:
+        """The days the training set learns from and holds out (`TrainingSetDays`)."""
+        return self.datasets / "training_days.json"
+
     def ranker_arrays(self, feature_set: str = "full") -> Path:
         """The training set as model-input arrays, per feature set."""
         return self.datasets / f"ranker_arrays{_feature_set_suffix(feature_set)}.npz"
@@ -776,6 +781,13 @@ class FeedrankConfig(StrictModel):
             )
         if self.ranker.test_days >= self.world.days - 2:
             raise ValueError("ranker.test_days must leave at least 2 earlier days for training")
+        held_out = max(self.ranker.test_days, self.train.served_holdout_days)
+        if self.train.window_days < held_out + 2:
+            raise ValueError(
+                f"train.window_days ({self.train.window_days}) must leave at least 2 training "
+                f"days before the held-out days (ranker.test_days={self.ranker.test_days}, "
+                f"train.served_holdout_days={self.train.served_holdout_days})"
+            )
         return self
 
     @property

@@ -574,6 +574,19 @@ class EventLog:
         frame["served_at"] = pd.to_datetime(frame.pop("served_at_us"), unit="us", utc=True)
         return frame
 
+    def live_rows(self) -> pd.DataFrame:
+        """``row_id, request_id, tweet_id, source, served_at`` of every live (not synthetic)
+        served row, in id order: what joins the traffic's served truth and the candidate source
+        to the lake's impressions."""
+        with self._transaction() as db:
+            frame = pd.read_sql_query(
+                "SELECT id AS row_id, request_id, tweet_id, source, served_at_us FROM served "
+                "WHERE synthetic = 0 ORDER BY id",
+                db,
+            )
+        frame["served_at"] = pd.to_datetime(frame.pop("served_at_us"), unit="us", utc=True)
+        return frame
+
     def mark_exported(self, row_ids: Sequence[int], versions: Sequence[int]) -> None:
         """Record that each row's labels as of `versions` (from `pending_export`) are in the
         lake; a row engaged with since then stays pending."""

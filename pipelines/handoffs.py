@@ -70,8 +70,25 @@ class EncoderTraining(Handoff):
         return cfg.paths.encoder_training
 
 
+class TrainingSetDays(Handoff):
+    """The lake days the training set was drawn from (`build_training_set`): the training days,
+    the held-out days (ISO dates, ascending) and whether those are days the live service served
+    (else the sliding window's last `ranker.test_days` days)."""
+
+    written_by: ClassVar[str] = "build_training_set"
+    train_days: list[str]
+    holdout_days: list[str]
+    served_holdout: bool
+
+    @classmethod
+    def path(cls, cfg: FeedrankConfig) -> Path:
+        return cfg.paths.training_days
+
+
 class RankerTraining(Handoff):
-    """How the ranker's training went (`train_ranker`): sizes, wall time, per-epoch history."""
+    """How the ranker's training went (`train_ranker`): sizes, wall time, per-epoch history, and
+    the days it learned from and was held out on (empty for a hand-off written before they were
+    recorded)."""
 
     written_by: ClassVar[str] = "train_ranker"
     seconds: float
@@ -80,6 +97,18 @@ class RankerTraining(Handoff):
     final: dict[str, Any]
     history: list[dict[str, Any]]
     bundle_dir: str
+    train_days: list[str] = []
+    holdout_days: list[str] = []
+    served_holdout: bool = False
+
+    def days_params(self) -> dict[str, str]:
+        """The days as MLflow params: ``train.days`` and ``holdout.days`` (comma-separated ISO
+        dates) and ``holdout.served`` (``true``: the held-out days are served days)."""
+        return {
+            "train.days": ",".join(self.train_days),
+            "holdout.days": ",".join(self.holdout_days),
+            "holdout.served": str(self.served_holdout).lower(),
+        }
 
     @classmethod
     def path(cls, cfg: FeedrankConfig) -> Path:
@@ -92,6 +121,8 @@ class EvaluationMetrics(Handoff):
 
     written_by: ClassVar[str] = "evaluate"
     model_config = ConfigDict(extra="allow")
+    # The held-out days the metrics are measured on (the extra fields are the metrics).
+    holdout_days: list[str] = []
 
     @classmethod
     def path(cls, cfg: FeedrankConfig) -> Path:

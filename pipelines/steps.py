@@ -6,6 +6,10 @@ edges (`dags/feed_training.py`), the `feedrank <step>` commands and :func:`run_a
 in the modules their names say. A step takes the resolved config, reads what earlier steps left in
 the artifact map (`PathsConfig`), writes its own outputs there and returns a small summary (its
 Airflow XCom). Steps are idempotent: a retry recomputes the same outputs from the same inputs.
+
+A step may also declare :class:`StepOption` switches (keyword arguments of its function, off by
+default): each becomes a flag of its command and of `run-all` and a typed, described param of the
+DAG, so a run is asked for them in one vocabulary (``--rebuild``, ``{"rebuild": true}``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
 from typing import Any
@@ -24,30 +28,52 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class StepOption:
+    """A switch a step's function takes as a keyword argument (default off, passed only when on):
+    `name` is the argument, the DAG param and (with ``-`` for ``_``) the command-line flag;
+    `about` their help."""
+
+    name: str
+    about: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
 class Step:
-    """One step: `target` is ``"package.module:function"`` taking a config and returning a
-    JSON-able summary; `about` is the one line shown as the command's help and the task's doc;
-    `retries` overrides the DAG's default where retrying cannot help."""
+    """One step: `target` is ``"package.module:function"`` taking a config (and its `options` as
+    keyword arguments) and returning a JSON-able summary; `about` is the one line shown as the
+    command's help and the task's doc; `retries` overrides the DAG's default where retrying
+    cannot help."""
 
     name: str
     target: str
     about: str
     upstream: tuple[str, ...] = ()
     retries: int | None = None
+    options: tuple[StepOption, ...] = ()
 
-    def function(self) -> Callable[[FeedrankConfig], Any]:
+    def function(self) -> Callable[..., Any]:
         module, _, attribute = self.target.partition(":")
-        function: Callable[[FeedrankConfig], Any] = getattr(
-            importlib.import_module(module), attribute
-        )
+        function: Callable[..., Any] = getattr(importlib.import_module(module), attribute)
         return function
+
+
+REBUILD = StepOption(
+    "rebuild",
+    "Rebuild the bootstrap world even if it exists (the old serving state is archived); "
+    "otherwise an existing world is kept and only grows.",
+)
 
 
 STEPS: tuple[Step, ...] = (
     Step(
         "build_world",
         "pipelines.world.simulate:build_world",
-        "Simulate the world into the raw lake; the ground truth is stored apart.",
+        "Bootstrap the simulated world into the raw lake once (the truth stored apart).",
+        options=(REBUILD,),
     ),
     # What the service served (and how viewers engaged) joins the lake after build_world, which
     # replaces the lake, and before it is validated.
@@ -159,14 +185,42 @@ def execution_order() -> list[str]:
     return order
 
 
-def run_step(name: str, config: str | FeedrankConfig | None = None) -> dict[str, Any]:
-    """Run one step on a config (a name, a path or a loaded config); returns its summary with the
-    step's wall time, keeping only scalar fields (what an XCom and a log line should hold)."""
+def step_options() -> dict[str, StepOption]:
+    """Every option some step declares, by name (in table order)."""
+    return {option.name: option for step in STEPS for option in step.options}
+
+
+def options_for(step: Step, options: Mapping[str, bool] | None) -> dict[str, bool]:
+    """`step`'s own switches that are on among `options` (the run's), as keyword arguments: a
+    switch that is off is not passed, so the step runs as it does without options.
+
+    Raises ValueError naming an option no step declares, or a value that is not a bool."""
+    given = dict(options or {})
+    unknown = sorted(set(given) - set(step_options()))
+    if unknown:
+        raise ValueError(f"unknown step options {unknown}; known: {sorted(step_options())}")
+    wrong = {key: value for key, value in given.items() if not isinstance(value, bool)}
+    if wrong:
+        raise ValueError(f"step options are switches (true/false); got {wrong}")
+    return {option.name: True for option in step.options if given.get(option.name)}
+
+
+def run_step(
+    name: str,
+    config: str | FeedrankConfig | None = None,
+    options: Mapping[str, bool] | None = None,
+) -> dict[str, Any]:
+    """Run one step on a config (a name, a path or a loaded config) with the run's `options`
+    (those the step declares are passed to it; see :func:`options_for`); returns its summary
+    with the step's wall time, keeping only scalar fields (what an XCom and a log line should
+    hold)."""
     if name not in STEPS_BY_NAME:
         raise KeyError(f"unknown step {name!r}; steps: {[step.name for step in STEPS]}")
+    step = STEPS_BY_NAME[name]
+    chosen = options_for(step, options)
     cfg = config if isinstance(config, FeedrankConfig) else load_config(config)
     started = time.perf_counter()
-    result = STEPS_BY_NAME[name].function()(cfg)
+    result = step.function()(cfg, **chosen)
     summary = {
         key: value
         for key, value in (result if isinstance(result, dict) else {"result": result}).items()
@@ -177,7 +231,10 @@ def run_step(name: str, config: str | FeedrankConfig | None = None) -> dict[str,
     return summary
 
 
-def run_all(config: str | FeedrankConfig | None = None) -> dict[str, dict[str, Any]]:
-    """Every step in dependency order, in this process (the DAG runs the same steps as tasks)."""
+def run_all(
+    config: str | FeedrankConfig | None = None, options: Mapping[str, bool] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every step in dependency order, in this process (the DAG runs the same steps as tasks);
+    each step gets the `options` it declares."""
     cfg = config if isinstance(config, FeedrankConfig) else load_config(config)
-    return {name: run_step(name, cfg) for name in execution_order()}
+    return {name: run_step(name, cfg, options) for name in execution_order()}

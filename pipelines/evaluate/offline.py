@@ -5,7 +5,9 @@ The oracle scores each impression with the world's true probabilities (the `trut
 evaluation reads): its RCE is the ceiling any model can reach on this data. The blended ranking
 metric is the mean per-request NDCG@k of the feed score against the blend of what actually happened.
 Segments (:func:`segment_masks`) show where a model's average gain comes from: a ranker can beat
-the baselines overall and still lose on new viewers or out-of-network tweets.
+the baselines overall and still lose on new viewers or out-of-network tweets. Two segments measure
+the feedback loop: `served` (impressions the live service chose, a sample biased by the ranker
+itself) and `organic` (the world's logging policy); the blended NDCG is reported on each too.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pandas as pd
 from pipelines.config import FeedrankConfig
 from pipelines.evaluate.metrics import head_metrics, mean_ndcg_at_k, regression_metrics
 from pipelines.evaluate.report import write_report
-from pipelines.handoffs import EvaluationMetrics
+from pipelines.handoffs import EvaluationMetrics, TrainingSetDays
 from pipelines.models.bundle import RankerBundle
 from pipelines.ranking import blend_scores
 from pipelines.schema import REGRESSION_HEADS, read_table
@@ -35,7 +37,8 @@ LONG_HISTORY_QUANTILE = 0.75  # top quartile of training impressions per viewer
 LARGE_AUTHOR_QUANTILE = 0.9  # top decile of author_follower_count over the held-out impressions
 MIN_SEGMENT_ROWS = 50  # fewer rows than this give no segment metric (too noisy to read)
 SEGMENT_METRICS = ("rce", "roc_auc")
-SEGMENT_COLUMNS = ["viewer_id", "author_follower_count", "in_network"]
+SEGMENT_COLUMNS = ["viewer_id", "author_follower_count", "in_network", "served"]
+ORIGINS = ("served", "organic")  # the segments by who chose the impression
 ORACLE_COLUMNS = {"dwell_time": "mean_log_dwell_s"}  # truth column per head, if not p_<head>
 
 
@@ -100,6 +103,8 @@ def segment_masks(test_frame: pd.DataFrame, train_frame: pd.DataFrame) -> dict[s
     - ``small_authors``: follower count below the median of the held-out impressions.
     - ``large_authors``: follower count at or above their 90th percentile.
     - ``in_network`` / ``out_of_network``: the viewer follows the author (1) / does not (0).
+    - ``served`` / ``organic``: the live service served the impression / the world's logging
+      policy did (the training set's ``served`` column).
     """
     per_viewer = train_frame["viewer_id"].value_counts()
     history = test_frame["viewer_id"].map(per_viewer).fillna(0).to_numpy(dtype=np.float64)
@@ -112,6 +117,7 @@ def segment_masks(test_frame: pd.DataFrame, train_frame: pd.DataFrame) -> dict[s
         np.quantile(followers[known], [0.5, LARGE_AUTHOR_QUANTILE]) if known.any() else (0, 0)
     )
     network = test_frame["in_network"].to_numpy(dtype=np.float64)
+    served = test_frame["served"].to_numpy(dtype=bool)
     return {
         "new_viewers": history <= NEW_VIEWER_MAX_TRAIN_ROWS,
         "long_history_viewers": (history > 0) & (history >= long_history),
@@ -119,6 +125,8 @@ def segment_masks(test_frame: pd.DataFrame, train_frame: pd.DataFrame) -> dict[s
         "large_authors": known & (followers >= top_decile),
         "in_network": network == 1.0,
         "out_of_network": network == 0.0,
+        "served": served,
+        "organic": ~served,
     }
 
 
@@ -258,21 +266,63 @@ def score_models(
         }
     masks = segment_masks(held.test, held.train)
     results["segments"] = segment_metrics(heads, y, predictions, masks)
+    results["ndcg_by_origin"] = origin_ndcg(
+        cfg, requests, oracle if oracle is not None else y, predictions, masks
+    )
     return results
+
+
+def origin_ndcg(
+    cfg: FeedrankConfig,
+    requests: np.ndarray,
+    target: np.ndarray | dict[str, np.ndarray],
+    predictions: dict[str, dict[str, np.ndarray]],
+    masks: dict[str, np.ndarray],
+) -> dict[str, dict[str, float]]:
+    """``{origin: {model: blended NDCG}}`` on the served and on the organic held-out rows (an
+    origin with fewer than ``MIN_SEGMENT_ROWS`` rows is left out). A request is served by one
+    policy, so each origin's requests are whole.
+
+    Args:
+        requests: ``[N]`` request ids; target: ``[N, H]`` labels or ``{head: [N]}`` true
+            probabilities (:func:`blended_ndcg`); masks: :func:`segment_masks`.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for origin in ORIGINS:
+        mask = masks[origin]
+        if mask.sum() < MIN_SEGMENT_ROWS:
+            continue
+        subset = (
+            {head: values[mask] for head, values in target.items()}
+            if isinstance(target, dict)
+            else target[mask]
+        )
+        out[origin] = {
+            model: blended_ndcg(
+                cfg,
+                requests[mask],
+                subset,
+                {head: values[mask] for head, values in per_head.items()},
+            )
+            for model, per_head in predictions.items()
+        }
+    return out
 
 
 def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
     """Score the held-out days with every model; the flat metrics go to the `EvaluationMetrics`
     hand-off, the report with plots beside it. Returns the blended NDCG of every model."""
+    holdout_days = TrainingSetDays.read(cfg).holdout_days
     arrays = np.load(cfg.paths.ranker_arrays(cfg.ranker.feature_set))
     truth = read_table(cfg.paths.truth, "truth")  # read once: coverage and the oracle
     held = held_out_rows(cfg, arrays, truth)
     predictions = model_predictions(cfg, arrays, held, truth)
     results = score_models(cfg, held, predictions)
+    results["holdout_days"] = holdout_days
     out = cfg.paths.evaluation
     written = write_report(results, out)
     metrics = flatten_metrics(results)
-    EvaluationMetrics(**metrics).write(cfg)
+    EvaluationMetrics(holdout_days=results["holdout_days"], **metrics).write(cfg)
     log.info("evaluate: blended NDCG@%d %s", cfg.promote.ndcg_k, results["ndcg"])
     for head in results["heads"]:
         metric = "r2" if head in REGRESSION_HEADS else "rce"
@@ -288,7 +338,8 @@ def evaluate(cfg: FeedrankConfig) -> dict[str, Any]:
 
 def flatten_metrics(results: dict[str, Any]) -> dict[str, float]:
     """MLflow metric names: `<model>_<metric>_<head>`, `<model>_ndcg` (against the true blend
-    where the world's truth exists), `<model>_ndcg_realized`, and per segment
+    where the world's truth exists), `<model>_ndcg_realized`, per origin (`served`, `organic`)
+    `<model>_ndcg_<origin>`, and per segment
     `<model>_<metric>_<head>_<segment>` (e.g. `ranker_rce_fav_new_viewers`) with
     `segment_rows_<segment>`."""
     flat: dict[str, float] = {}
@@ -300,6 +351,9 @@ def flatten_metrics(results: dict[str, Any]) -> dict[str, float]:
         flat[f"{model}_ndcg"] = float(value)
     for model, value in results.get("ndcg_realized", {}).items():
         flat[f"{model}_ndcg_realized"] = float(value)
+    for origin, per_model in results.get("ndcg_by_origin", {}).items():
+        for model, value in per_model.items():
+            flat[f"{model}_ndcg_{origin}"] = float(value)
     for segment, summary in results.get("segments", {}).items():
         flat[f"segment_rows_{segment}"] = float(summary["rows"])
         for model, per_head in summary["models"].items():

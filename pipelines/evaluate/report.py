@@ -9,6 +9,8 @@
         "curves": {"ranker": {"fav": (y_true [N], p [N]), ...}, ...},      # optional
         "segments": {"new_viewers": {"rows": 812,                           # optional
                                      "models": {"ranker": {"fav": {"rce": 6.1, ...}}}}},
+        "ndcg_by_origin": {"served": {"ranker": 0.44, ...}, "organic": ...},  # optional
+        "holdout_days": ["2026-03-12"],                                      # optional
     }
 
 A head missing from a segment's models was skipped (too few rows or one class there).
@@ -71,6 +73,8 @@ def render_markdown(results: Mapping[str, Any], images: Sequence[str] = ()) -> s
     model_names = list(models)
     lines = ["# Offline evaluation", ""]
     lines += [f"Models: {', '.join(model_names)}. Heads: {', '.join(heads)}.", ""]
+    if results.get("holdout_days"):
+        lines += [f"Held-out days: {', '.join(results['holdout_days'])}.", ""]
     for metric in _metric_names(models):
         rows = [
             [head] + [format_value(models[m].get(head, {}).get(metric)) for m in model_names]
@@ -86,6 +90,9 @@ def render_markdown(results: Mapping[str, Any], images: Sequence[str] = ()) -> s
         ]
         table = markdown_table(["model", "ndcg", "ndcg vs realized labels"], rows)
         lines += ["## NDCG of the blended feed score", "", *table, ""]
+    by_origin: Mapping[str, Mapping[str, float]] = results.get("ndcg_by_origin") or {}
+    if by_origin:
+        lines += _origin_table(by_origin)
     segments: Mapping[str, Mapping[str, Any]] = results.get("segments") or {}
     if segments:
         lines += _segment_tables(segments, heads)
@@ -93,6 +100,24 @@ def render_markdown(results: Mapping[str, Any], images: Sequence[str] = ()) -> s
         links = [f"![{Path(name).stem}]({name})" for name in images]
         lines += ["## Plots", "", *links, ""]
     return "\n".join(lines)
+
+
+def _origin_table(by_origin: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Blended NDCG per model (rows) on the served and the organic held-out rows (columns)."""
+    origins = list(by_origin)
+    model_names = list(dict.fromkeys(m for per_model in by_origin.values() for m in per_model))
+    rows = [
+        [model, *(format_value(by_origin[o].get(model)) for o in origins)] for model in model_names
+    ]
+    return [
+        "## NDCG on served vs organic impressions",
+        "",
+        "Served: chosen by the live service (a sample biased by the ranker); organic: by the "
+        "world's logging policy.",
+        "",
+        *markdown_table(["model", *origins], rows),
+        "",
+    ]
 
 
 def _segment_tables(segments: Mapping[str, Mapping[str, Any]], heads: Sequence[str]) -> list[str]:

@@ -27,6 +27,7 @@ from pipelines.inputs import spec
 from pipelines.inputs.catalog import ENGAGEMENT_DECAY_HOURS
 from pipelines.inputs.sparse import hashtag_lists, text_ngram_ids
 from pipelines.inputs.spec import HASHTAG_DIM, epoch_seconds
+from pipelines.lake import LakeSpan, lake_span
 from pipelines.schema import ENGAGEMENTS, read_table
 
 log = logging.getLogger(__name__)
@@ -353,15 +354,17 @@ class _Snapshots:
 
 def daily_user_stats(
     cfg: FeedrankConfig,
+    span: LakeSpan,
     users: pd.DataFrame,
     impressions: pd.DataFrame,
     events: pd.DataFrame,
     tweets: pd.DataFrame,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """author_stats and viewer_stats: a snapshot at the start and at the end of every day."""
+    """author_stats and viewer_stats: a snapshot at the start and at the end of every day of
+    the lake's `span`."""
     window = cfg.features.engagement_window_days
-    start = pd.Timestamp(cfg.world.start_date, tz="UTC")
-    days = pd.date_range(start, periods=cfg.world.days, freq="D", tz="UTC")
+    start = span.start
+    days = pd.date_range(start, periods=span.days, freq="D", tz="UTC")
     ids = pd.Index(users["user_id"].to_numpy())
     authors = tweets.set_index("tweet_id")["author_id"]
     impression_authors = authors.reindex(impressions["tweet_id"]).reset_index(drop=True)
@@ -424,7 +427,7 @@ RECENT_HASHTAGS = 5  # the viewer's last engaged hashtags kept as a context feat
 
 
 def hashtag_profiles(
-    cfg: FeedrankConfig,
+    span: LakeSpan,
     users: pd.DataFrame,
     tweets: pd.DataFrame,
     events: pd.DataFrame,
@@ -437,8 +440,7 @@ def hashtag_profiles(
     Viewer: the sum over tweets engaged with before it (unit length), and the last RECENT_HASHTAGS
     distinct hashtags engaged with, most recent first.
     """
-    start = pd.Timestamp(cfg.world.start_date, tz="UTC")
-    stamps = [start + timedelta(days=d) for d in range(cfg.world.days + 1)]
+    stamps = span.midnights()
     ids = users["user_id"].to_numpy()
     position = pd.Series(np.arange(len(ids)), index=ids)
     tweet_row = pd.Series(np.arange(len(tweets)), index=tweets["tweet_id"].to_numpy())
@@ -561,7 +563,7 @@ def viewer_author(
 
 
 def graph_tables(
-    cfg: FeedrankConfig, users: pd.DataFrame, follows: pd.DataFrame, pairs: pd.DataFrame
+    span: LakeSpan, users: pd.DataFrame, follows: pd.DataFrame, pairs: pd.DataFrame
 ) -> dict[str, pd.DataFrame]:
     """Follow-graph features: author reputation, social vectors, common followees per pair.
 
@@ -570,7 +572,7 @@ def graph_tables(
     ids = users["user_id"].to_numpy()
     adjacency = graph.follow_matrix(follows, ids)
     as_follower, as_followee = graph.social_embeddings(adjacency)
-    known = pd.Timestamp(cfg.world.start_date, tz="UTC") - pd.Timedelta(days=1)
+    known = span.start - pd.Timedelta(days=1)
     position = pd.Series(np.arange(len(ids)), index=ids)
     viewer_rows = position.reindex(pairs["viewer_id"]).to_numpy()
     author_rows = position.reindex(pairs["author_id"]).to_numpy()
@@ -614,13 +616,14 @@ def compute_batch_features(cfg: FeedrankConfig) -> dict[str, int]:
     impressions = read_table(raw, "impressions")
     follows = read_table(raw, "follows")
     events = engagement_events(impressions, tweets)
-    author_stats, viewer_stats = daily_user_stats(cfg, users, impressions, events, tweets)
+    span = lake_span(cfg)
+    author_stats, viewer_stats = daily_user_stats(cfg, span, users, impressions, events, tweets)
     # Hashtag IDF from the tweets posted before the held-out days only.
     tags = hashtag_lists(tweets["hashtags"])
     before_split = (pd.to_datetime(tweets["created_at"], utc=True) < split_boundary(cfg)).to_numpy()
     idf = hashtag_idf([t for t, keep in zip(tags, before_split, strict=True) if keep])
     author_tags, viewer_tags = hashtag_profiles(
-        cfg, users, tweets, events, hashtag_vectors(tags, idf)
+        span, users, tweets, events, hashtag_vectors(tags, idf)
     )
     keys = ["event_timestamp"]
     author_stats = author_stats.merge(author_tags, on=["author_id", *keys], validate="one_to_one")
@@ -632,7 +635,7 @@ def compute_batch_features(cfg: FeedrankConfig) -> dict[str, int]:
         "author_stats": author_stats,
         "viewer_stats": viewer_stats,
         "viewer_author": pairs,
-        **graph_tables(cfg, users, follows, pairs[["viewer_id", "author_id"]].drop_duplicates()),
+        **graph_tables(span, users, follows, pairs[["viewer_id", "author_id"]].drop_duplicates()),
     }
     for name, table in tables.items():
         write_feature_table(cfg, name, table)

@@ -9,13 +9,13 @@ only engagements up to that moment. `author_content` summarizes what each author
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
 from pipelines.inputs.spec import epoch_seconds
+from pipelines.lake import LakeSpan, lake_span
 
 
 def tweet_embedding_table(
@@ -63,14 +63,15 @@ TOPIC_RATE_PRIOR = 20.0  # pseudo-impressions pulling an author's topic rate to 
 
 
 def author_content_table(
-    cfg: FeedrankConfig,
+    span: LakeSpan,
     tweets: pd.DataFrame,
     vectors: np.ndarray,
     topics: np.ndarray,
     impressions: pd.DataFrame,
     events: pd.DataFrame,
 ) -> pd.DataFrame:
-    """Daily author snapshots (world start, then each day's end) of what the author writes about.
+    """Daily author snapshots (the lake's start, then each day's end) of what the author writes
+    about.
 
     author_content_embedding: unit mean of the embeddings of the author's tweets posted before the
     snapshot. author_topic_rates [K]: engagements / impressions of the author's tweets per topic,
@@ -94,10 +95,8 @@ def author_content_table(
     served = epoch_seconds(impressions["served_at"]).to_numpy()[view_known]
     event_keys, event_known = keyed(events["tweet_id"])
     engaged_at = epoch_seconds(events["at"]).to_numpy()[event_known]
-    start = pd.Timestamp(cfg.world.start_date, tz="UTC")
     frames = []
-    for day in range(cfg.world.days + 1):
-        stamp = start + timedelta(days=day)
+    for stamp in span.midnights():
         cutoff = stamp.timestamp()
         posted = created < cutoff
         sums = np.zeros((len(authors), vectors.shape[1]))
@@ -125,6 +124,7 @@ def author_content_table(
 
 def viewer_embedding_table(
     cfg: FeedrankConfig,
+    span: LakeSpan,
     events: pd.DataFrame,
     tweet_ids: np.ndarray,
     vectors: np.ndarray,
@@ -132,7 +132,8 @@ def viewer_embedding_table(
     topics: np.ndarray | None = None,
     impressions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Daily viewer profiles from engagement events (viewer_id, tweet_id, at) sorted by `at`.
+    """Daily viewer profiles (at the end of each day of `span`) from engagement events
+    (viewer_id, tweet_id, at) sorted by `at`.
 
     viewer_tower maps the normalized mean of engaged-tweet embeddings [V, D] to the viewer vector
     [V, D] (the two-tower model's viewer side); None keeps the normalized mean. With the topic
@@ -145,9 +146,7 @@ def viewer_embedding_table(
     if topics is not None and impressions is not None:
         rates = ViewerTopicCounts(tweet_ids, topics, impressions, events)
     rows = []
-    start = pd.Timestamp(cfg.world.start_date, tz="UTC")
-    for day in range(cfg.world.days):
-        cutoff = start + timedelta(days=day + 1)
+    for cutoff in span.midnights()[1:]:
         known = events[events["at"] < cutoff]
         last = known.groupby("viewer_id", sort=True).tail(history)
         positions = row_of.reindex(last["tweet_id"]).to_numpy()
@@ -246,7 +245,8 @@ def embed(cfg: FeedrankConfig) -> dict[str, int]:
     write_feature_table(cfg, "tweet_embedding", tweet_embedding_table(tweets, vectors, topics))
     impressions = read_table(cfg.paths.raw, "impressions")
     events = engagement_events(impressions, tweets)
-    authors = author_content_table(cfg, tweets, vectors, topics, impressions, events)
+    span = lake_span(cfg)
+    authors = author_content_table(span, tweets, vectors, topics, impressions, events)
     write_feature_table(cfg, "author_content", authors)
     embedder = TextEmbedder.load(cfg.paths.encoder_dir)
 
@@ -254,7 +254,7 @@ def embed(cfg: FeedrankConfig) -> dict[str, int]:
         return embedder.embed_viewers(profiles[:, None, :])
 
     viewers = viewer_embedding_table(
-        cfg, events, tweets["tweet_id"].to_numpy(), vectors, viewer_tower, topics, impressions
+        cfg, span, events, tweets["tweet_id"].to_numpy(), vectors, viewer_tower, topics, impressions
     )
     write_feature_table(cfg, "viewer_embedding", viewers)
     return {"tweets": len(tweets), "viewer_rows": len(viewers)}

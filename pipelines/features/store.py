@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
 from typing import Any, Literal
@@ -39,8 +39,10 @@ from typing import Any, Literal
 import pandas as pd
 import yaml
 
+from pipelines.clock import SimClock
 from pipelines.config import REPO_ROOT, FeedrankConfig, load_config
 from pipelines.inputs import catalog
+from pipelines.lake import lake_span
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +165,14 @@ def apply_features(cfg: FeedrankConfig) -> dict[str, Any]:
     return {"feature_views": len(apply_repo(cfg))}
 
 
-def world_end(cfg: FeedrankConfig) -> datetime:
-    """The day after the simulated world's last day, UTC: the default end of materialization."""
-    first = datetime.combine(cfg.world.start_date, datetime.min.time(), tzinfo=UTC)
-    return first + timedelta(days=cfg.world.days + 1)
+def materialize_end(cfg: FeedrankConfig) -> datetime:
+    """The default end of materialization, UTC: the midnight after the simulated clock's day
+    (the rows stamped at the clock's own midnight are then in), or without a clock the midnight
+    after the day that follows the lake's last day."""
+    clock = SimClock.of(cfg)
+    if clock.exists():
+        return (clock.now().normalize() + pd.Timedelta(days=1)).to_pydatetime()
+    return (lake_span(cfg).end + pd.Timedelta(days=1)).to_pydatetime()
 
 
 def materialize(
@@ -176,7 +182,7 @@ def materialize(
     feature_views: Sequence[str] | None = None,
     full: bool = False,
 ) -> dict[str, Any]:
-    """Bring the online store up to `end` (default: :func:`world_end`; naive times are UTC).
+    """Bring the online store up to `end` (default: :func:`materialize_end`; naive times are UTC).
 
     Each view (default: every online view) is loaded in full the first time, then incrementally
     from the end it was last loaded to; a view already loaded to `end` or later is left as it is.
@@ -185,7 +191,7 @@ def materialize(
     seconds taken, the end and each view's load mode (full, reload, incremental or up_to_date).
     """
     store = feature_store(cfg)
-    stop = _utc(end) if end is not None else world_end(cfg)
+    stop = _utc(end) if end is not None else materialize_end(cfg)
     views = _online_views(store, feature_views)
     manifest_path = cfg.paths.materialized_manifest
     manifest = _read_manifest(manifest_path)

@@ -1,27 +1,40 @@
-"""Training-set assembly: impressions + Feast point-in-time features + labels, split by time."""
+"""Training-set assembly: impressions + Feast point-in-time features + labels, split by time.
+
+The rows are the home-feed impressions of the sliding window (:func:`pipelines.lake.training_days`:
+the newest `train.window_days` days of the lake), split at the first held-out day. Each row also
+records where it came from, so evaluation can measure the feedback loop: ``served`` (the live
+service served it; else the world's logging policy did), ``source`` (the candidate source that
+produced it; the logging policy's name for world rows) and its ``position`` on the page.
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
+from pipelines.event_log import EventLog
 from pipelines.features.store import historical_features
+from pipelines.handoffs import TrainingSetDays
+from pipelines.ingest.served import IMPRESSION_ID_OFFSET
 from pipelines.inputs.spec import epoch_seconds
+from pipelines.lake import TrainingDays, lake_days, training_days
 from pipelines.schema import BINARY_ACTIONS, DWELL_THRESHOLD_MS, read_table
 
 log = logging.getLogger(__name__)
 
 ID_COLUMNS = ("impression_id", "request_id", "viewer_id", "tweet_id", "author_id", "served_at")
+# Where each row came from (module docstring): kept beside the ids, never a model input.
+ORIGIN_COLUMNS = ("served", "source", "position")
+TRAINING_SURFACE = "home"  # the ranker ranks the home feed; conversation rows are not its task
+UNKNOWN_SOURCE = "unknown"  # a served row whose event log row is gone (the log was replaced)
 
 
 def split_boundary(cfg: FeedrankConfig) -> pd.Timestamp:
-    """Impressions at or after this moment are held out: the last `test_days` days."""
-    start = pd.Timestamp(cfg.world.start_date, tz="UTC")
-    return start + timedelta(days=cfg.world.days - cfg.ranker.test_days)
+    """Impressions at or after this moment are held out (the first held-out day's midnight)."""
+    return training_days(cfg).boundary
 
 
 def dwell_time_label(dwell_ms: pd.Series | np.ndarray) -> np.ndarray:
@@ -45,10 +58,43 @@ def labels_of(impressions: pd.DataFrame, heads: tuple[str, ...]) -> pd.DataFrame
     return out
 
 
-def entity_frame(cfg: FeedrankConfig) -> pd.DataFrame:
-    """Impressions with author, follow relation and labels: the rows to attach features to."""
+def impression_sources(cfg: FeedrankConfig, impressions: pd.DataFrame) -> np.ndarray:
+    """``[N]`` the candidate source of each impression: from the serving event log for rows the
+    live service served (``UNKNOWN_SOURCE`` where the log no longer has the row), the logging
+    policy (the row's `model_version`) for the world's rows."""
+    served = impressions["impression_id"].to_numpy(np.int64) >= IMPRESSION_ID_OFFSET
+    sources = impressions["model_version"].to_numpy(dtype=object).copy()
+    if not served.any():
+        return sources
+    known = pd.Series(dtype=object)
+    if cfg.paths.serving_events.exists():
+        events = EventLog(cfg.paths.serving_events)
+        try:
+            rows = events.live_rows()
+        finally:
+            events.close()
+        known = pd.Series(rows["source"].to_numpy(object), index=rows["row_id"].to_numpy())
+    row_ids = impressions["impression_id"].to_numpy(np.int64)[served] - IMPRESSION_ID_OFFSET
+    found = known.reindex(row_ids)
+    if found.isna().any():
+        log.warning(
+            "training set: %d served impressions have no event log row; source %r",
+            int(found.isna().sum()),
+            UNKNOWN_SOURCE,
+        )
+    sources[served] = found.fillna(UNKNOWN_SOURCE).to_numpy(object)
+    return sources
+
+
+def entity_frame(cfg: FeedrankConfig, days: TrainingDays) -> pd.DataFrame:
+    """The window's home-feed impressions with author, follow relation, labels and origin
+    (``ORIGIN_COLUMNS``): the rows to attach features to."""
     raw = cfg.paths.raw
-    impressions = read_table(raw, "impressions")
+    window = [day for day in lake_days(cfg) if day >= days.train[0]]
+    impressions = read_table(raw, "impressions", window)
+    impressions = impressions[impressions["surface"] == TRAINING_SURFACE].reset_index(drop=True)
+    impressions["served"] = impressions["impression_id"] >= IMPRESSION_ID_OFFSET
+    impressions["source"] = impression_sources(cfg, impressions)
     tweets = read_table(raw, "tweets")[["tweet_id", "author_id"]]
     follows = read_table(raw, "follows")[["follower_id", "followee_id"]]
     frame = impressions.merge(tweets, on="tweet_id", how="left", validate="many_to_one")
@@ -62,14 +108,18 @@ def entity_frame(cfg: FeedrankConfig) -> pd.DataFrame:
 
 
 def build_training_set(cfg: FeedrankConfig) -> dict[str, int]:
-    """Point-in-time features for every impression, written with a time split column."""
-    entities = entity_frame(cfg)
+    """Point-in-time features for every impression of the window, written with a time split
+    column (``train`` before the first held-out day, ``test`` from it); the days go to the
+    `TrainingSetDays` hand-off."""
+    days = training_days(cfg)
+    entities = entity_frame(cfg, days)
     label_columns = [c for c in entities.columns if c.startswith("label_")]
     # The request-time values come from Feast's on-demand view, fed with the impression time.
     entities["request_time_s"] = epoch_seconds(entities["served_at"])
     entities["viewer_follows_author"] = entities.pop("in_network").astype("int64")
     keep = [
         *ID_COLUMNS,
+        *ORIGIN_COLUMNS,
         "request_time_s",
         "viewer_follows_author",
         "event_timestamp",
@@ -77,12 +127,31 @@ def build_training_set(cfg: FeedrankConfig) -> dict[str, int]:
     ]
     log.info("training set: joining features for %d impressions", len(entities))
     joined = historical_features(cfg, entities[keep])
-    boundary = split_boundary(cfg)
-    joined["split"] = np.where(joined["served_at"] >= boundary, "test", "train")
+    joined["split"] = np.where(joined["served_at"] >= days.boundary, "test", "train")
     joined = joined.sort_values("impression_id").reset_index(drop=True)
     path = cfg.paths.training_set
     path.parent.mkdir(parents=True, exist_ok=True)
     joined.to_parquet(path, index=False)
+    TrainingSetDays(
+        train_days=list(days.train),
+        holdout_days=list(days.holdout),
+        served_holdout=days.served_holdout,
+    ).write(cfg)
     counts = joined["split"].value_counts().to_dict()
-    log.info("training set: %s written (%s)", path, counts)
-    return {"train_rows": int(counts.get("train", 0)), "test_rows": int(counts.get("test", 0))}
+    log.info(
+        "training set: %s written (%s); train days %s..%s, held out %s (%s)",
+        path,
+        counts,
+        days.train[0],
+        days.train[-1],
+        list(days.holdout),
+        "served" if days.served_holdout else "the window's last days",
+    )
+    served = joined["served"].to_numpy(bool)
+    return {
+        "train_rows": int(counts.get("train", 0)),
+        "test_rows": int(counts.get("test", 0)),
+        "served_rows": int(served.sum()),
+        "train_days": len(days.train),
+        "holdout_days": len(days.holdout),
+    }

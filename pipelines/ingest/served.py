@@ -15,6 +15,13 @@ The event log keeps, per served row, which version of its labels is in the lake:
 recorded after an export makes the row pending again, and the next run rewrites it (a re-written
 row replaces its earlier copy), so late feedback is not lost. Rows exported before the lake was
 rebuilt (``build_world`` replaces it) are found missing and exported again.
+
+Two more things the live world leaves behind join the lake here: the tweets posted to the service
+(the log's ``posted`` table) become `tweets` rows of their created day, before the impressions so
+that the impressions of a fresh tweet are known to the lake; and the served truth the traffic
+client wrote (``cfg.paths.served_truth/day=*/*.parquet``: per ``request_id`` and ``tweet_id`` the
+probabilities each label was drawn from) becomes `truth` rows keyed by the impression_id of the
+served row, in the partition of its served day, so evaluation has an oracle on served days.
 """
 
 from __future__ import annotations
@@ -40,6 +47,12 @@ log = logging.getLogger(__name__)
 IMPRESSION_ID_OFFSET = 10**12
 REQUEST_ID_HEX_DIGITS = 15
 REPORTED_IDS = 5  # ids named per kind in the log line about held-back rows
+# A served truth file's columns: the served row's key and the truth table's probabilities.
+SERVED_TRUTH_COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "tweet_id",
+    *(name for name in schema.TRUTH.names if name != "impression_id"),
+)
 
 
 def request_id_int64(request_id: str) -> int:
@@ -55,11 +68,18 @@ def ingest_served(cfg: FeedrankConfig) -> dict[str, int]:
     rewritten whole and atomically (temp file + rename), and only then are its rows marked
     exported, so a crash at any point leaves the lake valid and a re-run finishes the job.
 
+    Posted tweets go in first (:func:`ingest_posted`), the served truth last
+    (:func:`ingest_served_truth`).
+
     Returns:
-        ``{"ingested": rows written, "days": partitions written, "pending": rows held back,
-        "restored": exported rows found missing from the lake}``; zeros without an event log.
+        ``{"tweets": posted tweets written, "ingested": rows written, "days": partitions
+        written, "pending": rows held back, "restored": exported rows found missing from the
+        lake, "truth": served truth rows written, "truth_unmatched": truth rows naming no live
+        served row}``; zeros without an event log.
     """
-    summary = {"ingested": 0, "days": 0, "pending": 0, "restored": 0}
+    summary = dict.fromkeys(
+        ("tweets", "ingested", "days", "pending", "restored", "truth", "truth_unmatched"), 0
+    )
     path = cfg.paths.serving_events
     if not path.exists():
         log.info("ingest_served: no serving event log at %s; nothing to ingest", path)
@@ -67,23 +87,99 @@ def ingest_served(cfg: FeedrankConfig) -> dict[str, int]:
     events = EventLog(path)
     try:
         with _exclusive(path.with_name("ingest_served.lock")):
+            summary["tweets"] = ingest_posted(events, cfg.paths.raw)
             summary["restored"] = _restore_missing(events, cfg.paths.raw)
-            served, engagements = events.pending_export()
-            if served.empty:
-                return summary
-            rows = impression_rows(served, engagements, cfg.validate_.max_dwell_ms)
-            known = _known_to_lake(rows, cfg.paths.raw)
-            summary["pending"] = int((~known).sum())
-            ready = rows[known]
-            days = append_impressions(cfg.paths.raw, ready)
-            events.mark_exported(
-                served["row_id"][known].tolist(), served["version"][known].tolist()
-            )
-            summary.update(ingested=len(ready), days=len(days))
+            summary.update(_ingest_impressions(cfg, events))
+            summary.update(ingest_served_truth(events, cfg.paths.served_truth, cfg.paths.truth))
     finally:
         events.close()
     log.info("ingest_served: %s", summary)
     return summary
+
+
+def _ingest_impressions(cfg: FeedrankConfig, events: EventLog) -> dict[str, int]:
+    """The pending served rows the lake knows into its impressions; then marked exported."""
+    served, engagements = events.pending_export()
+    if served.empty:
+        return {}
+    rows = impression_rows(served, engagements, cfg.validate_.max_dwell_ms)
+    known = _known_to_lake(rows, cfg.paths.raw)
+    ready = rows[known]
+    days = append_impressions(cfg.paths.raw, ready)
+    events.mark_exported(served["row_id"][known].tolist(), served["version"][known].tolist())
+    return {"ingested": len(ready), "days": len(days), "pending": int((~known).sum())}
+
+
+def ingest_posted(events: EventLog, raw: Path) -> int:
+    """The tweets posted to the service and not yet in the lake into ``raw/tweets/day=<created
+    UTC day>`` (a tweet already there is replaced by the posted copy); each partition is written
+    atomically and only then are its tweets marked exported. Tweets exported before but no longer
+    in the lake (it was rebuilt) are written again. Returns how many were written."""
+    pending, _ = events.posted_after(exported=False)
+    exported, _ = events.posted_after(exported=True)
+    in_lake = _read_columns(raw, "tweets", ["tweet_id"])["tweet_id"]
+    missing = exported[~exported["tweet_id"].isin(in_lake)]
+    if len(missing):
+        log.warning(
+            "ingest_served: %d posted tweets exported before are no longer in the lake; "
+            "writing them again",
+            len(missing),
+        )
+    posted = pd.concat([pending, missing], ignore_index=True) if len(missing) else pending
+    if posted.empty:
+        return 0
+    tweets = posted.drop(columns="seq")
+    day_of = tweets["created_at"].dt.strftime("%Y-%m-%d")
+    for day in sorted(day_of.unique()):
+        new = tweets[(day_of == day).to_numpy()]
+        merge_partition(raw, "tweets", day, new, "tweet_id")
+        events.mark_posted_exported(new["tweet_id"].tolist())
+    log.info("ingest_served: %d posted tweets into the lake", len(tweets))
+    return len(tweets)
+
+
+def read_served_truth(served_truth: Path) -> pd.DataFrame:
+    """Every served truth file (``day=*/*.parquet`` under `served_truth`) as one frame with the
+    columns ``SERVED_TRUTH_COLUMNS``; empty (with them) when there is none.
+
+    Raises ValueError naming the file that lacks a column."""
+    frames = []
+    for path in sorted(served_truth.glob("day=*/*.parquet")):
+        frame = pd.read_parquet(path)
+        missing = [c for c in SERVED_TRUTH_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"served truth file {path} lacks columns {missing}")
+        frames.append(frame[list(SERVED_TRUTH_COLUMNS)])
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in SERVED_TRUTH_COLUMNS})
+    return pd.concat(frames, ignore_index=True)
+
+
+def ingest_served_truth(events: EventLog, served_truth: Path, truth_root: Path) -> dict[str, int]:
+    """The traffic's served truth into the `truth` table under `truth_root`, keyed by the
+    impression_id of the live served row with the same ``(request_id, tweet_id)``, in the
+    partition of its served UTC day (merged: a re-run writes the same rows again).
+
+    Truth rows that name no live served row are counted and logged, never written."""
+    truth = read_served_truth(served_truth)
+    if truth.empty:
+        return {"truth": 0, "truth_unmatched": 0}
+    live = events.live_rows()[["row_id", "request_id", "tweet_id", "served_at"]]
+    truth["tweet_id"] = truth["tweet_id"].astype(np.int64)
+    joined = truth.merge(live, on=["request_id", "tweet_id"], how="left", validate="many_to_one")
+    matched = joined["row_id"].notna().to_numpy()
+    if not matched.all():
+        log.warning(
+            "ingest_served: %d served truth rows name no live served row (requests %s)",
+            int((~matched).sum()),
+            list(joined["request_id"][~matched].drop_duplicates().head(REPORTED_IDS)),
+        )
+    rows = joined[matched].copy()
+    rows["impression_id"] = IMPRESSION_ID_OFFSET + rows["row_id"].astype(np.int64)
+    day_of = rows["served_at"].dt.strftime("%Y-%m-%d")
+    for day in sorted(day_of.unique()):
+        merge_partition(truth_root, "truth", day, rows[(day_of == day).to_numpy()], "impression_id")
+    return {"truth": len(rows), "truth_unmatched": int((~matched).sum())}
 
 
 def impression_rows(
@@ -196,24 +292,34 @@ def append_impressions(raw: Path, rows: pd.DataFrame) -> list[str]:
     days = sorted(day_of.unique())
     for day in days:
         new = rows[(day_of == day).to_numpy()]
-        existing = schema.read_table(raw, "impressions", [day])
-        merged = pd.concat([existing, new], ignore_index=True) if len(existing) else new
-        merged = merged.drop_duplicates("impression_id", keep="last")
-        _write_atomically(merged, schema.partition_dir(raw, "impressions", day) / schema.PART_FILE)
+        merged = merge_partition(raw, "impressions", day, new, "impression_id")
         log.info(
             "ingest_served: impressions day=%s: %d rows, %d of them served now",
             day,
-            len(merged),
+            merged,
             len(new),
         )
     return days
 
 
-def _write_atomically(frame: pd.DataFrame, path: Path) -> None:
-    """Write `frame` conformed to the impressions schema to `path`: a reader sees the old file or
-    the new one, never half of it."""
+def merge_partition(root: Path, table: str, day: str, new: pd.DataFrame, key: str) -> int:
+    """Merge `new` into the partition `day` of `table` under `root` (a row whose `key` is there
+    already is replaced) and write it back atomically. Returns the partition's row count."""
+    existing = schema.read_table(root, table, [day])
+    merged = pd.concat([existing, new], ignore_index=True) if len(existing) else new
+    merged = merged.drop_duplicates(key, keep="last")
+    arrow_schema = schema.TRUTH if table == "truth" else schema.TABLES[table]
+    _write_atomically(
+        merged, schema.partition_dir(root, table, day) / schema.PART_FILE, arrow_schema
+    )
+    return len(merged)
+
+
+def _write_atomically(frame: pd.DataFrame, path: Path, arrow_schema: pa.Schema) -> None:
+    """Write `frame` conformed to `arrow_schema` to `path`: a reader sees the old file or the new
+    one, never half of it."""
     table = pa.Table.from_pandas(
-        frame[list(schema.IMPRESSIONS.names)], schema=schema.IMPRESSIONS, preserve_index=False
+        frame[list(arrow_schema.names)], schema=arrow_schema, preserve_index=False
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -15,8 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def register(cfg: FeedrankConfig) -> dict[str, Any]:
-    """Log the run (config, curves, metrics, report, encoder, index) to MLflow and register the
-    ranker as `challenger`."""
+    """Log the run (config, the training and held-out days, curves, metrics, report, encoder,
+    index) to MLflow and register the ranker as `challenger`."""
     metrics = EvaluationMetrics.read(cfg).values()
     training = RankerTraining.read(cfg)
     encoder = EncoderTraining.read(cfg)
@@ -36,6 +36,7 @@ def register(cfg: FeedrankConfig) -> dict[str, Any]:
             "tweet_index": cfg.paths.tweet_index,
         },
         series={"encoder_loss": [float(point["loss"]) for point in encoder.loss_curve]},
+        params=training.days_params(),
     )
     registration = Registration(run_id=result["run_id"], version=result["version"])
     registration.write(cfg)

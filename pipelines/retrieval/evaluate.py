@@ -32,7 +32,6 @@ import re
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -204,14 +203,15 @@ def held_out_task(
     the newest root tweets only."""
     from pipelines.features.batch import engagement_events
     from pipelines.features.training_set import split_boundary
+    from pipelines.lake import lake_span
     from pipelines.schema import read_table
 
     boundary = split_boundary(cfg)
-    world_end = pd.Timestamp(cfg.world.start_date, tz="UTC") + timedelta(days=cfg.world.days)
+    lake_end = lake_span(cfg).end
     tweets = read_table(cfg.paths.raw, "tweets")
     impressions = read_table(cfg.paths.raw, "impressions")
     created = pd.to_datetime(tweets["created_at"], utc=True)
-    corpus = tweets[tweets["in_reply_to_tweet_id"].isna() & (created < world_end)]
+    corpus = tweets[tweets["in_reply_to_tweet_id"].isna() & (created < lake_end)]
     corpus = corpus.sort_values(["created_at", "tweet_id"], kind="stable")
     if max_corpus is not None:
         corpus = corpus.tail(max_corpus)
@@ -348,13 +348,21 @@ def measure_retrieval(
     """Recall@k and NDCG@k of every method on the held-out days (module docstring).
 
     Returns ``{"viewers": V, "corpus_tweets": N, "<method>_recall_at_<k>": ...,
-    "<method>_ndcg_at_<k>": ..., "<method>_seconds": ...}``.
+    "<method>_ndcg_at_<k>": ..., "<method>_seconds": ...}``; only the first two (``V`` = 0, with
+    a warning) when no viewer has both a history and a reachable held-out engagement.
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown retrieval methods {unknown}; known: {list(METHODS)}")
     task = held_out_task(cfg, max_viewers, max_corpus)
     log.info("retrieval eval: %d viewers, %d corpus tweets", len(task.viewer_ids), task.corpus_size)
+    counts = {"viewers": float(len(task.viewer_ids)), "corpus_tweets": float(task.corpus_size)}
+    if not len(task.viewer_ids):
+        log.warning(
+            "retrieval eval: no viewer has a history and a held-out engagement with a corpus "
+            "tweet not seen before; nothing to measure"
+        )
+        return counts
     k = max(ks)
     runners: dict[str, Callable[[], np.ndarray]] = {
         "finetuned": lambda: finetuned_retrieval(cfg, task, k),
@@ -369,12 +377,7 @@ def measure_retrieval(
         seconds[f"{method}_seconds"] = round(time.perf_counter() - started, 2)
         log.info("retrieval eval: %s in %.1f s", method, seconds[f"{method}_seconds"])
     metrics = retrieval_metrics(retrieved, task.relevant, ks)
-    return {
-        "viewers": float(len(task.viewer_ids)),
-        "corpus_tweets": float(task.corpus_size),
-        **metrics,
-        **seconds,
-    }
+    return {**counts, **metrics, **seconds}
 
 
 # --- report ----------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
 from pipelines.config import FeedrankConfig, RankerConfig
-from pipelines.handoffs import RankerTraining
+from pipelines.handoffs import RankerTraining, TrainingSetDays
 from pipelines.inputs.sparse import sparse_ids
 from pipelines.inputs.spec import feature_matrix, feature_names, log_mask
 from pipelines.models.bundle import RankerBundle, sparse_meta
@@ -383,6 +383,7 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
     from pipelines.train.trainer import fit
 
     sizes = prepare_arrays(cfg)
+    days = TrainingSetDays.read(cfg)  # the days the arrays come from, for the hand-off
     arrays = np.load(cfg.paths.ranker_arrays(cfg.ranker.feature_set))
     mask = log_mask(cfg.encoder.embedding_dim, cfg.ranker.feature_set)
     normalizer = FeatureNormalizer.fit(arrays["x_train"], mask)
@@ -413,6 +414,9 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
         final=result.metrics or {},
         history=history,
         bundle_dir=str(bundle_dir),
+        train_days=days.train_days,
+        holdout_days=days.holdout_days,
+        served_holdout=days.served_holdout,
     )
     summary.write(cfg)
     log.info(

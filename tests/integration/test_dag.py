@@ -10,13 +10,27 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.steps import STEPS
+from pipelines.steps import REBUILD, STEPS
 
 pytestmark = pytest.mark.integration
 
 DAG_SHAPE = """
 import json
+import copy
 from airflow.models.dagbag import DagBag
+from airflow.sdk.definitions.param import ParamValidationError
+
+
+def accepts(params, conf):  # whether the params take a trigger's conf (Airflow validates)
+    trial = copy.deepcopy(params)
+    try:
+        for key, value in conf.items():
+            trial[key] = value
+    except ParamValidationError:
+        return False
+    return True
+
+
 bag = DagBag(dag_folder="dags")
 dag = bag.dags["feed_training"]
 print(json.dumps({
@@ -24,6 +38,14 @@ print(json.dumps({
     "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
     "retries": {t.task_id: t.retries for t in dag.tasks},
     "params": {k: dag.params[k] for k in dag.params},
+    "schema": {
+        k: {**dag.params.get_param(k).schema, "description": dag.params.get_param(k).description}
+        for k in dag.params
+    },
+    "rebuild_accepts": {
+        "true": accepts(dag.params, {"rebuild": True}),
+        "text": accepts(dag.params, {"rebuild": "yes"}),
+    },
 }))
 """
 
@@ -62,5 +84,14 @@ def test_validation_is_never_retried_and_other_steps_are(dag_shape: dict) -> Non
     assert dag_shape["retries"]["train_ranker"] == 1
 
 
-def test_a_run_without_a_config_takes_the_deployments(dag_shape: dict) -> None:
-    assert dag_shape["params"] == {"config": None}
+def test_a_run_without_a_config_takes_the_deployments_and_keeps_the_world(
+    dag_shape: dict,
+) -> None:
+    assert dag_shape["params"] == {"config": None, "rebuild": False}
+
+
+def test_the_rebuild_param_is_a_described_boolean_from_the_step_table(dag_shape: dict) -> None:
+    rebuild = dag_shape["schema"]["rebuild"]
+    assert rebuild["type"] == "boolean"
+    assert rebuild["description"] == REBUILD.about
+    assert dag_shape["rebuild_accepts"] == {"true": True, "text": False}

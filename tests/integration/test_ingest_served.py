@@ -7,6 +7,7 @@ import logging
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,7 +15,12 @@ from pipelines import schema
 from pipelines.config import FeedrankConfig
 from pipelines.event_log import EventLog, ServedItem
 from pipelines.ingest import served as served_module
-from pipelines.ingest.served import IMPRESSION_ID_OFFSET, ingest_served, request_id_int64
+from pipelines.ingest.served import (
+    IMPRESSION_ID_OFFSET,
+    SERVED_TRUTH_COLUMNS,
+    ingest_served,
+    request_id_int64,
+)
 from pipelines.validate import validate_lake
 from tests.utils.factories import ts
 
@@ -22,6 +28,9 @@ pytestmark = pytest.mark.integration
 
 DAY_1, DAY_2 = "2026-03-02", "2026-03-03"
 UNKNOWN_TWEET, UNKNOWN_VIEWER = 999, 77
+NOTHING = dict.fromkeys(
+    ("tweets", "ingested", "days", "pending", "restored", "truth", "truth_unmatched"), 0
+)
 
 
 def write_lake(raw: Path) -> None:
@@ -142,7 +151,7 @@ def part(cfg: FeedrankConfig, day: str) -> Path:
 def test_served_rows_join_the_lake_with_their_labels(cfg: FeedrankConfig, served: Served) -> None:
     summary = ingest_served(cfg)
 
-    assert summary == {"ingested": 3, "days": 2, "pending": 2, "restored": 0}
+    assert summary == {**NOTHING, "ingested": 3, "days": 2, "pending": 2}
     day_1 = impressions(cfg, DAY_1)
     new = [IMPRESSION_ID_OFFSET + 1, IMPRESSION_ID_OFFSET + 2]  # the log's first two rows
     assert sorted(day_1.index) == [100, 101, *new]
@@ -189,7 +198,7 @@ def test_a_rerun_adds_nothing_and_unknown_rows_stay_pending(
     assert str(UNKNOWN_TWEET) in held and str(UNKNOWN_VIEWER) in held
     before = {day: part(cfg, day).read_bytes() for day in (DAY_1, DAY_2)}
 
-    assert ingest_served(cfg) == {"ingested": 0, "days": 0, "pending": 2, "restored": 0}
+    assert ingest_served(cfg) == {**NOTHING, "pending": 2}
     assert {day: part(cfg, day).read_bytes() for day in (DAY_1, DAY_2)} == before
     assert served.events.counts()["exported"] == 3
     pending, _ = served.events.pending_export()
@@ -242,6 +251,116 @@ def test_a_failed_write_leaves_the_partition_and_the_rows_pending(
 
 def test_without_an_event_log_nothing_happens(cfg: FeedrankConfig) -> None:
     before = part(cfg, DAY_1).read_bytes()
-    assert ingest_served(cfg) == {"ingested": 0, "days": 0, "pending": 0, "restored": 0}
+    assert ingest_served(cfg) == NOTHING
     assert not cfg.paths.serving_events.exists()
     assert part(cfg, DAY_1).read_bytes() == before
+
+
+def posted_tweet(tweet_id: int, author_id: int, created_at: str) -> pd.DataFrame:
+    """One root tweet as `POST /tweets` records it (the lake's tweet columns)."""
+    return pd.DataFrame(
+        {
+            "tweet_id": [tweet_id],
+            "author_id": [author_id],
+            "created_at": [ts(created_at)],
+            "text": ["fresh from the live service"],
+            "language": ["en"],
+            "has_image": [False],
+            "has_video": [True],
+            "has_url": [False],
+            "hashtags": [["live", "ml"]],
+            "conversation_id": [tweet_id],
+            "in_reply_to_tweet_id": pd.array([None], dtype="Int64"),
+            "toxicity": [0.2],
+        }
+    )
+
+
+def test_posted_tweets_join_the_lake_before_the_impressions_that_show_them(
+    cfg: FeedrankConfig,
+) -> None:
+    log = Served(cfg)
+    log.events.post_tweets(posted_tweet(12, 1, f"{DAY_2} 00:10"), np.ones((1, 4), np.float32))
+    fresh = log.page(2, ts(f"{DAY_2} 02:00"), [(12, 1)])
+
+    summary = ingest_served(cfg)
+
+    assert summary["tweets"] == 1
+    tweets = schema.read_table(cfg.paths.raw, "tweets", [DAY_2]).set_index("tweet_id")
+    assert list(tweets.index) == [12]
+    assert tweets.loc[12, "created_at"] == ts(f"{DAY_2} 00:10")
+    assert list(tweets.loc[12, "hashtags"]) == ["live", "ml"]
+    assert pd.isna(tweets.loc[12, "in_reply_to_tweet_id"]) and tweets.loc[12, "has_video"]
+    day_2 = impressions(cfg, DAY_2)
+    shown = day_2[day_2["request_id"] == request_id_int64(fresh)]
+    assert list(shown["tweet_id"]) == [12]  # known to the lake: not held back
+    assert log.events.posted_after(exported=False)[0].empty
+    assert len(schema.read_table(cfg.paths.raw, "tweets", [DAY_1])) == 2  # the day 1 tweets stay
+    assert validate_lake(cfg)["failed"] == 0
+
+    assert ingest_served(cfg)["tweets"] == 0  # exported once
+
+
+def served_truth_rows(request_id: str, tweet_ids: list[int], p_fav: list[float]) -> pd.DataFrame:
+    """Served truth as the traffic client writes it: the served row's key and probabilities."""
+    n = len(tweet_ids)
+    frame = pd.DataFrame({"request_id": [request_id] * n, "tweet_id": np.array(tweet_ids)})
+    for column in SERVED_TRUTH_COLUMNS[2:]:
+        frame[column] = np.full(n, 0.25, dtype=np.float32)
+    frame["p_fav"] = np.array(p_fav, dtype=np.float32)
+    return frame
+
+
+def write_served_truth(cfg: FeedrankConfig, day: str, name: str, frame: pd.DataFrame) -> Path:
+    path = cfg.paths.served_truth / f"day={day}" / f"{name}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def test_served_truth_is_keyed_by_the_impression_id_of_its_served_row(
+    cfg: FeedrankConfig, served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_served_truth(cfg, DAY_1, "a", served_truth_rows(served.evening, [10, 11], [0.6, 0.1]))
+    write_served_truth(cfg, DAY_2, "b", served_truth_rows(served.night, [10], [0.3]))
+    stray = uuid.uuid4().hex  # a request the log never served
+    write_served_truth(cfg, DAY_2, "c", served_truth_rows(stray, [10], [0.9]))
+
+    with caplog.at_level(logging.WARNING, logger="pipelines.ingest.served"):
+        summary = ingest_served(cfg)
+
+    assert (summary["truth"], summary["truth_unmatched"]) == (3, 1)
+    assert stray in " ".join(r.getMessage() for r in caplog.records)
+    truth_1 = schema.read_table(cfg.paths.truth, "truth", [DAY_1]).set_index("impression_id")
+    evening = [IMPRESSION_ID_OFFSET + 1, IMPRESSION_ID_OFFSET + 2]  # the log's rows 1 and 2
+    assert list(truth_1.index) == evening
+    assert truth_1.loc[evening, "p_fav"].tolist() == pytest.approx([0.6, 0.1])
+    assert truth_1.loc[evening[0], "mean_log_dwell_s"] == pytest.approx(0.25)
+    truth_2 = schema.read_table(cfg.paths.truth, "truth", [DAY_2]).set_index("impression_id")
+    assert list(truth_2.index) == [IMPRESSION_ID_OFFSET + 3]  # its served day's partition
+
+    before = {day: schema.read_table(cfg.paths.truth, "truth", [day]) for day in (DAY_1, DAY_2)}
+    assert ingest_served(cfg)["truth"] == 3  # a re-run rewrites the same rows, no duplicates
+    for day, frame in before.items():
+        pd.testing.assert_frame_equal(schema.read_table(cfg.paths.truth, "truth", [day]), frame)
+
+
+def test_a_served_truth_file_without_a_probability_is_named(
+    cfg: FeedrankConfig, served: Served
+) -> None:
+    broken = served_truth_rows(served.evening, [10], [0.5]).drop(columns="p_reply")
+    path = write_served_truth(cfg, DAY_1, "broken", broken)
+    with pytest.raises(ValueError, match=rf"{path.name}.*p_reply"):
+        ingest_served(cfg)
+
+
+def test_posted_tweets_a_rebuilt_lake_lost_are_written_again(cfg: FeedrankConfig) -> None:
+    events = EventLog(cfg.paths.serving_events)
+    events.post_tweets(posted_tweet(12, 1, f"{DAY_2} 00:10"))
+    assert ingest_served(cfg)["tweets"] == 1
+
+    # build_world replaces the lake: the posted tweet comes back, once.
+    schema.partition_dir(cfg.paths.raw, "tweets", DAY_2).joinpath("part.parquet").unlink()
+    assert ingest_served(cfg)["tweets"] == 1
+    assert list(schema.read_table(cfg.paths.raw, "tweets", [DAY_2])["tweet_id"]) == [12]
+    assert ingest_served(cfg)["tweets"] == 0

@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 
 from pipelines.config import FeedrankConfig
-from pipelines.handoffs import Registration
+from pipelines.handoffs import RankerTraining, Registration
 from pipelines.models.bundle import RankerBundle
 from pipelines.release.gates import compare_with_champion
 from pipelines.release.promotion import apply_gates
-from pipelines.release.registry import alias_version, load_ranker, log_and_register
+from pipelines.release.registry import (
+    alias_version,
+    configure_mlflow,
+    load_ranker,
+    log_and_register,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,10 +37,20 @@ def test_register_gate_and_load(trained_cfg: FeedrankConfig, tmp_path: Path) -> 
     assert alias_version(cfg, "champion") is None and load_ranker(cfg, "champion") is None
 
     good = {"ranker_ndcg": 0.70, "lgbm_ndcg": 0.60}
+    days = RankerTraining.read(cfg).days_params()
     first = log_and_register(
-        cfg, cfg.paths.ranker_dir(cfg.ranker.feature_set), None, report, good, history=[]
+        cfg,
+        cfg.paths.ranker_dir(cfg.ranker.feature_set),
+        None,
+        report,
+        good,
+        history=[],
+        params=days,
     )
     assert alias_version(cfg, "challenger") == first["version"]
+    logged = configure_mlflow(cfg).get_run(first["run_id"]).data.params
+    assert {key: logged[key] for key in days} == days  # what it learned from, what it held out
+    assert logged["holdout.days"] and logged["train.days"].count(",") >= 1
     decision = apply_gates(cfg, Registration(**first), good, None)
     assert decision["promote"] and alias_version(cfg, "champion") == first["version"]
 

@@ -96,3 +96,20 @@ def test_report_with_an_extra_model_and_segment_tables(tmp_path: Path) -> None:
     assert "| new_viewers | 812 | 6.5000 | 2.0000 |" in markdown
     assert "| new_viewers | 812 | 1.2500 | skipped |" in markdown
     assert "| large_authors | 12 | skipped | skipped |" in markdown
+
+
+def test_report_names_the_held_out_days_and_ndcg_on_served_vs_organic(tmp_path: Path) -> None:
+    results = _synthetic_results()
+    results["holdout_days"] = ["2026-03-12"]
+    results["ndcg_by_origin"] = {
+        "served": {"ranker": 0.5, "oracle": 1.0},
+        "organic": {"ranker": 0.25},
+    }
+    write_report(results, tmp_path)
+
+    markdown = (tmp_path / "report.md").read_text()
+    assert "Held-out days: 2026-03-12." in markdown
+    assert "## NDCG on served vs organic impressions" in markdown
+    assert "| model | served | organic |" in markdown
+    assert "| ranker | 0.5000 | 0.2500 |" in markdown
+    assert "| oracle | 1.0000 | — |" in markdown

@@ -13,6 +13,7 @@ from pipelines.evaluate.metrics import rce, roc_auc
 from pipelines.evaluate.offline import (
     MIN_SEGMENT_ROWS,
     flatten_metrics,
+    origin_ndcg,
     segment_masks,
     segment_metrics,
 )
@@ -33,6 +34,7 @@ def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
             "viewer_id": [1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5],
             "author_follower_count": [1, 2, 3, 4, 5, 6, 7, 8, 9, 100, NAN],
             "in_network": [1.0, 0.0, 1.0, 0.0, NAN, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0],
+            "served": [False] * 6 + [True] * 5,
         }
     )
     return test, train
@@ -53,6 +55,8 @@ def test_segment_masks_on_hand_made_rows() -> None:
         "large_authors",
         "in_network",
         "out_of_network",
+        "served",
+        "organic",
     }
     for mask in masks.values():
         assert mask.dtype == bool and mask.shape == (len(test),)
@@ -66,6 +70,9 @@ def test_segment_masks_on_hand_made_rows() -> None:
     # A missing in_network flag is in neither side.
     assert _rows(masks["in_network"]) == [0, 2, 5, 6, 9]
     assert _rows(masks["out_of_network"]) == [1, 3, 7, 8, 10]
+    # The live service served the last five; the world's logging policy the first six.
+    assert _rows(masks["served"]) == [6, 7, 8, 9, 10]
+    assert _rows(masks["organic"]) == [0, 1, 2, 3, 4, 5]
 
 
 def test_segment_metrics_skips_small_segments_and_one_class_heads() -> None:
@@ -172,3 +179,32 @@ def test_evaluation_keeps_to_impressions_the_truth_covers() -> None:
     served_live = 10**12 + 1  # an impression the live service served: no truth
     assert with_truth(truth, np.array([3, served_live, 1])).tolist() == [True, False, True]
     assert with_truth(truth.iloc[:0], np.array([served_live])).tolist() == [True]  # no truth
+
+
+def test_blended_ndcg_is_reported_on_served_and_organic_rows_apart() -> None:
+    cfg = FeedrankConfig()
+    rng = np.random.default_rng(1)
+    n = 2 * MIN_SEGMENT_ROWS + 20  # 12 requests of 10 items: the first 6 served, the others not
+    requests = np.repeat(np.arange(n // 10), 10)
+    served = requests < n // 20
+    truth = {head: rng.random(n) for head in cfg.ranker.heads}
+    # A ranker that knows the truth on the served rows and ranks the organic ones backwards.
+    ranker = {head: np.where(served, p, 1.0 - p) for head, p in truth.items()}
+    masks = {"served": served, "organic": ~served}
+
+    by_origin = origin_ndcg(cfg, requests, truth, {"ranker": ranker, "oracle": truth}, masks)
+
+    assert by_origin["served"]["ranker"] == pytest.approx(1.0)
+    assert by_origin["organic"]["ranker"] < by_origin["organic"]["oracle"] == pytest.approx(1.0)
+    flat = flatten_metrics({"models": {}, "ndcg": {}, "ndcg_by_origin": by_origin})
+    assert flat["ranker_ndcg_served"] == pytest.approx(1.0)
+    assert flat["ranker_ndcg_organic"] == by_origin["organic"]["ranker"]
+
+
+def test_an_origin_with_too_few_rows_gets_no_ndcg() -> None:
+    cfg = FeedrankConfig()
+    n = MIN_SEGMENT_ROWS + 10
+    requests = np.repeat(np.arange(n // 10 + 1), 10)[:n]
+    truth = {head: np.linspace(0, 1, n) for head in cfg.ranker.heads}
+    masks = {"served": np.zeros(n, dtype=bool), "organic": np.ones(n, dtype=bool)}
+    assert set(origin_ndcg(cfg, requests, truth, {"oracle": truth}, masks)) == {"organic"}

@@ -3,13 +3,14 @@ rates, viewer-author shares, and that none of them sees a value from its future.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.config import REPO_ROOT, FeedrankConfig, WorldConfig
+from pipelines.config import REPO_ROOT
 from pipelines.features.batch import (
     hashtag_idf,
     hashtag_profiles,
@@ -29,7 +30,8 @@ from pipelines.inputs.spec import (
     network_counts,
     topic_rate,
 )
-from tests.utils.factories import at
+from pipelines.lake import LakeSpan
+from tests.utils.factories import T0, at
 
 
 def test_recent_actors_keep_the_window_newest_first_and_distinct() -> None:
@@ -91,7 +93,7 @@ def test_hashtag_tfidf_weights_rare_tags_and_profiles_follow_engagements() -> No
     vectors = hashtag_vectors(tags, idf)
     assert vectors.shape == (3, HASHTAG_DIM)
     assert vectors[2, hashtag_bucket("rust")] == pytest.approx(idf["rust"])
-    cfg = FeedrankConfig(world=WorldConfig(days=7, n_users=50))
+    span = LakeSpan(T0.date(), T0.date() + timedelta(days=6))
     users = pd.DataFrame({"user_id": [1, 2]})
     tweets = pd.DataFrame(
         {
@@ -102,7 +104,7 @@ def test_hashtag_tfidf_weights_rare_tags_and_profiles_follow_engagements() -> No
         }
     )
     events = pd.DataFrame({"viewer_id": [1], "tweet_id": [12], "at": [at(31)]})
-    authors, viewers = hashtag_profiles(cfg, users, tweets, events, vectors)
+    authors, viewers = hashtag_profiles(span, users, tweets, events, vectors)
     author = authors[authors["author_id"] == 2].set_index("event_timestamp")
     viewer = viewers[viewers["viewer_id"] == 1].set_index("event_timestamp")
     # the author's rust tweet is known from the end of day 2 only; so is the viewer's engagement
@@ -152,7 +154,7 @@ def test_topic_rate_picks_the_tweets_topic() -> None:
 
 
 def test_author_topic_rates_only_count_the_past() -> None:
-    cfg = FeedrankConfig(world=WorldConfig(days=7, n_users=50))
+    span = LakeSpan(T0.date(), T0.date() + timedelta(days=6))
     tweets = pd.DataFrame(
         {"tweet_id": [10, 11], "author_id": [5, 5], "created_at": [at(-5), at(-4)]}
     )
@@ -160,7 +162,7 @@ def test_author_topic_rates_only_count_the_past() -> None:
     topics = np.array([0, 1])
     impressions = pd.DataFrame({"tweet_id": [10] * 10 + [11] * 10, "served_at": [at(30)] * 20})
     events = pd.DataFrame({"tweet_id": [10] * 5, "at": [at(30.5)] * 5})
-    table = author_content_table(cfg, tweets, vectors, topics, impressions, events)
+    table = author_content_table(span, tweets, vectors, topics, impressions, events)
     day1, day2 = (table[table["event_timestamp"] == at(h)].iloc[0] for h in (24, 48))
     assert day1["author_topic_rates"][0] == pytest.approx(day1["author_topic_rates"][1])
     assert day2["author_topic_rates"][0] > day2["author_topic_rates"][1]

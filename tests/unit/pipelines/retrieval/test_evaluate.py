@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import sparse
 
+from pipelines.config import FeedrankConfig
 from pipelines.retrieval.evaluate import (
     history_profiles,
+    measure_retrieval,
     ndcg_at_k,
     popularity_scores,
     rank_by_scores,
@@ -19,6 +23,7 @@ from pipelines.retrieval.evaluate import (
     tfidf_scores,
     tfidf_vectors,
 )
+from tests.utils.lake import write_impressions, write_static
 
 
 def test_recall_counts_relevant_in_top_k_only():
@@ -140,3 +145,20 @@ def test_report_has_one_row_per_method_and_columns_per_k():
     assert "| a | 0.5000 | 0.7500 | 0.2500 | 0.3000 |" in text
     assert "| b | 0.1000 | 0.2000 | 0.0500 | 0.1000 |" in text
     assert "Viewers: 3." in text
+
+
+def test_held_out_days_without_a_reachable_engagement_measure_nothing_and_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("FEEDRANK_HOME", str(tmp_path))
+    cfg = FeedrankConfig()
+    write_static(cfg, "2026-03-02")
+    for day in [f"2026-03-0{d}" for d in range(2, 8)]:
+        write_impressions(cfg, day)  # nobody engages with anything
+
+    with caplog.at_level(logging.WARNING, logger="pipelines.retrieval.evaluate"):
+        metrics = measure_retrieval(cfg)
+
+    assert metrics == {"viewers": 0.0, "corpus_tweets": 2.0}
+    assert "nothing to measure" in caplog.text
+    assert "Viewers: 0." in retrieval_report(metrics)
