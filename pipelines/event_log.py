@@ -221,6 +221,15 @@ def _require_hex(name: str, value: str) -> None:
         raise ValueError(f"{name} must be a hex string, got {value!r}") from None
 
 
+def _tags(hashtags: object) -> list[str]:
+    """A posted tweet's hashtags (a list, an array read from parquet, or null) as strings."""
+    if isinstance(hashtags, list | tuple | np.ndarray):
+        return [str(tag) for tag in hashtags]
+    if hashtags is None or (isinstance(hashtags, float) and np.isnan(hashtags)):
+        return []
+    raise ValueError(f"hashtags must be a list of strings, got {hashtags!r}")
+
+
 def _check_action(action: str, dwell_ms: int | None) -> None:
     """InvalidActionError for an action the log does not record, or a `dwell` without
     ``dwell_ms >= 0``."""
@@ -625,7 +634,7 @@ class EventLog:
                 int(bool(row["has_image"])),
                 int(bool(row["has_video"])),
                 int(bool(row["has_url"])),
-                json.dumps([str(tag) for tag in (row["hashtags"] or ())]),
+                json.dumps(_tags(row["hashtags"])),
                 int(row["conversation_id"]),
                 None if pd.isna(row["in_reply_to_tweet_id"]) else int(row["in_reply_to_tweet_id"]),
                 float(row["toxicity"]),
