@@ -138,3 +138,11 @@ def test_run_all_passes_rebuild_to_the_steps_that_take_it(
     assert result.exit_code == 0, result.output
     assert given["build_world"] == {"rebuild": True}
     assert all(given[step.name] == {} for step in STEPS if step.name != "build_world")
+
+
+def test_every_declared_switch_is_a_keyword_parameter_of_its_steps_function() -> None:
+    for step in STEPS:
+        parameters = inspect.signature(step.function()).parameters
+        for option in step.options:
+            assert option.name in parameters, (step.name, option.name)
+            assert parameters[option.name].default is False, (step.name, option.name)
