@@ -306,6 +306,12 @@ class DayRun:
     async def run(self) -> dict[str, Any]:
         """Every tick of the day, then the day's end; returns the day's figures."""
         now = self.clock.now()
+        if now < self.start:
+            raise TrafficError(
+                f"the world's day before {self.start.date()} was posted but its traffic did not "
+                f"finish (the clock is at {now}): move the clock on with `feedrank clock --set "
+                f"{self.start.isoformat()}` to go on from the next day"
+            )
         if now > self.start:
             raise TrafficError(
                 f"the clock ({now}) is past the start of the world's next day ({self.start}): "
@@ -315,6 +321,9 @@ class DayRun:
         tick = pd.Timedelta(minutes=self.cfg.traffic.tick_minutes)
         ticks = math.ceil(pd.Timedelta(days=1) / tick)
         tweets = self.sim.post_day(self.day)
+        # Saved at once, so that the service's oracle policy (which reads the saved world) knows
+        # the latents of every tweet posted today; what users do is folded in at the day's end.
+        self.sim.save(self.cfg)
         sessions = day_sessions(self.sim, self.day, self.seed, self.chosen)
         tweet_ticks = tick_of(tweets["created_at"], self.start, tick, ticks)
         session_ticks = tick_of(
