@@ -1,4 +1,7 @@
-"""Fresh engagement counts: push them to the online store without waiting for the daily batch."""
+"""Fresh engagement counts and tweet embeddings: push them to the online store without waiting for
+the daily batch. :func:`tweet_engagement_at` computes a tweet's counts at any moment by the batch
+table's own definition (`pipelines.features.batch.tweet_engagement`), so a pushed row and a
+materialized one mean the same thing."""
 
 from __future__ import annotations
 
@@ -6,14 +9,67 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
+from pipelines.features.batch import tweet_engagement
 from pipelines.features.store import feature_store
 from pipelines.inputs import catalog
+from pipelines.inputs.catalog import ENGAGEMENT_DECAY_HOURS
 from pipelines.inputs.spec import TWEET_ENGAGEMENT_FEATURES, epoch_seconds
 
 DECAYED = "tweet_engagements_decayed_at_snapshot"
 # Who engaged in the last 3 days (ids, newest first): the viewer's-network counts read them.
 ENGAGER_LISTS = ("tweet_recent_engagers", "tweet_recent_favers")
 PUSH_COLUMNS = ("tweet_id", "event_timestamp", *TWEET_ENGAGEMENT_FEATURES, DECAYED, *ENGAGER_LISTS)
+
+
+def tweet_engagement_at(
+    tweet_ids: np.ndarray, impressions: pd.DataFrame, events: pd.DataFrame, now: pd.Timestamp
+) -> pd.DataFrame:
+    """The tweet_engagement features of tweets [N] at `now`: one row each (PUSH_COLUMNS, event
+    time `now`), ready for :func:`push_tweet_engagement`.
+
+    impressions: tweet_id, served_at; events: viewer_id, tweet_id, action (the ENGAGEMENTS),
+    at; both the whole history known at `now` (later rows are ignored). The values are the batch
+    table's at the end of now's hour (the boundary whose windows hold every event up to now),
+    with the decayed total taken on to `now` itself, where the pushed snapshot time puts it. A
+    tweet without any history gets zeros and empty engager lists.
+    """
+    ids = np.asarray(tweet_ids, dtype=np.int64)
+    stamp = pd.Timestamp(now)
+    boundary = int(stamp.timestamp() // 3600) + 1
+    impressions = impressions[pd.to_datetime(impressions["served_at"], utc=True) <= stamp]
+    events = events[pd.to_datetime(events["at"], utc=True) <= stamp]
+    history = not (impressions.empty and events.empty)
+    table = tweet_engagement(impressions, events) if history else pd.DataFrame()
+    row = _rows_at(table, ids, boundary)
+    out = pd.DataFrame({"tweet_id": ids, "event_timestamp": stamp})
+    for column in (*TWEET_ENGAGEMENT_FEATURES, DECAYED):
+        out[column] = row[column].fillna(0.0).astype("float64").to_numpy()
+    # From the row's boundary to now's no event came, so the total only decays; then on to now.
+    elapsed_h = stamp.timestamp() / 3600.0 - row["hour"].fillna(boundary).to_numpy()
+    out[DECAYED] = out[DECAYED].to_numpy() * np.exp(-elapsed_h / ENGAGEMENT_DECAY_HOURS)
+    for column in ENGAGER_LISTS:
+        out[column] = [
+            v if isinstance(v, np.ndarray) else np.zeros(0, np.int64) for v in row[column]
+        ]
+    return out
+
+
+def _rows_at(table: pd.DataFrame, ids: np.ndarray, boundary: int) -> pd.DataFrame:
+    """The batch table's latest row at or before hour `boundary` of each tweet [N] (NaN where a
+    tweet has none), with its boundary as ``hour``: every value holds until the next row."""
+    if table.empty:
+        return pd.DataFrame(index=ids, columns=[*PUSH_COLUMNS[2:], "hour"], dtype=object)
+    hours = (epoch_seconds(table["event_timestamp"]) // 3600).astype("int64").to_numpy()
+    keep = (hours <= boundary) & table["tweet_id"].isin(ids).to_numpy()
+    latest = (
+        table[keep]
+        .assign(hour=hours[keep])
+        .sort_values(["tweet_id", "hour"], kind="stable")
+        .groupby("tweet_id", sort=False)
+        .tail(1)
+        .set_index("tweet_id")
+    )
+    return latest.reindex(ids)
 
 
 def push_tweet_engagement(cfg: FeedrankConfig, counts: pd.DataFrame) -> int:
