@@ -386,10 +386,14 @@ class WorldIndex:
         """Append tweets posted to the live service; returns how many were new.
 
         tweets: the REPLY_COLUMNS plus conversation_id and hashtags (a list per tweet), with
-        ``in_reply_to_tweet_id`` null for a root. Ids already indexed are skipped. New rows go at
+        ``in_reply_to_tweet_id`` null for a root (other columns are ignored; a missing required
+        one is a ValueError naming it). Ids already indexed are skipped. New rows go at
         the end in creation order; one created before the newest indexed tweet is indexed at that
         newest time. Costs O(T) (the arrays are copied once per call), never per request.
         """
+        missing = [c for c in (*REPLY_COLUMNS, "conversation_id") if c not in tweets.columns]
+        if missing:
+            raise ValueError(f"tweets to index lack columns {missing}")
         frame = tweets.drop_duplicates("tweet_id")
         frame = frame.loc[~frame["tweet_id"].isin(self._tweet_rows)]
         if frame.empty:
@@ -399,7 +403,7 @@ class WorldIndex:
         hashtags = frame["hashtags"] if "hashtags" in frame.columns else None
         parent = pd.to_numeric(frame["in_reply_to_tweet_id"]).astype("Float64")
         frame["in_reply_to_tweet_id"] = parent.fillna(_NO_PARENT).astype(np.int64)
-        frame = frame[list(self._tweets.columns)]
+        frame = frame.reindex(columns=self._tweets.columns)  # columns it never reads: missing
         first = len(self._tweets)
         new_rows = np.arange(first, first + len(frame), dtype=np.int64)
         is_root = frame["in_reply_to_tweet_id"].to_numpy() == _NO_PARENT
