@@ -199,7 +199,6 @@ class FeedEngine:
             index, cfg.serve, retriever.retrieve if retriever is not None else None
         )
         self.conversations = ConversationPath(cfg, index, self._hydrate_off_loop)
-        self._started = time.monotonic()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedrank-engine")
         # Feature reads get their own threads: one hung on a dead store must not block the next.
         self._feature_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feedrank-feat")
@@ -241,9 +240,12 @@ class FeedEngine:
         self._worker.submit(mutation).result()
 
     def start_live(self) -> None:
-        """Start the background threads of the live service: the index sync (every
-        ``serve.live_sync_s``) and the engagement-count push (every ``serve.live_push_s``)."""
+        """Index what the event log holds beyond the lake (a replica that restarts mid-run
+        serves everything posted and engaged so far), then start the background threads of the
+        live service: the index sync (every ``serve.live_sync_s``) and the engagement-count push
+        (every ``serve.live_push_s``)."""
         if self.live is not None:
+            self.live.poll()
             self.live.start(self.cfg.serve.live_sync_s)
         if self.counts is not None:
             self.counts.start(self.cfg.serve.live_push_s)
@@ -608,6 +610,8 @@ class FeedEngine:
                 False,
                 "conversation",
             )
+            if self.counts is not None:
+                self.counts.mark(item.tweet_id for item in shown)  # their impressions count
         return answer
 
     # ---------------------------------------------------------------------------- posted tweets

@@ -336,10 +336,13 @@ def test_an_unknown_policy_is_422(client: TestClient) -> None:
 
 
 def test_every_reply_shown_is_logged_as_served_so_it_takes_engagements(
-    client: TestClient, cfg: FeedrankConfig
+    cfg: FeedrankConfig, store: Store
 ) -> None:
+    engine = engine_on(cfg, store)
+    client = TestClient(make_api(engine, 16_384))
     answer = client.post("/conversation", json={"tweet_id": ROOT, "viewer_id": 1}).json()
     shown = [202, 204, 203]  # main: 202 then its reply 204; low quality: 203
+    assert engine.counts is not None and engine.counts.pending() == 3  # their impressions
     served, _ = EventLog(cfg.paths.serving_events).pending_export()
     assert served["request_id"].unique().tolist() == [answer["request_id"]]
     assert served.sort_values("position")["tweet_id"].tolist() == shown
@@ -349,3 +352,4 @@ def test_every_reply_shown_is_logged_as_served_so_it_takes_engagements(
     response = client.post("/engagement", json=fav)
     assert response.status_code == 200, response.text
     assert response.json()["recorded"] is True
+    engine.close()
