@@ -40,6 +40,9 @@ class FeatureReplica:
         # The latest event time synced per view.
         self._watermarks: dict[str, Any] = {}
         self._synced_version: int | None = None  # the store's data_version at the last sync
+        # One sync or replicate at a time (the sync thread, and the engagement pusher after a
+        # push): an older scan applied after a newer one would put stale rows back.
+        self._syncing = threading.Lock()
         self._sync_stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
 
@@ -52,6 +55,10 @@ class FeatureReplica:
         if not isinstance(reader, SqliteRows):
             log.info("online store %s cannot be scanned: no replica", type(reader).__name__)
             return {}
+        with self._syncing:
+            return self._replicate(reader)
+
+    def _replicate(self, reader: SqliteRows) -> dict[str, int]:
         held: dict[str, int] = {}
         started = time.perf_counter()
         self._synced_version = reader.data_version()
@@ -83,11 +90,15 @@ class FeatureReplica:
         latest one synced (pushed counts, new tweets' embeddings, a new materialization).
         Returns how many rows changed. Scans nothing when no write was committed since the last
         sync. A write whose event time is not after that (a backfill of older rows) shows at
-        the next :meth:`replicate`."""
-        changed = 0
+        the next :meth:`replicate`. Safe from several threads (one sync runs at a time)."""
         reader = self.reader
         if not self.cache.replicated or not isinstance(reader, SqliteRows):
             return 0
+        with self._syncing:
+            return self._sync(reader)
+
+    def _sync(self, reader: SqliteRows) -> int:
+        changed = 0
         version = reader.data_version()
         if version == self._synced_version:
             return 0  # nothing committed since the last sync: no scan
