@@ -20,8 +20,8 @@ import pandas as pd
 
 from pipelines.config import FeedrankConfig
 from pipelines.event_log import EventLog
-from pipelines.schema import ENGAGEMENTS, PART_FILE, TABLES, list_partitions, partition_dir
-from serving.candidates.world_index import gather_ranges
+from pipelines.schema import ENGAGEMENTS
+from serving.candidates.world_index import gather_ranges, read_columns
 
 log = logging.getLogger(__name__)
 
@@ -33,29 +33,10 @@ EVENT_COLUMNS = ("viewer_id", "tweet_id", "action", "at")
 
 def _read_impressions(cfg: FeedrankConfig) -> pd.DataFrame:
     """The lake's impressions: viewer_id, tweet_id, served_at and every engagement flag and time."""
-    import pyarrow.parquet as pq
-
-    raw = cfg.paths.raw
-    columns = [
-        "viewer_id",
-        "tweet_id",
-        "served_at",
-        *ENGAGEMENTS,
-        *(f"{action}_at" for action in ENGAGEMENTS),
-    ]
-    schema = TABLES["impressions"]
-    paths = [
-        partition_dir(raw, "impressions", day) / PART_FILE
-        for day in list_partitions(raw, "impressions")
-    ]
-    frames = [
-        pq.read_table(path, columns=columns, schema=schema).to_pandas()
-        for path in paths
-        if path.exists()
-    ]
-    if not frames:
-        return schema.empty_table().to_pandas()[columns]
-    return pd.concat(frames, ignore_index=True)
+    actions = [*ENGAGEMENTS, *(f"{action}_at" for action in ENGAGEMENTS)]
+    return read_columns(
+        cfg.paths.raw, "impressions", ["viewer_id", "tweet_id", "served_at", *actions]
+    )
 
 
 def _events_of(impressions: pd.DataFrame) -> pd.DataFrame:
