@@ -191,3 +191,64 @@ def test_a_posted_tweet_and_its_fav_reach_the_next_feed_through_the_online_store
         return None
 
     assert wait_for(hydrated_favs, "the fav in the next feed's features") == 1.0
+
+
+# --------------------------------------------------------- pushes behind a later materialization
+
+DAY = pd.Timestamp("2026-03-02", tz="UTC")
+
+
+def pushed_counts(tweet_ids: list[int], favs: int, at: pd.Timestamp) -> pd.DataFrame:
+    """A push frame of these tweets at `at`, each with `favs` favs (by viewers 1..favs)."""
+    from pipelines.features.freshness import tweet_engagement_at
+
+    events = pd.DataFrame(
+        {
+            "viewer_id": np.tile(np.arange(1, favs + 1), len(tweet_ids)),
+            "tweet_id": np.repeat(tweet_ids, favs),
+            "action": "fav",
+            "at": at - pd.Timedelta(minutes=1),
+        }
+    )
+    views = events[["tweet_id", "at"]].rename(columns={"at": "served_at"})
+    return tweet_engagement_at(np.asarray(tweet_ids), views, events, at)
+
+
+def test_pushes_at_the_clocks_now_reach_a_replica_holding_later_materialized_rows(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.features.batch import write_feature_table
+    from pipelines.features.freshness import push_tweet_engagement
+    from pipelines.features.store import apply_repo, materialize
+    from serving.features.hydrate import FastOnlineFeatures
+
+    monkeypatch.setenv("FEEDRANK_HOME", str(tmp_path))
+    cfg = FeedrankConfig()
+    apply_repo(cfg)
+    # Materialized rows end two days on (windows closing after the world's last event) ...
+    later = DAY + pd.Timedelta(days=2)
+    table = pushed_counts([1, 2], 1, later)
+    table["tweet_engagement_snapshot_s"] = later.timestamp()
+    write_feature_table(cfg, "tweet_engagement", table)
+    materialize(
+        cfg, (later + pd.Timedelta(hours=1)).to_pydatetime(), feature_views=["tweet_engagement"]
+    )
+    # ... while the clock, and every push, stands at the end of the first day.
+    now = DAY + pd.Timedelta(days=1)
+    SimClock.of(cfg).set(now)
+    fast = FastOnlineFeatures(cfg, cache_ttl_s=3600.0)
+    assert fast.replica.replicate()["tweet_engagement"] == 2
+    candidates = pd.DataFrame({"tweet_id": [1, 2], "author_id": [5, 5], "in_network": 0})
+
+    def favs() -> list[float]:
+        return fast.hydrate(7, candidates, now)["tweet_favs_window"].tolist()
+
+    assert favs() == [1.0, 1.0]
+    push_tweet_engagement(cfg, pushed_counts([1], 3, now))
+    assert fast.replica.sync() >= 1
+    assert favs() == [3.0, 1.0]
+    # A second push in the same clock second (whole seconds in the store) is not missed.
+    push_tweet_engagement(cfg, pushed_counts([2], 4, now + pd.Timedelta(microseconds=1)))
+    fast.replica.sync()
+    assert favs() == [3.0, 4.0]
+    fast.close()
