@@ -161,8 +161,8 @@ def engine_for_serving(
     features = FastOnlineFeatures.for_serving(cfg)
     events = EventLog(cfg.paths.serving_events)
 
-    def push_embeddings(tweets: pd.DataFrame, vectors: np.ndarray) -> int:
-        return push_tweet_embeddings(cfg, tweets, vectors)
+    def push_embeddings(tweets: pd.DataFrame, vectors: np.ndarray, at: pd.Timestamp) -> int:
+        return push_tweet_embeddings(cfg, tweets, vectors, at)
 
     engine = FeedEngine(
         cfg,

@@ -100,12 +100,16 @@ def push_tweet_engagement(cfg: FeedrankConfig, counts: pd.DataFrame) -> int:
     return len(frame)
 
 
-def push_tweet_embeddings(cfg: FeedrankConfig, tweets: pd.DataFrame, vectors: np.ndarray) -> int:
+def push_tweet_embeddings(
+    cfg: FeedrankConfig, tweets: pd.DataFrame, vectors: np.ndarray, at: pd.Timestamp | None = None
+) -> int:
     """Write new tweets' text embeddings (and topic) straight to the online store.
 
-    tweets: tweet_id, created_at (the event time); vectors [N, D] from the current encoder, row
-    aligned. The topic is the nearest of the centroids the last embed step saved. Returns the
-    number of rows pushed.
+    tweets: tweet_id, created_at; vectors [N, D] from the current encoder, row aligned; at: the
+    event time of the rows, when the embeddings became known (the live service passes its
+    clock's now, the moment the tweets were posted to it; default each tweet's created_at). The
+    topic is the nearest of the centroids the last embed step saved. Returns the number of rows
+    pushed.
     """
     from pipelines.features.embeddings import nearest_topic
 
@@ -120,7 +124,9 @@ def push_tweet_embeddings(cfg: FeedrankConfig, tweets: pd.DataFrame, vectors: np
     frame = pd.DataFrame(
         {
             "tweet_id": tweets["tweet_id"].astype("int64").to_numpy(),
-            "event_timestamp": pd.to_datetime(tweets["created_at"], utc=True).to_numpy(),
+            "event_timestamp": pd.to_datetime(
+                tweets["created_at"] if at is None else [at] * len(tweets), utc=True
+            ).to_numpy(),
             "tweet_embedding": list(matrix),
             "tweet_topic": nearest_topic(matrix, np.load(centroids_path)),
         }

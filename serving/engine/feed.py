@@ -645,7 +645,7 @@ class FeedEngine:
         assert self.push_embeddings is not None
         try:
             vectors = self.embed(tweets["text"].tolist())
-            self.push_embeddings(tweets[["tweet_id", "created_at"]], vectors)
+            self.push_embeddings(tweets[["tweet_id", "created_at"]], vectors, self.now())
             return self.events.post_tweets(tweets, vectors)
         except Exception as exc:
             raise EventLogError(f"could not take the posted tweets: {exc!r}") from exc

@@ -20,9 +20,9 @@ Scorer = Callable[[FeatureTable], Awaitable[Mapping[str, np.ndarray]]]
 
 # Texts [N] -> unit embeddings [N, D] float32 by the service's text encoder.
 Embed = Callable[[list[str]], np.ndarray]
-# Posted tweets (tweet_id, created_at) and their embeddings [N, D] -> rows pushed to the online
-# store (with the topic).
-PushEmbeddings = Callable[[pd.DataFrame, np.ndarray], int]
+# Posted tweets (tweet_id, created_at), their embeddings [N, D] and the moment they were posted
+# (the rows' event time) -> rows pushed to the online store (with the topic).
+PushEmbeddings = Callable[[pd.DataFrame, np.ndarray, pd.Timestamp], int]
 # The simulated world's truth: viewer id, candidates (tweet_id, author_id, in_network), now ->
 # head -> true probability [N] of every blend head.
 Oracle = Callable[[int, pd.DataFrame, pd.Timestamp], Mapping[str, np.ndarray]]

@@ -37,8 +37,8 @@ class Store:
         self.embeddings: list[pd.DataFrame] = []
         self.counts: list[pd.DataFrame] = []
 
-    def push_embeddings(self, tweets: pd.DataFrame, vectors: np.ndarray) -> int:
-        self.embeddings.append(tweets.assign(vector=list(vectors)))
+    def push_embeddings(self, tweets: pd.DataFrame, vectors: np.ndarray, at: pd.Timestamp) -> int:
+        self.embeddings.append(tweets.assign(vector=list(vectors), at=at))
         return len(tweets)
 
     def push_counts(self, frame: pd.DataFrame) -> int:
@@ -168,6 +168,7 @@ def test_a_posted_tweet_is_a_candidate_of_a_followers_next_feed(
     assert 301 in feed_ids(client)
     # Embedded once, pushed with its creation time, recorded with its embedding.
     assert store.embeddings[0]["tweet_id"].tolist() == [301]
+    assert (store.embeddings[0]["at"] == LATER).all()  # known online from the clock's now
     posted, vectors = EventLog(cfg.paths.serving_events).posted_after(0)
     assert posted["tweet_id"].tolist() == [301]
     assert vectors[0] is not None and vectors[0].shape == (DIM,)
