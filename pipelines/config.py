@@ -579,6 +579,11 @@ class ServeConfig(StrictModel):
         400, ge=1, description="Online-feature budget; slower or failing reads use cached/default."
     )
     max_body_bytes: int = Field(16_384, ge=256, description="Largest request body accepted.")
+    max_tweets_body_bytes: int = Field(
+        4_194_304,
+        ge=256,
+        description="Largest POST /tweets body accepted (up to 1000 tweets with their text).",
+    )
     feature_cache_ttl_s: float = Field(
         30.0,
         ge=0,
@@ -624,13 +629,25 @@ class ServeConfig(StrictModel):
         "are read per request through the cache.",
     )
     feature_sync_interval_s: float = Field(
-        10.0, gt=0, description="How often a replica pulls rows written since its last sync."
+        1.0, gt=0, description="How often a replica pulls rows written since its last sync."
     )
     feature_full_sync_s: float = Field(
         3600.0,
         ge=0,
         description="How often a replica reloads every view whole (catches writes with older "
         "event times); 0: never.",
+    )
+    live_sync_s: float = Field(
+        0.5,
+        gt=0,
+        description="How often a replica indexes the tweets posted to and the engagements "
+        "recorded by any replica (from the event log).",
+    )
+    live_push_s: float = Field(
+        0.5,
+        gt=0,
+        description="How often a replica pushes the recomputed engagement counts of the tweets "
+        "it served or recorded engagements on to the online store.",
     )
 
     @model_validator(mode="after")

@@ -117,6 +117,8 @@ CREATE TABLE IF NOT EXISTS posted (
     embedding BLOB,
     exported INTEGER NOT NULL DEFAULT 0
 );
+-- Covers tweet_activity (the live counts of a tweet): its served rows by time.
+CREATE INDEX IF NOT EXISTS served_tweet ON served (tweet_id, served_at_us);
 """
 # The columns of a posted tweet, as the lake's `tweets` table names them.
 POSTED_COLUMNS: tuple[str, ...] = tuple(schema.TWEETS.names)
@@ -690,6 +692,54 @@ class EventLog:
             db.executemany(
                 "UPDATE posted SET exported = 1 WHERE tweet_id = ?", [(int(t),) for t in tweet_ids]
             )
+
+    # ------------------------------------------------------------------- live counts (serving)
+
+    def engaged_after(self, after_id: int, actions: Sequence[str]) -> pd.DataFrame:
+        """Live impressions (not synthetic) whose first action among `actions` has an engagement
+        id over `after_id`: ``id`` (that engagement's), tweet_id, viewer_id, ``at`` and the
+        impression's ``served_at`` (UTC), by id. One row per impression however many of the
+        actions it got (as the lake counts them)."""
+        marks = ", ".join("?" * len(actions))
+        with self._transaction() as db:
+            frame = pd.read_sql_query(
+                "SELECT e.id, e.tweet_id, e.viewer_id, e.at_us, s.served_at_us FROM engagements e "
+                "JOIN served s ON s.id = e.served_id "
+                f"WHERE e.id > ? AND s.synthetic = 0 AND e.action IN ({marks}) "
+                "AND NOT EXISTS (SELECT 1 FROM engagements p WHERE p.served_id = e.served_id "
+                f"AND p.action IN ({marks}) AND p.id < e.id) ORDER BY e.id",
+                db,
+                params=[int(after_id), *actions, *actions],
+            )
+        frame["at"] = pd.to_datetime(frame.pop("at_us"), unit="us", utc=True)
+        frame["served_at"] = pd.to_datetime(frame.pop("served_at_us"), unit="us", utc=True)
+        return frame
+
+    def tweet_activity(
+        self, tweet_ids: Sequence[int], served_after: pd.Timestamp
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """What live pages (not synthetic) served after `served_after` did for these tweets:
+        ``(served, engagements)``; `served` has tweet_id, viewer_id, served_at; `engagements`
+        has tweet_id, viewer_id, action, at (UTC), one row per recorded action."""
+        ids = [int(t) for t in tweet_ids]
+        marks = ", ".join("?" * len(ids))
+        since = to_micros(served_after)
+        where = f"s.tweet_id IN ({marks}) AND s.served_at_us > ? AND s.synthetic = 0"
+        with self._transaction() as db:
+            served = pd.read_sql_query(
+                f"SELECT s.tweet_id, s.viewer_id, s.served_at_us FROM served s WHERE {where}",
+                db,
+                params=[*ids, since],
+            )
+            engagements = pd.read_sql_query(
+                "SELECT e.tweet_id, e.viewer_id, e.action, e.at_us FROM engagements e "
+                f"JOIN served s ON s.id = e.served_id WHERE {where}",
+                db,
+                params=[*ids, since],
+            )
+        served["served_at"] = pd.to_datetime(served.pop("served_at_us"), unit="us", utc=True)
+        engagements["at"] = pd.to_datetime(engagements.pop("at_us"), unit="us", utc=True)
+        return served, engagements
 
     def mark_missing(self, row_ids: Sequence[int]) -> None:
         """Record that these rows are no longer in the lake (it was rebuilt): pending again."""

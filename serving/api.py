@@ -1,15 +1,17 @@
 """The HTTP surface of feedrank: a FastAPI app around a feed backend (OpenAPI docs at /docs).
 
 Status codes: 200; 404 when an id names nothing (the detail names the id); 413 for a body over
-``serve.max_body_bytes``; 422 for a malformed body (FastAPI's validation errors name the field) and
+``serve.max_body_bytes`` (``serve.max_tweets_body_bytes`` for POST /tweets); 422 for a malformed body (FastAPI's validation errors name the field) and
 for a field outside the bounds set in config or not matching what was served (the same shape, e.g.
 ``limit`` over ``serve.max_limit``, a ``cursor`` of another user, a ``tweet_id`` the request did not
-serve); 503 when the event log cannot record what would be served (nothing is served unlogged).
+serve, a posted tweet naming an unknown author or parent); 503 when the event log cannot record
+what would be served (nothing is served unlogged) or posted tweets cannot be taken.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Protocol
 
 from fastapi import FastAPI, Request
@@ -26,6 +28,8 @@ from serving.schemas import (
     FeedRequest,
     FeedResponse,
     HealthResponse,
+    PostTweetsRequest,
+    PostTweetsResponse,
 )
 
 
@@ -37,6 +41,8 @@ class FeedBackend(Protocol):
     async def conversation(self, request: ConversationRequest) -> ConversationResponse: ...
 
     async def engagement(self, request: EngagementRequest) -> EngagementResponse: ...
+
+    async def post_tweets(self, request: PostTweetsRequest) -> PostTweetsResponse: ...
 
     def health(self) -> HealthResponse: ...
 
@@ -63,19 +69,34 @@ async def _event_log_down(_: Request, exc: Exception) -> JSONResponse:
 
 
 class BodyLimit:
-    """ASGI middleware: a body over `max_bytes` is a 413 naming the limit, before any parsing.
+    """ASGI middleware: a body over `max_bytes` (or its path's limit in `path_limits`) is a 413
+    naming the limit, before any parsing.
 
     Checks the declared Content-Length and counts the bytes actually received (a chunked body
     declares none), so an oversized body is never read whole into memory.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, path_limits: Mapping[str, int] | None = None
+    ) -> None:
+        self.app, self.default_bytes = app, max_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope.get("path", ""), self.default_bytes)
+        await _Limited(self.app, limit)(scope, receive, send)
+
+
+class _Limited:
+    """One request under one byte limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
@@ -124,9 +145,12 @@ class _TooLarge(Exception):
         self.size = size
 
 
-def make_api(backend: FeedBackend, max_body_bytes: int) -> FastAPI:
+def make_api(
+    backend: FeedBackend, max_body_bytes: int, tweets_body_bytes: int | None = None
+) -> FastAPI:
     """The FastAPI app serving `backend`: POST /feed, POST /engagement, POST /conversation,
-    GET /healthz; bodies over `max_body_bytes` (``serve.max_body_bytes``) are refused (413)."""
+    POST /tweets, GET /healthz; bodies over `max_body_bytes` (``serve.max_body_bytes``), or over
+    `tweets_body_bytes` for POST /tweets (default the same), are refused (413)."""
     api = FastAPI(
         title="feedrank",
         description="Home feed and conversation ranking with online experiments.",
@@ -135,7 +159,11 @@ def make_api(backend: FeedBackend, max_body_bytes: int) -> FastAPI:
     api.add_exception_handler(NotFoundError, _not_found)
     api.add_exception_handler(InvalidFieldError, _invalid_field)
     api.add_exception_handler(EventLogError, _event_log_down)
-    api.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # type: ignore[arg-type]
+    api.add_middleware(
+        BodyLimit,  # type: ignore[arg-type]
+        max_bytes=max_body_bytes,
+        path_limits={"/tweets": tweets_body_bytes or max_body_bytes},
+    )
 
     @api.post(
         "/feed", response_model=FeedResponse, responses={404: {"description": "Unknown user"}}
@@ -162,6 +190,19 @@ def make_api(backend: FeedBackend, max_body_bytes: int) -> FastAPI:
     async def conversation(request: ConversationRequest) -> ConversationResponse:
         """Rank the replies of a root tweet for `viewer_id`, as a tree split into sections."""
         return await backend.conversation(request)
+
+    @api.post(
+        "/tweets",
+        response_model=PostTweetsResponse,
+        responses={
+            422: {"description": "A field is malformed or names what the world lacks"},
+            503: {"description": "The tweets could not be embedded, pushed or recorded"},
+        },
+    )
+    async def tweets(request: PostTweetsRequest) -> PostTweetsResponse:
+        """Post new tweets (at most 1000): embedded, recorded, and candidates of the next feeds
+        at once. A tweet id the service already knows counts as repeated."""
+        return await backend.post_tweets(request)
 
     @api.get("/healthz", response_model=HealthResponse)
     async def healthz() -> HealthResponse:

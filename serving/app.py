@@ -17,16 +17,20 @@ without them.
 
 import asyncio
 import gc
+import threading
+from collections.abc import Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, cast
 
 import numpy as np
+import pandas as pd
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application, Deployment
 from ray.serve.handle import DeploymentHandle
 
+from pipelines.clock import ClockReader, SimClock
 from pipelines.config import FeedrankConfig, load_config
 from pipelines.event_log import EventLog
 from pipelines.inputs.spec import FeatureTable
@@ -35,7 +39,8 @@ from serving.api import make_api
 from serving.candidates.retrieval import EmbeddingRetriever
 from serving.candidates.world_index import WorldIndex
 from serving.engine.feed import FeedEngine
-from serving.engine.ports import ArmModel
+from serving.engine.ports import ArmModel, Oracle
+from serving.live.counts import EngagementPusher
 from serving.policy.cursor import CursorCodec, load_key
 from serving.schemas import (
     Arm,
@@ -46,6 +51,8 @@ from serving.schemas import (
     FeedRequest,
     FeedResponse,
     HealthResponse,
+    PostTweetsRequest,
+    PostTweetsResponse,
 )
 
 APP_NAME = "feedrank"
@@ -117,6 +124,64 @@ class Ranker:
         return tuple(self._model.heads)
 
 
+class ServiceEncoder:
+    """The fine-tuned text encoder of POST /tweets, loaded once on first use (a replica that is
+    never posted to never loads it); CPU, batched by ``encoder.embed_batch_size``."""
+
+    def __init__(self, cfg: FeedrankConfig) -> None:
+        self.cfg = cfg
+        self._embedder: Any = None
+        self._lock = threading.Lock()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Texts [N] -> unit embeddings [N, D] float32."""
+        with self._lock:
+            if self._embedder is None:
+                from pipelines.models.text_encoder import TextEmbedder
+
+                self._embedder = TextEmbedder.load(self.cfg.paths.encoder_dir)
+            return np.asarray(
+                self._embedder.embed(texts, batch_size=self.cfg.encoder.embed_batch_size),
+                dtype=np.float32,
+            )
+
+
+def engine_for_serving(
+    cfg: FeedrankConfig, arms: Mapping[Arm, ArmModel], oracle: Oracle | None = None
+) -> FeedEngine:
+    """The engine of one serving replica, wired to the real parts: the lake's world index, the
+    online features (held in memory and synced), the tweet index, the event log, the simulated
+    clock, the text encoder and both push sources. Its live threads are started; `oracle`: the
+    world's truth for the oracle policy (None: that policy answers 422)."""
+    from pipelines.features.freshness import push_tweet_embeddings
+    from serving.features.hydrate import FastOnlineFeatures
+
+    index = WorldIndex.load(cfg)
+    clock = ClockReader(SimClock.of(cfg), fallback=index.now)
+    features = FastOnlineFeatures.for_serving(cfg)
+    events = EventLog(cfg.paths.serving_events)
+
+    def push_embeddings(tweets: pd.DataFrame, vectors: np.ndarray, at: pd.Timestamp) -> int:
+        return push_tweet_embeddings(cfg, tweets, vectors, at)
+
+    engine = FeedEngine(
+        cfg,
+        index,
+        features,
+        arms,
+        retriever=EmbeddingRetriever.load(cfg),
+        events=events,
+        cursors=CursorCodec(load_key(cfg.paths.cursor_key), cfg.serve.cursor_ttl_s),
+        clock=clock,
+        embed=ServiceEncoder(cfg).embed,
+        push_embeddings=push_embeddings,
+        counts=EngagementPusher.for_serving(cfg, events, clock, after_push=features.replica.sync),
+        oracle=oracle,
+    )
+    engine.start_live()
+    return engine
+
+
 def no_ranker(cfg: FeedrankConfig, alias: str) -> RuntimeError:
     """The error for a registry without a model under `alias`: there is nothing to serve."""
     return RuntimeError(
@@ -186,8 +251,6 @@ class FeedService:
         champion: DeploymentHandle | None = None,
         challenger: DeploymentHandle | None = None,
     ) -> None:
-        from serving.features.hydrate import FastOnlineFeatures
-
         cfg = FeedrankConfig.model_validate(config)
         if champion is None:
             arms = self._load_arms(cfg)
@@ -196,17 +259,9 @@ class FeedService:
                 await _arm_model(champion),
                 None if challenger is None else await _arm_model(challenger),
             )
-        retriever = EmbeddingRetriever.load(cfg)
-        self.engine = FeedEngine(
-            cfg,
-            WorldIndex.load(cfg),
-            FastOnlineFeatures.for_serving(cfg),
-            arms,
-            retriever=retriever,
-            events=EventLog(cfg.paths.serving_events),
-            cursors=CursorCodec(load_key(cfg.paths.cursor_key), cfg.serve.cursor_ttl_s),
-        )
+        self.engine = engine_for_serving(cfg, arms)
         self.max_body_bytes = cfg.serve.max_body_bytes
+        self.tweets_body_bytes = cfg.serve.max_tweets_body_bytes
         self.engine.warm_up()
         # What is loaded now (world index, feature replica, models) lives as long as the
         # replica: out of the collector's sight, a full collection no longer walks it mid-request.
@@ -223,7 +278,7 @@ class FeedService:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Called by Serve after __init__: the routes close over this replica's engine."""
-        return make_api(self.engine, self.max_body_bytes)
+        return make_api(self.engine, self.max_body_bytes, self.tweets_body_bytes)
 
     async def feed(self, request: FeedRequest) -> FeedResponse:
         return await self.engine.feed(request)
@@ -233,6 +288,9 @@ class FeedService:
 
     async def conversation(self, request: ConversationRequest) -> ConversationResponse:
         return await self.engine.conversation(request)
+
+    async def post_tweets(self, request: PostTweetsRequest) -> PostTweetsResponse:
+        return await self.engine.post_tweets(request)
 
     def health(self) -> HealthResponse:
         return self.engine.health()

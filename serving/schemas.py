@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from pipelines.event_log import ENGAGEMENT_ACTIONS
 
@@ -24,7 +24,10 @@ Source = Literal[
 ]
 # What a feed answered with when part of its pipeline failed or ran out of time.
 FeatureMode = Literal["online", "cached", "default"]
-RankingMode = Literal["model", "reverse_chronological"]
+RankingMode = Literal["model", "reverse_chronological", "policy"]
+# How a feed page is ordered: the ranker (the product), or a reference policy over the same
+# candidates after the same filters (newest first, shuffled, or by the world's true value).
+Policy = Literal["model", "chronological", "random", "oracle"]
 
 
 def _recordable(action: str) -> str:
@@ -65,6 +68,13 @@ class FeedRequest(RequestModel):
         "exported to the lake as training impressions (no viewer saw the page). The visit's "
         "next pages (by `next_cursor`) are synthetic too.",
     )
+    policy: Policy = Field(
+        "model",
+        description="How the page is ordered: model (the ranker of the viewer's arm), "
+        "chronological (newest first), random (shuffled, seeded by the request), or oracle (by "
+        "the blend of the simulated world's true probabilities; 422 where the service has no "
+        "world truth).",
+    )
 
 
 class FeedItem(BaseModel):
@@ -83,7 +93,11 @@ class FeedItem(BaseModel):
 
 class FeedResponse(BaseModel):
     items: list[FeedItem] = Field(description="The page, best first.")
-    model_version: str = Field(description="Registry version of the ranker that scored it.")
+    model_version: str = Field(
+        description="Registry version of the ranker that scored it, or `policy:<name>` for a "
+        "page ordered by another policy."
+    )
+    policy: Policy = Field("model", description="The policy that ordered the page.")
     arm: Arm = Field(description="Experiment arm of the viewer.")
     request_id: str = Field(description="Unique id of this page, for exposure logs and feedback.")
     next_cursor: str | None = Field(
@@ -104,7 +118,8 @@ class FeedResponse(BaseModel):
     ranking: RankingMode = Field(
         "model",
         description="model: ranked by the heavy ranker; reverse_chronological: the ranker failed "
-        "or ran out of time and the page is newest first.",
+        "or ran out of time and the page is newest first; policy: ordered by the request's "
+        "`policy`.",
     )
     degraded: bool = Field(False, description="True when features or ranking fell back.")
     timings_ms: dict[str, float] = Field(
@@ -162,6 +177,10 @@ class ConversationSection(BaseModel):
 
 
 class ConversationResponse(BaseModel):
+    request_id: str = Field(
+        description="Unique id of this answer: every reply shown is logged as served under it "
+        "(surface `conversation`), so POST /engagement takes it."
+    )
     root: ConversationRoot
     sections: list[ConversationSection] = Field(description="`main` then `low_quality`.")
     model_version: str
@@ -172,3 +191,37 @@ class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     model_versions: dict[str, str] = Field(description="Ranker version per live experiment arm.")
     challenger_share: float = Field(description="Share of users routed to the challenger.")
+
+
+class PostedTweet(RequestModel):
+    tweet_id: int = Field(gt=0, description="The new tweet's id (a repeat is not an error).")
+    author_id: int = Field(gt=0, description="Its author, a known user.")
+    created_at: AwareDatetime = Field(
+        description="When it was posted (ISO 8601 with a zone), at or before the service's clock."
+    )
+    text: str = Field(min_length=1, max_length=2000)
+    language: str = Field(min_length=1, max_length=16)
+    has_image: bool
+    has_video: bool
+    has_url: bool
+    hashtags: list[Annotated[str, Field(min_length=1, max_length=140)]] = Field(
+        default_factory=list, max_length=50
+    )
+    conversation_id: int = Field(
+        gt=0, description="The conversation's root tweet (the tweet itself for a root)."
+    )
+    in_reply_to_tweet_id: int | None = Field(
+        None, gt=0, description="The parent tweet of a reply; null for a root."
+    )
+    toxicity: float = Field(ge=0.0, le=1.0, description="The tweet's health label.")
+
+
+class PostTweetsRequest(RequestModel):
+    tweets: list[PostedTweet] = Field(
+        min_length=1, max_length=1000, description="At most 1000 tweets per call."
+    )
+
+
+class PostTweetsResponse(BaseModel):
+    posted: int = Field(description="Tweets new to the service.")
+    repeated: int = Field(description="Tweets it already knew (a retry, or a lake tweet).")

@@ -1,4 +1,7 @@
-"""Fresh engagement counts: push them to the online store without waiting for the daily batch."""
+"""Fresh engagement counts and tweet embeddings: push them to the online store without waiting for
+the daily batch. :func:`tweet_engagement_at` computes a tweet's counts at any moment by the batch
+table's own definition (`pipelines.features.batch.tweet_engagement`), so a pushed row and a
+materialized one mean the same thing."""
 
 from __future__ import annotations
 
@@ -6,14 +9,67 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
+from pipelines.features.batch import tweet_engagement
 from pipelines.features.store import feature_store
 from pipelines.inputs import catalog
+from pipelines.inputs.catalog import ENGAGEMENT_DECAY_HOURS
 from pipelines.inputs.spec import TWEET_ENGAGEMENT_FEATURES, epoch_seconds
 
 DECAYED = "tweet_engagements_decayed_at_snapshot"
 # Who engaged in the last 3 days (ids, newest first): the viewer's-network counts read them.
 ENGAGER_LISTS = ("tweet_recent_engagers", "tweet_recent_favers")
 PUSH_COLUMNS = ("tweet_id", "event_timestamp", *TWEET_ENGAGEMENT_FEATURES, DECAYED, *ENGAGER_LISTS)
+
+
+def tweet_engagement_at(
+    tweet_ids: np.ndarray, impressions: pd.DataFrame, events: pd.DataFrame, now: pd.Timestamp
+) -> pd.DataFrame:
+    """The tweet_engagement features of tweets [N] at `now`: one row each (PUSH_COLUMNS, event
+    time `now`), ready for :func:`push_tweet_engagement`.
+
+    impressions: tweet_id, served_at; events: viewer_id, tweet_id, action (the ENGAGEMENTS),
+    at; both the whole history known at `now` (later rows are ignored). The values are the batch
+    table's at the end of now's hour (the boundary whose windows hold every event up to now),
+    with the decayed total taken on to `now` itself, where the pushed snapshot time puts it. A
+    tweet without any history gets zeros and empty engager lists.
+    """
+    ids = np.asarray(tweet_ids, dtype=np.int64)
+    stamp = pd.Timestamp(now)
+    boundary = int(stamp.timestamp() // 3600) + 1
+    impressions = impressions[pd.to_datetime(impressions["served_at"], utc=True) <= stamp]
+    events = events[pd.to_datetime(events["at"], utc=True) <= stamp]
+    history = not (impressions.empty and events.empty)
+    table = tweet_engagement(impressions, events) if history else pd.DataFrame()
+    row = _rows_at(table, ids, boundary)
+    out = pd.DataFrame({"tweet_id": ids, "event_timestamp": stamp})
+    for column in (*TWEET_ENGAGEMENT_FEATURES, DECAYED):
+        out[column] = row[column].fillna(0.0).astype("float64").to_numpy()
+    # From the row's boundary to now's no event came, so the total only decays; then on to now.
+    elapsed_h = stamp.timestamp() / 3600.0 - row["hour"].fillna(boundary).to_numpy()
+    out[DECAYED] = out[DECAYED].to_numpy() * np.exp(-elapsed_h / ENGAGEMENT_DECAY_HOURS)
+    for column in ENGAGER_LISTS:
+        out[column] = [
+            v if isinstance(v, np.ndarray) else np.zeros(0, np.int64) for v in row[column]
+        ]
+    return out
+
+
+def _rows_at(table: pd.DataFrame, ids: np.ndarray, boundary: int) -> pd.DataFrame:
+    """The batch table's latest row at or before hour `boundary` of each tweet [N] (NaN where a
+    tweet has none), with its boundary as ``hour``: every value holds until the next row."""
+    if table.empty:
+        return pd.DataFrame(index=ids, columns=[*PUSH_COLUMNS[2:], "hour"], dtype=object)
+    hours = (epoch_seconds(table["event_timestamp"]) // 3600).astype("int64").to_numpy()
+    keep = (hours <= boundary) & table["tweet_id"].isin(ids).to_numpy()
+    latest = (
+        table[keep]
+        .assign(hour=hours[keep])
+        .sort_values(["tweet_id", "hour"], kind="stable")
+        .groupby("tweet_id", sort=False)
+        .tail(1)
+        .set_index("tweet_id")
+    )
+    return latest.reindex(ids)
 
 
 def push_tweet_engagement(cfg: FeedrankConfig, counts: pd.DataFrame) -> int:
@@ -44,12 +100,16 @@ def push_tweet_engagement(cfg: FeedrankConfig, counts: pd.DataFrame) -> int:
     return len(frame)
 
 
-def push_tweet_embeddings(cfg: FeedrankConfig, tweets: pd.DataFrame, vectors: np.ndarray) -> int:
+def push_tweet_embeddings(
+    cfg: FeedrankConfig, tweets: pd.DataFrame, vectors: np.ndarray, at: pd.Timestamp | None = None
+) -> int:
     """Write new tweets' text embeddings (and topic) straight to the online store.
 
-    tweets: tweet_id, created_at (the event time); vectors [N, D] from the current encoder, row
-    aligned. The topic is the nearest of the centroids the last embed step saved. Returns the
-    number of rows pushed.
+    tweets: tweet_id, created_at; vectors [N, D] from the current encoder, row aligned; at: the
+    event time of the rows, when the embeddings became known (the live service passes its
+    clock's now, the moment the tweets were posted to it; default each tweet's created_at). The
+    topic is the nearest of the centroids the last embed step saved. Returns the number of rows
+    pushed.
     """
     from pipelines.features.embeddings import nearest_topic
 
@@ -64,7 +124,9 @@ def push_tweet_embeddings(cfg: FeedrankConfig, tweets: pd.DataFrame, vectors: np
     frame = pd.DataFrame(
         {
             "tweet_id": tweets["tweet_id"].astype("int64").to_numpy(),
-            "event_timestamp": pd.to_datetime(tweets["created_at"], utc=True).to_numpy(),
+            "event_timestamp": pd.to_datetime(
+                tweets["created_at"] if at is None else [at] * len(tweets), utc=True
+            ).to_numpy(),
             "tweet_embedding": list(matrix),
             "tweet_topic": nearest_topic(matrix, np.load(centroids_path)),
         }

@@ -65,6 +65,16 @@ class EmbeddingRetriever:
 
         return cls(index, viewer_vector, cfg.retrieval.embedding_candidates)
 
+    def add(self, tweet_ids: np.ndarray, vectors: np.ndarray, author_ids: np.ndarray) -> int:
+        """Index tweets posted to the live service (ids [N], unit vectors [N, D], authors [N]);
+        ids already indexed are left as they are. Returns how many were added. Not safe while a
+        search runs: the engine calls it on the thread that searches."""
+        ids = np.asarray(tweet_ids, dtype=np.int64)
+        new = np.flatnonzero([int(t) not in self.index.authors for t in ids.tolist()])
+        if len(new) == 0:
+            return 0
+        return self.index.add(ids[new], np.asarray(vectors)[new], np.asarray(author_ids)[new])
+
     def retrieve(self, viewer_id: int, seen: np.ndarray) -> pd.DataFrame:
         """[<= k rows] tweet_id, author_id, score: best first, none authored by or served to the
         viewer. Empty for a viewer without an embedding."""

@@ -1,8 +1,17 @@
 """The in-memory world index that candidate sources read: users, follows, tweets, impressions.
 
-Built once per replica from the raw lake (``cfg.paths.raw``). The world is historical, so the
-serving clock :attr:`WorldIndex.now` is the latest ``served_at`` in the lake: "recent" and "seen"
-are taken at that instant. Each request is a handful of numpy operations over arrays prepared here.
+Built once per replica from the raw lake (``cfg.paths.raw``); :attr:`WorldIndex.now` is the lake's
+latest ``served_at`` (the serving clock's fallback when no simulated clock is set). Each request is a
+handful of numpy operations over arrays prepared here.
+
+The index lives: :meth:`WorldIndex.extend` appends tweets posted to the service and
+:meth:`WorldIndex.add_engagements` adds engagements recorded by it. Posted tweets arrive in clock
+order, so the time-sorted tweet rows only grow at the end: every row number handed out stays valid,
+and a request does the same work as before (the same searchsorted lookups over longer arrays). A
+tweet whose creation time is older than the newest indexed one is indexed at that newest time (when
+it reached the index), so the rows stay sorted. The writers (one thread at a time: the engine's
+worker, which also runs the candidate sources) build the new arrays first and publish the lookup
+maps last, so a reader on another thread never holds a row the arrays lack.
 
 Besides the frames, the index keeps columnar arrays for the candidate sources
 (`serving.candidates.sources`), all in tweet-row order (rows sorted by ``created_at``), times as
@@ -40,6 +49,7 @@ REPLY_COLUMNS: tuple[str, ...] = (
     "text",
 )
 _NO_PARENT = -1  # in_reply_to_tweet_id of a root in the int64 arrays
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
 def read_columns(root: Path, table: str, columns: list[str]) -> pd.DataFrame:
@@ -139,8 +149,58 @@ class _ViewerRows:
         return self.rows[span], self.times_ns[span]
 
 
+@dataclass(frozen=True)
+class _Engagements:
+    """Every engagement the index knows (lake and live), published as one object so a reader
+    never mixes two versions: per tweet row a CSR run by time, and per viewer the engaged rows.
+
+    An engagement is an impression with a fav, reply, retweet or quote, at the impression's
+    served_at (lake) or at the first such action (live).
+    """
+
+    rows: np.ndarray  # [E] tweet rows, ascending
+    times: np.ndarray  # [E] ns, ascending within a row
+    users: np.ndarray  # [E] engager ids
+    offsets: np.ndarray  # [T + 1] CSR over tweet rows
+    last: int  # the latest time (int64 min when none)
+    engaged: _ViewerRows  # per viewer: (row, first engagement time)
+
+    @classmethod
+    def build(
+        cls, rows: np.ndarray, users: np.ndarray, times: np.ndarray, n_tweets: int
+    ) -> _Engagements:
+        order = np.lexsort((times, rows))
+        rows, users, times = rows[order], users[order], times[order]
+        return cls(
+            rows=rows,
+            times=times,
+            users=users,
+            offsets=_csr(rows, n_tweets),
+            last=int(times.max()) if len(times) else int(np.iinfo(np.int64).min),
+            engaged=_ViewerRows.build(users, rows, times, latest=False),
+        )
+
+    def grown(self, n_tweets: int) -> _Engagements:
+        """The same engagements over `n_tweets` rows (appended rows have none)."""
+        extra = n_tweets + 1 - len(self.offsets)
+        offsets = np.concatenate([self.offsets, np.full(extra, self.offsets[-1], np.int64)])
+        return _Engagements(self.rows, self.times, self.users, offsets, self.last, self.engaged)
+
+    def with_events(
+        self, rows: np.ndarray, users: np.ndarray, times: np.ndarray, n_tweets: int
+    ) -> _Engagements:
+        """These engagements plus more (tweet rows, engager ids, ns; each [K])."""
+        return _Engagements.build(
+            np.concatenate([self.rows, rows]),
+            np.concatenate([self.users, users]),
+            np.concatenate([self.times, times]),
+            n_tweets,
+        )
+
+
 class WorldIndex:
-    """Read-only index of the world for candidate generation and conversation lookup.
+    """Index of the world for candidate generation and conversation lookup; it grows with the
+    live service's tweets and engagements (:meth:`extend`, :meth:`add_engagements`).
 
     Build it with :meth:`load` (from the lake) or :meth:`from_frames` (canonical frames, for tests).
     """
@@ -245,13 +305,15 @@ class WorldIndex:
         """Hashtag ids per tweet row as CSR: offsets [T + 1], ids [H]."""
         n_tweets = len(self._is_root)
         if hashtags is None:
+            self._tag_vocabulary: dict[str, int] = {}
             self._tag_offsets = np.zeros(n_tweets + 1, dtype=np.int64)
             self._tag_ids = np.zeros(0, dtype=np.int64)
             return
         lists = [() if tags is None else tags for tags in hashtags.tolist()]
         lengths = np.fromiter((len(tags) for tags in lists), dtype=np.int64, count=n_tweets)
         flat = np.array(list(chain.from_iterable(lists)), dtype=str)
-        _, ids = np.unique(flat, return_inverse=True)
+        vocabulary, ids = np.unique(flat, return_inverse=True)
+        self._tag_vocabulary = {str(tag): i for i, tag in enumerate(vocabulary.tolist())}
         self._tag_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self._tag_ids = ids.astype(np.int64).reshape(-1)
 
@@ -286,17 +348,10 @@ class WorldIndex:
         known = rows >= 0
         rows, viewers, served, engaged = rows[known], viewers[known], served[known], engaged[known]
 
-        order = np.lexsort((served[engaged], rows[engaged]))
-        self._eng_times = served[engaged][order]  # [E] by (row, time)
-        self._eng_users = viewers[engaged][order]
-        self._eng_offsets = _csr(rows[engaged][order], len(self._is_root))
-        self._eng_last = (
-            int(self._eng_times.max()) if len(self._eng_times) else np.iinfo(np.int64).min
+        self._eng = _Engagements.build(
+            rows[engaged], viewers[engaged], served[engaged], len(self._is_root)
         )
         self._impressions = _ViewerRows.build(viewers, rows, served, latest=True)
-        self._engaged = _ViewerRows.build(
-            viewers[engaged], rows[engaged], served[engaged], latest=False
-        )
 
     def _index_sources(self) -> None:
         """Prepare the per-request candidate pools: recent roots, and trending roots."""
@@ -324,6 +379,87 @@ class WorldIndex:
         )
         self._trending_ids = trending["tweet_id"].to_numpy(np.int64)
         self._trending_authors = trending["author_id"].to_numpy(np.int64)
+
+    # ------------------------------------------------------------------------------ live growth
+
+    def extend(self, tweets: pd.DataFrame) -> int:
+        """Append tweets posted to the live service; returns how many were new.
+
+        tweets: the REPLY_COLUMNS plus conversation_id and hashtags (a list per tweet), with
+        ``in_reply_to_tweet_id`` null for a root (other columns are ignored; a missing required
+        one is a ValueError naming it). Ids already indexed are skipped. New rows go at
+        the end in creation order; one created before the newest indexed tweet is indexed at that
+        newest time. Costs O(T) (the arrays are copied once per call), never per request.
+        """
+        missing = [c for c in (*REPLY_COLUMNS, "conversation_id") if c not in tweets.columns]
+        if missing:
+            raise ValueError(f"tweets to index lack columns {missing}")
+        frame = tweets.drop_duplicates("tweet_id")
+        frame = frame.loc[~frame["tweet_id"].isin(self._tweet_rows)]
+        if frame.empty:
+            return 0
+        frame = frame.assign(created_at=pd.to_datetime(frame["created_at"], utc=True))
+        frame = frame.sort_values("created_at", kind="stable").reset_index(drop=True)
+        hashtags = frame["hashtags"] if "hashtags" in frame.columns else None
+        parent = pd.to_numeric(frame["in_reply_to_tweet_id"]).astype("Float64")
+        frame["in_reply_to_tweet_id"] = parent.fillna(_NO_PARENT).astype(np.int64)
+        frame = frame.reindex(columns=self._tweets.columns)  # columns it never reads: missing
+        first = len(self._tweets)
+        new_rows = np.arange(first, first + len(frame), dtype=np.int64)
+        is_root = frame["in_reply_to_tweet_id"].to_numpy() == _NO_PARENT
+        newest = self.arrays.created_ns[-1] if first else np.iinfo(np.int64).min
+        created = np.maximum.accumulate(np.maximum(to_ns(frame["created_at"]), newest))
+        # The arrays first: every row of the old maps is valid in them.
+        self._tweets = pd.concat([self._tweets, frame], ignore_index=True)
+        self._is_root = np.concatenate([self._is_root, is_root])
+        self._servable = np.concatenate([self._servable, is_root])
+        self.arrays = TweetArrays(
+            tweet_id=np.concatenate([self.arrays.tweet_id, frame["tweet_id"].to_numpy(np.int64)]),
+            author_id=np.concatenate(
+                [self.arrays.author_id, frame["author_id"].to_numpy(np.int64)]
+            ),
+            created_ns=np.concatenate([self.arrays.created_ns, created]),
+            is_root=self._is_root,
+        )
+        self._append_hashtags(hashtags, len(frame))
+        self._eng = self._eng.grown(len(self._tweets))
+        self._index_authors()
+        # Then the maps that hand out the new rows.
+        conversations = frame["conversation_id"].to_numpy(np.int64)
+        for conv, rows in _group_positions(conversations[~is_root]).items():
+            replies = new_rows[~is_root][rows]
+            self._replies_of[conv] = np.append(self._replies_of.get(conv, _NO_ROWS), replies)
+        self._tweet_rows = self._tweet_rows.append(pd.Index(frame["tweet_id"].to_numpy(np.int64)))
+        return len(frame)
+
+    def _append_hashtags(self, hashtags: pd.Series | None, count: int) -> None:
+        """Hashtag ids of `count` appended rows (new hashtags get new ids)."""
+        lists = [()] * count if hashtags is None else [tags or () for tags in hashtags.tolist()]
+        vocabulary = self._tag_vocabulary
+        ids = [vocabulary.setdefault(str(tag), len(vocabulary)) for tags in lists for tag in tags]
+        lengths = np.fromiter((len(tags) for tags in lists), dtype=np.int64, count=count)
+        self._tag_ids = np.concatenate([self._tag_ids, np.asarray(ids, dtype=np.int64)])
+        self._tag_offsets = np.concatenate(
+            [self._tag_offsets, self._tag_offsets[-1] + np.cumsum(lengths)]
+        )
+
+    def add_engagements(
+        self, tweet_ids: np.ndarray, viewer_ids: np.ndarray, at_ns: np.ndarray
+    ) -> int:
+        """Count live engagements (tweet ids, engager ids, times in ns; each [K], one per
+        engaged impression) in the engagement-based sources; tweets not indexed are skipped.
+        Returns how many were added. Costs O(E log E) once per call, never per request."""
+        rows = self.rows_of(tweet_ids)
+        known = rows >= 0
+        if not known.any():
+            return 0
+        self._eng = self._eng.with_events(
+            rows[known],
+            np.asarray(viewer_ids, dtype=np.int64)[known],
+            np.asarray(at_ns, dtype=np.int64)[known],
+            len(self._tweets),
+        )
+        return int(known.sum())
 
     # ---------------------------------------------------------------------------------- lookups
 
@@ -409,16 +545,18 @@ class WorldIndex:
     def engagements_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Engagements of tweet rows [N]: (owner index into `rows`, time ns, engager id), each
         [E], by owner then time."""
-        owner, positions = gather_ranges(self._eng_offsets[rows], self._eng_offsets[rows + 1])
-        return owner, self._eng_times[positions], self._eng_users[positions]
+        eng = self._eng
+        owner, positions = gather_ranges(eng.offsets[rows], eng.offsets[rows + 1])
+        return owner, eng.times[positions], eng.users[positions]
 
     def engagement_counts(self, rows: np.ndarray, until_ns: int) -> np.ndarray:
         """Engagements [N] of tweet rows [N] at or before `until_ns`."""
-        totals = self._eng_offsets[rows + 1] - self._eng_offsets[rows]
-        if until_ns >= self._eng_last:
+        eng = self._eng
+        totals = eng.offsets[rows + 1] - eng.offsets[rows]
+        if until_ns >= eng.last:
             return totals
-        owner, times, _ = self.engagements_of(rows)
-        return np.bincount(owner[times <= until_ns], minlength=len(rows))
+        owner, positions = gather_ranges(eng.offsets[rows], eng.offsets[rows + 1])
+        return np.bincount(owner[eng.times[positions] <= until_ns], minlength=len(rows))
 
     def impressions_of(self, viewer_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(tweet rows [k] ascending, latest served_at ns [k]) of what the viewer was served."""
@@ -426,7 +564,7 @@ class WorldIndex:
 
     def engaged_rows(self, viewer_id: int, until_ns: int) -> np.ndarray:
         """Tweet rows [k], ascending, the viewer engaged with at or before `until_ns`."""
-        rows, first_ns = self._engaged.of(int(viewer_id))
+        rows, first_ns = self._eng.engaged.of(int(viewer_id))
         return rows[first_ns <= until_ns]
 
     def hashtags_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -37,10 +37,10 @@ class ConversationPath:
         self.hydrate = hydrate
 
     async def answer(
-        self, request: ConversationRequest, arm: Arm, model: ArmModel
+        self, request: ConversationRequest, arm: Arm, model: ArmModel, request_id: str
     ) -> ConversationResponse:
         """The conversation of `request.tweet_id` as `model` (the ranker of the viewer's `arm`)
-        ranks it.
+        ranks it, answered under `request_id`.
 
         Raises NotFoundError for an unknown viewer or tweet, and for a tweet that is a reply.
         """
@@ -54,6 +54,7 @@ class ConversationPath:
         root = index.tweet(request.tweet_id)
         main, low_quality = await self._sections(request, model)
         return ConversationResponse(
+            request_id=request_id,
             root=ConversationRoot(
                 tweet_id=int(root["tweet_id"]), author_id=int(root["author_id"]), text=root["text"]
             ),
@@ -82,3 +83,18 @@ class ConversationPath:
         scores = blend_scores(predictions, self.cfg.blend.weights)
         tree = build_reply_tree(replies, request.tweet_id, scores, predictions)
         return section_replies(tree, self.cfg.serve.toxicity_threshold)
+
+
+def shown_replies(answer: ConversationResponse) -> list[ReplyNode]:
+    """Every reply of an answer in display order: the sections in order, each tree depth first
+    (a reply, then its replies)."""
+    shown: list[ReplyNode] = []
+
+    def visit(nodes: list[ReplyNode]) -> None:
+        for node in nodes:
+            shown.append(node)
+            visit(node.replies)
+
+    for section in answer.sections:
+        visit(section.replies)
+    return shown

@@ -9,7 +9,16 @@ status codes.
 A feed request runs in named steps: the visit (limit, user and cursor checked), candidates
 (sources, then filters), features (online, degrading to cached or default), score (the arm's
 ranker, blend, heuristics: the page order; newest first when the ranker fails), log (every
-served item before the page is returned), then the next page's cursor.
+served item before the page is returned), then the next page's cursor. A request may ask for
+another `policy` than the ranker (chronological, random, oracle): the same candidates after the
+same filters, ordered by that policy, logged with ``model_version`` ``policy:<name>``.
+
+Time is the simulated clock's (`pipelines.clock`): every stamp the engine writes (served_at, an
+engagement's time, the features' request time, the candidate windows) is its now, never wall time.
+The engine lives with the world: POST /tweets makes new tweets candidates at once, every replica
+indexes what the others took (:class:`serving.live.sync.LiveSync`), and the engagement counts of
+the tweets it serves or records feedback on are pushed to the online store off the request path
+(:class:`serving.live.counts.EngagementPusher`).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from pipelines.clock import ClockReader, SimClock
 from pipelines.config import FeedrankConfig
 from pipelines.event_log import (
     AuthorControls,
@@ -35,12 +45,23 @@ from pipelines.event_log import (
     UnservedItemError,
 )
 from pipelines.inputs.spec import FeatureTable, row_count
+from pipelines.schema import ENGAGEMENTS
 from serving.candidates.filters import apply_filters
 from serving.candidates.sources import CandidateGenerator, FeedContext
 from serving.candidates.world_index import WorldIndex
-from serving.engine.conversation import ConversationPath
+from serving.engine.conversation import ConversationPath, shown_replies
 from serving.engine.errors import EventLogError, InvalidFieldError, NotFoundError
-from serving.engine.ports import ArmModel, FeatureHydrator, Retriever
+from serving.engine.ports import (
+    ArmModel,
+    Embed,
+    FeatureHydrator,
+    Oracle,
+    PushEmbeddings,
+    Retriever,
+)
+from serving.engine.posting import checked_tweets
+from serving.live.counts import EngagementPusher
+from serving.live.sync import LiveSync
 from serving.policy.cursor import Cursor, CursorCodec, CursorError
 from serving.policy.experiments import assign_arm
 from serving.policy.heuristics import apply_heuristics
@@ -56,6 +77,9 @@ from serving.schemas import (
     FeedRequest,
     FeedResponse,
     HealthResponse,
+    Policy,
+    PostTweetsRequest,
+    PostTweetsResponse,
     RankingMode,
 )
 
@@ -64,6 +88,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HYDRATE_COLUMNS = ["tweet_id", "author_id", "in_network"]
+_REPLY = "conversation"  # the `source` of a reply logged as served in a conversation
 
 NO_CONTROLS = AuthorControls(
     blocked=np.zeros(0, dtype=np.int64), muted=np.zeros(0, dtype=np.int64), show_fewer={}
@@ -134,10 +159,21 @@ class FeedEngine:
         retriever: Retriever | None = None,
         events: EventLog | None = None,
         cursors: CursorCodec | None = None,
+        *,
+        clock: Callable[[], pd.Timestamp] | None = None,
+        embed: Embed | None = None,
+        push_embeddings: PushEmbeddings | None = None,
+        counts: EngagementPusher | None = None,
+        oracle: Oracle | None = None,
     ) -> None:
         """retriever: the out-of-network embedding source (None: trending only); events: where
-        served impressions and feedback are logged (None: nothing logged, no feedback);
-        cursors: the page-cursor codec (default: a random key, valid in this process only)."""
+        served impressions and feedback are logged and posted tweets recorded (None: nothing
+        logged, no feedback, no posting); cursors: the page-cursor codec (default: a random key,
+        valid in this process only); clock: the serving now (default: the simulated clock of
+        `cfg`, or the lake's latest moment while none is set); embed and push_embeddings: the
+        text encoder and the online store's embedding push of POST /tweets (None: no posting);
+        counts: where the tweets whose counts moved are marked (None: no push); oracle: the
+        world's true probabilities for the oracle policy (None: that policy answers 422)."""
         if "champion" not in arms:
             raise ValueError("a champion ranker is required")
         weights = cfg.blend.weights
@@ -153,15 +189,31 @@ class FeedEngine:
         self.arms = dict(arms)
         self.retriever = retriever
         self.events = events
+        self._clock = clock or ClockReader(SimClock.of(cfg), fallback=index.now)
+        self.embed = embed
+        self.push_embeddings = push_embeddings
+        self.counts = counts
+        self.oracle = oracle
         self.cursors = cursors or CursorCodec(uuid.uuid4().bytes * 2, cfg.serve.cursor_ttl_s)
         self.generator = CandidateGenerator(
             index, cfg.serve, retriever.retrieve if retriever is not None else None
         )
         self.conversations = ConversationPath(cfg, index, self._hydrate_off_loop)
-        self._started = time.monotonic()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedrank-engine")
         # Feature reads get their own threads: one hung on a dead store must not block the next.
         self._feature_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feedrank-feat")
+        # Embedding posted tweets is seconds of CPU: never on the worker that serves feeds.
+        self._embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedrank-embed")
+        self.live = (
+            None
+            if events is None
+            else LiveSync(
+                index,
+                events,
+                apply=self._on_worker,
+                add_vectors=retriever.add if retriever is not None else None,
+            )
+        )
 
     @property
     def challenger_share(self) -> float:
@@ -180,8 +232,23 @@ class FeedEngine:
         )
 
     def now(self) -> pd.Timestamp:
-        """The serving clock: the world's last moment, advancing with wall time since start."""
-        return self.index.now + pd.Timedelta(seconds=time.monotonic() - self._started)
+        """The serving clock: the simulated clock's now (one stat per call)."""
+        return self._clock()
+
+    def _on_worker(self, mutation: Callable[[], None]) -> None:
+        """Run an index mutation on the worker that runs the candidate sources; wait for it."""
+        self._worker.submit(mutation).result()
+
+    def start_live(self) -> None:
+        """Index what the event log holds beyond the lake (a replica that restarts mid-run
+        serves everything posted and engaged so far), then start the background threads of the
+        live service: the index sync (every ``serve.live_sync_s``) and the engagement-count push
+        (every ``serve.live_push_s``)."""
+        if self.live is not None:
+            self.live.poll()
+            self.live.start(self.cfg.serve.live_sync_s)
+        if self.counts is not None:
+            self.counts.start(self.cfg.serve.live_push_s)
 
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
@@ -227,25 +294,34 @@ class FeedEngine:
         """Candidate sources -> filters -> online features -> the arm's ranker -> blend ->
         heuristics -> one page; every served item is logged before the page is returned.
 
-        Raises InvalidFieldError (limit over ``serve.max_limit``, a bad cursor), NotFoundError
-        (unknown user) and EventLogError (the impressions could not be logged: nothing served).
+        Raises InvalidFieldError (limit over ``serve.max_limit``, a bad cursor, the oracle policy
+        without world truth), NotFoundError (unknown user) and EventLogError (the impressions
+        could not be logged: nothing served).
         """
         started = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + self.cfg.serve.request_deadline_ms / 1000.0
         visit = self._visit(request)
         arm = self.arm_of(request.user_id)
         model = self.arms[arm]
+        version = model.version if request.policy == "model" else f"policy:{request.policy}"
+        request_id = uuid.uuid4().hex
         clock = _StageClock(started)
         prepared = await self._blocking(self._prepare, request.user_id)
         clock.lap("candidates")
-        ranked = await self._rank(request.user_id, prepared, model, deadline, clock)
+        if request.policy == "model":
+            ranked = await self._rank(request.user_id, prepared, model, deadline, clock)
+        else:
+            ranked = await self._blocking(self._by_policy, request.policy, prepared, request_id)
+            clock.lap("rank")
         page = ranked.frame.iloc[: request.limit]
         items = _feed_items(page, visit.offset)
-        request_id = uuid.uuid4().hex
-        await self._log_page(request_id, request.user_id, visit, items, model, arm, clock)
+        await self._log_page(request_id, request.user_id, visit, items, version, arm, clock)
+        if self.counts is not None and not visit.synthetic:
+            self.counts.mark(item.tweet_id for item in items)  # their impression counts moved
         return FeedResponse(
             items=items,
-            model_version=model.version,
+            model_version=version,
+            policy=request.policy,
             arm=arm,
             request_id=request_id,
             next_cursor=self._next_cursor(
@@ -256,13 +332,17 @@ class FeedEngine:
             filtered=prepared.removed,
             features=ranked.features,
             ranking=ranked.ranking,
-            degraded=ranked.features != "online" or ranked.ranking != "model",
+            degraded=ranked.features != "online" or ranked.ranking == "reverse_chronological",
             timings_ms=clock.finish(),
         )
 
     def _visit(self, request: FeedRequest) -> Visit:
         """The request checked (limit, user, cursor) and placed in its visit."""
         max_limit = self.cfg.serve.max_limit
+        if request.policy == "oracle" and self.oracle is None:
+            raise InvalidFieldError(
+                "policy", "no simulated world truth here", request.policy, "value_error"
+            )
         if request.limit > max_limit:
             raise InvalidFieldError(
                 "limit",
@@ -363,6 +443,27 @@ class FeedEngine:
         clock.lap("rank")
         return ranked
 
+    def _by_policy(self, policy: Policy, prepared: Prepared, request_id: str) -> Ranked:
+        """The candidates in the order of a reference policy (blocking): chronological (newest
+        first), random (a shuffle seeded by the request id) or oracle (the blend of the world's
+        true probabilities, best first; those are the items' predictions)."""
+        candidates = prepared.candidates
+        if policy == "chronological":
+            frame = self._reverse_chronological(candidates)
+        elif policy == "random":
+            rng = np.random.default_rng(int(request_id, 16))
+            frame = candidates.iloc[rng.permutation(len(candidates))].reset_index(drop=True)
+            frame = frame.assign(score=0.0)
+        elif policy == "oracle":
+            assert self.oracle is not None  # checked with the request
+            truth = self.oracle(prepared.ctx.user_id, candidates[HYDRATE_COLUMNS], self.now())
+            scored = score_candidates(candidates, truth, self.cfg.blend.weights)
+            frame = scored.sort_values("score", ascending=False, kind="stable")
+            frame = frame.reset_index(drop=True)
+        else:
+            raise ValueError(f"no reference policy {policy!r}")
+        return Ranked(frame, "online", "policy")
+
     def _reverse_chronological(self, candidates: pd.DataFrame) -> pd.DataFrame:
         created = self.index.created_at(candidates["tweet_id"].to_numpy(np.int64))
         order = np.argsort(-created, kind="stable")
@@ -374,12 +475,12 @@ class FeedEngine:
         user_id: int,
         visit: Visit,
         items: list[FeedItem],
-        model: ArmModel,
+        version: str,
         arm: Arm,
         clock: _StageClock,
     ) -> None:
-        """Log every item of the page as served by `model` on `arm`; nothing to log without
-        items or an event log."""
+        """Log every item of the page as served by the ranker `version` (or ``policy:<name>``)
+        on `arm`; nothing to log without items or an event log."""
         if not items or self.events is None:
             return
         served = [
@@ -398,7 +499,7 @@ class FeedEngine:
             visit.session,
             user_id,
             served,
-            model.version,
+            version,
             arm,
             visit.synthetic,
         )
@@ -413,6 +514,7 @@ class FeedEngine:
         version: str,
         arm: str,
         synthetic: bool = False,
+        surface: str = "home",
     ) -> None:
         assert self.events is not None
         try:
@@ -424,6 +526,7 @@ class FeedEngine:
                 items,
                 model_version=version,
                 arm=arm,
+                surface=surface,
                 synthetic=synthetic,
             )
         except Exception as exc:
@@ -467,6 +570,8 @@ class FeedEngine:
             raise InvalidFieldError("tweet_id", str(exc), request.tweet_id, "value_error") from exc
         except InvalidActionError as exc:
             raise InvalidFieldError("action", str(exc), request.action, "value_error") from exc
+        if self.counts is not None and record.new and request.action in ENGAGEMENTS:
+            self.counts.mark([request.tweet_id])
         return EngagementResponse(
             recorded=bool(record.new),
             request_id=request.request_id,
@@ -483,11 +588,76 @@ class FeedEngine:
         Raises NotFoundError for an unknown viewer or tweet, and for a tweet that is a reply.
         """
         arm = self.arm_of(request.viewer_id)
-        return await self.conversations.answer(request, arm, self.arms[arm])
+        model = self.arms[arm]
+        request_id = uuid.uuid4().hex
+        answer = await self.conversations.answer(request, arm, model, request_id)
+        shown = [
+            ServedItem(
+                tweet_id=r.tweet_id, author_id=r.author_id, position=i, source=_REPLY, score=r.score
+            )
+            for i, r in enumerate(shown_replies(answer))
+        ]
+        if shown and self.events is not None:
+            # Its own session: a conversation is a visit of its own, not a page of a feed.
+            await self._blocking(
+                self._log_served,
+                request_id,
+                uuid.uuid4().hex,
+                request.viewer_id,
+                shown,
+                model.version,
+                arm,
+                False,
+                "conversation",
+            )
+            if self.counts is not None:
+                self.counts.mark(item.tweet_id for item in shown)  # their impressions count
+        return answer
+
+    # ---------------------------------------------------------------------------- posted tweets
+
+    async def post_tweets(self, request: PostTweetsRequest) -> PostTweetsResponse:
+        """Tweets posted to the service: checked, embedded, pushed to the online store
+        (embedding and topic), recorded in the event log, and indexed here at once (the other
+        replicas within ``serve.live_sync_s``). Idempotent on tweet_id.
+
+        Raises InvalidFieldError naming a faulty field (``tweets.<i>.<field>``) and
+        EventLogError (no event log, encoder or store here, or one of them failed: nothing is
+        recorded, a retry is safe).
+        """
+        if self.events is None or self.live is None:
+            raise EventLogError("this service has no event log: it cannot take tweets")
+        if self.embed is None or self.push_embeddings is None:
+            raise EventLogError("this service has no text encoder: it cannot take tweets")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.live.poll)  # know what other replicas took
+        fresh, repeated = checked_tweets(request.tweets, self.index, self.now())
+        if fresh.empty:
+            return PostTweetsResponse(posted=0, repeated=repeated)
+        posted = await loop.run_in_executor(self._embed_pool, self._record_tweets, fresh)
+        await loop.run_in_executor(None, self.live.poll)  # candidates here at once
+        return PostTweetsResponse(posted=posted, repeated=repeated + len(fresh) - posted)
+
+    def _record_tweets(self, tweets: pd.DataFrame) -> int:
+        """Embed, push, record (blocking); returns how many the event log did not know. The
+        push comes first: a tweet is recorded only once its embedding is in the store."""
+        assert self.events is not None and self.embed is not None
+        assert self.push_embeddings is not None
+        try:
+            vectors = self.embed(tweets["text"].tolist())
+            self.push_embeddings(tweets[["tweet_id", "created_at"]], vectors, self.now())
+            return self.events.post_tweets(tweets, vectors)
+        except Exception as exc:
+            raise EventLogError(f"could not take the posted tweets: {exc!r}") from exc
 
     def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+        if self.counts is not None:
+            self.counts.stop()
         self._worker.shutdown(wait=False, cancel_futures=True)
         self._feature_pool.shutdown(wait=False, cancel_futures=True)
+        self._embed_pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _feed_items(ranked: pd.DataFrame, offset: int) -> list[FeedItem]:

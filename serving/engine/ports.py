@@ -18,6 +18,16 @@ from pipelines.inputs.spec import FeatureTable
 Scorer = Callable[[FeatureTable], Awaitable[Mapping[str, np.ndarray]]]
 
 
+# Texts [N] -> unit embeddings [N, D] float32 by the service's text encoder.
+Embed = Callable[[list[str]], np.ndarray]
+# Posted tweets (tweet_id, created_at), their embeddings [N, D] and the moment they were posted
+# (the rows' event time) -> rows pushed to the online store (with the topic).
+PushEmbeddings = Callable[[pd.DataFrame, np.ndarray, pd.Timestamp], int]
+# The simulated world's truth: viewer id, candidates (tweet_id, author_id, in_network), now ->
+# head -> true probability [N] of every blend head.
+Oracle = Callable[[int, pd.DataFrame, pd.Timestamp], Mapping[str, np.ndarray]]
+
+
 class FeatureHydrator(Protocol):
     """What the engine needs of `serving.features.hydrate.FastOnlineFeatures`: online
     features, and the two degraded answers for when the store is slow or down."""
@@ -39,6 +49,8 @@ class Retriever(Protocol):
     """What the engine needs of `serving.candidates.retrieval.EmbeddingRetriever`."""
 
     def retrieve(self, viewer_id: int, seen: np.ndarray) -> pd.DataFrame: ...
+
+    def add(self, tweet_ids: np.ndarray, vectors: np.ndarray, author_ids: np.ndarray) -> int: ...
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines.clock import ClockNotSetError, ClockReader, SimClock
 from pipelines.config import FeedrankConfig
 from pipelines.features.store import feature_service_name, feature_store
+from pipelines.inputs.catalog import VIEWS
 from serving.features.cache import RowCache
 from serving.features.frames import FeatureColumns
 from serving.features.on_demand import run_on_demand_columns
@@ -63,7 +65,13 @@ class FastOnlineFeatures:
         )
         self._lock = threading.Lock()
         self.replica = FeatureReplica(
-            self.plan, self.reader, self.cache, self._lock, serve.feature_replica_max_keys
+            self.plan,
+            self.reader,
+            self.cache,
+            self._lock,
+            serve.feature_replica_max_keys,
+            pushed_views=frozenset(view.name for view in VIEWS if view.push is not None),
+            live_clock=_simulated_now(cfg),
         )
         # Seconds the last hydrate spent reading rows and in on-demand views.
         self.last_timings: dict[str, float] = {}
@@ -184,3 +192,16 @@ def _request_data(request: Mapping[str, list[Any]]) -> dict[str, np.ndarray]:
         "request_time_s": np.asarray(request["request_time_s"], dtype=np.float64),
         "viewer_follows_author": np.asarray(request["viewer_follows_author"], dtype=np.int64),
     }
+
+
+def _simulated_now(cfg: FeedrankConfig) -> Callable[[], pd.Timestamp | None]:
+    """The simulated clock's now, or None while no clock is set."""
+    reader = ClockReader(SimClock.of(cfg))
+
+    def now() -> pd.Timestamp | None:
+        try:
+            return reader()
+        except ClockNotSetError:
+            return None
+
+    return now

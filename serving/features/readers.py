@@ -80,21 +80,23 @@ class SqliteRows:
         return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
 
     def scan(
-        self, view: ViewPlan, since_event_ts: Any = None
+        self,
+        view: ViewPlan,
+        since_event_ts: Any = None,
+        between_s: tuple[int, int] | None = None,
     ) -> tuple[dict[Hashable, Row | None], Any]:
-        """Every row of the view (or those written with an event time after
-        `since_event_ts`) and the latest event time among them (None when there are none).
+        """Every row of the view, or those written with an event time after `since_event_ts`
+        (and also, with `between_s`, those with an event time in that closed range of epoch
+        seconds); and the latest event time among them (None when there are none).
 
         Runs on a connection of its own, so a replica's sync never shares one with requests.
         """
         position = {name: i for i, name in enumerate(view.features)}
         sql = f'SELECT entity_key, feature_name, value, event_ts FROM "{self.tables[view.name]}"'
+        where, parameters = _scan_filter(since_event_ts, between_s)
         conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
         try:
-            if since_event_ts is None:
-                result = conn.execute(sql).fetchall()
-            else:
-                result = conn.execute(sql + " WHERE event_ts > ?", (since_event_ts,)).fetchall()
+            result = conn.execute(sql + where, parameters).fetchall()
         finally:
             conn.close()
         found: dict[bytes, list[Any]] = {}
@@ -111,6 +113,17 @@ class SqliteRows:
         self._conn.close()
         if self._watch is not None:
             self._watch.close()
+
+
+def _scan_filter(
+    since_event_ts: Any, between_s: tuple[int, int] | None
+) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause of a scan and its parameters (no watermark: every row)."""
+    if since_event_ts is None:
+        return "", ()
+    if between_s is None:
+        return " WHERE event_ts > ?", (since_event_ts,)
+    return " WHERE event_ts > ? OR (event_ts >= ? AND event_ts <= ?)", (since_event_ts, *between_s)
 
 
 def _fold_values(

@@ -1,12 +1,23 @@
 """Whole views held in memory (:class:`FeatureReplica`), so requests never wait on the store, and
-kept current by a sync thread that reads the rows written since the last sync."""
+kept current by a sync thread that reads the rows written since the last sync.
+
+Rows are found by event time. A materialization writes rows up to its end, which may lie after
+the simulated clock's now, while pushes (fresh counts, new tweets' embeddings) carry event times at
+the clock's now, whole seconds in the store, and many share one second while the clock stands
+still. So besides the rows after the latest event time synced, a sync of a view with a push source
+reads the rows whose event time lies between the clock's now at the previous sync and now: every
+row pushed since, whichever replica pushed it.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
+
+import pandas as pd
 
 from serving.features.cache import RowCache
 from serving.features.columns import ViewColumns
@@ -21,7 +32,9 @@ class FeatureReplica:
 
     max_keys: the largest view (keys) held whole; larger ones keep the per-key cache. Only the
     sqlite online store can be scanned; with another store nothing is replicated. `lock` is the
-    one that guards `cache` for the requests.
+    one that guards `cache` for the requests. pushed_views: the views with a push source;
+    live_clock: the simulated clock's now (None while no clock is set), which bounds the rows
+    of those views a sync reads again (see the module's docstring).
     """
 
     def __init__(
@@ -31,15 +44,23 @@ class FeatureReplica:
         cache: RowCache,
         lock: threading.Lock,
         max_keys: int,
+        pushed_views: frozenset[str] = frozenset(),
+        live_clock: Callable[[], pd.Timestamp | None] | None = None,
     ) -> None:
         self.plan = plan
         self.reader = reader
         self.cache = cache
         self.max_keys = max_keys
+        self.pushed_views = pushed_views
+        self.live_clock = live_clock
+        self._live_since: int | None = None  # the clock's now (epoch s) at the last sync
         self._lock = lock
         # The latest event time synced per view.
         self._watermarks: dict[str, Any] = {}
         self._synced_version: int | None = None  # the store's data_version at the last sync
+        # One sync or replicate at a time (the sync thread, and the engagement pusher after a
+        # push): an older scan applied after a newer one would put stale rows back.
+        self._syncing = threading.Lock()
         self._sync_stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
 
@@ -52,9 +73,14 @@ class FeatureReplica:
         if not isinstance(reader, SqliteRows):
             log.info("online store %s cannot be scanned: no replica", type(reader).__name__)
             return {}
+        with self._syncing:
+            return self._replicate(reader)
+
+    def _replicate(self, reader: SqliteRows) -> dict[str, int]:
         held: dict[str, int] = {}
         started = time.perf_counter()
         self._synced_version = reader.data_version()
+        self._live_since = self._clock_s()
         for view in self.plan.views:
             rows, latest = reader.scan(view)
             if len(rows) > self.max_keys:
@@ -83,20 +109,34 @@ class FeatureReplica:
         latest one synced (pushed counts, new tweets' embeddings, a new materialization).
         Returns how many rows changed. Scans nothing when no write was committed since the last
         sync. A write whose event time is not after that (a backfill of older rows) shows at
-        the next :meth:`replicate`."""
-        changed = 0
+        the next :meth:`replicate`. Safe from several threads (one sync runs at a time)."""
         reader = self.reader
         if not self.cache.replicated or not isinstance(reader, SqliteRows):
             return 0
+        with self._syncing:
+            return self._sync(reader)
+
+    def _clock_s(self) -> int | None:
+        """The simulated clock's now in whole epoch seconds (None: no clock)."""
+        now = self.live_clock() if self.live_clock is not None else None
+        return None if now is None else int(pd.Timestamp(now).timestamp())
+
+    def _sync(self, reader: SqliteRows) -> int:
+        changed = 0
         version = reader.data_version()
         if version == self._synced_version:
             return 0  # nothing committed since the last sync: no scan
         self._synced_version = version
+        now_s = self._clock_s()
+        since_s = now_s if self._live_since is None else self._live_since
+        live = None if now_s is None or since_s is None else (min(since_s, now_s), now_s + 1)
+        self._live_since = now_s
         for view in self.plan.views:
             if view.name not in self.cache.replicated:
                 continue
             watermark = self._watermarks.get(view.name)
-            rows, latest = reader.scan(view, watermark)
+            between = live if view.name in self.pushed_views else None
+            rows, latest = reader.scan(view, watermark, between)
             if not rows:
                 continue
             with self._lock:

@@ -209,6 +209,35 @@ def test_conversation_is_a_scored_tree_in_sections(served: Served) -> None:
         scores = [node["score"] for node in siblings]
         assert scores == sorted(scores, reverse=True)
     assert (body["arm"], body["model_version"]) == expected_version(served, viewer)
+    # Every reply shown was logged as served: an engagement on one is recorded.
+    fav = {
+        "request_id": body["request_id"],
+        "user_id": viewer,
+        "tweet_id": every[-1]["tweet_id"],
+        "action": "fav",
+    }
+    recorded = served.client.post("/engagement", json=fav)
+    assert recorded.status_code == 200, recorded.text
+
+
+def test_a_tweet_by_an_unknown_author_is_422_naming_the_field(served: Served) -> None:
+    tweet = {
+        "tweet_id": 10**12,
+        "author_id": 10**9 + 7,
+        "created_at": "2020-01-01T00:00:00+00:00",
+        "text": "hello",
+        "language": "en",
+        "has_image": False,
+        "has_video": False,
+        "has_url": False,
+        "hashtags": [],
+        "conversation_id": 10**12,
+        "in_reply_to_tweet_id": None,
+        "toxicity": 0.0,
+    }
+    response = served.client.post("/tweets", json={"tweets": [tweet]})
+    assert response.status_code == 422, response.text
+    assert [e["loc"][-1] for e in response.json()["detail"]] == ["tweets.0.author_id"]
 
 
 def test_conversation_of_a_reply_or_unknown_tweet_is_404(served: Served) -> None:
@@ -225,4 +254,4 @@ def test_conversation_of_a_reply_or_unknown_tweet_is_404(served: Served) -> None
 def test_openapi_docs_are_served(served: Served) -> None:
     assert served.client.get("/docs").status_code == 200
     paths = served.client.get("/openapi.json").json()["paths"]
-    assert {"/feed", "/engagement", "/conversation", "/healthz"} <= set(paths)
+    assert {"/feed", "/engagement", "/conversation", "/tweets", "/healthz"} <= set(paths)

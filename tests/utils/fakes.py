@@ -30,6 +30,17 @@ def _columns(candidates: pd.DataFrame, age_h: float) -> dict[str, np.ndarray]:
     return {**columns, "tweet_age_h": np.full(len(candidates), age_h)}
 
 
+class FakeReplica:
+    """Stands in for the in-memory feature replica: counts the syncs asked of it."""
+
+    def __init__(self) -> None:
+        self.syncs = 0
+
+    def sync(self) -> int:
+        self.syncs += 1
+        return 0
+
+
 class FakeFeatures:
     """Stands in for FastOnlineFeatures: echoes the candidates plus one feature column, as
     columns; can fail or be slow (the store), and answer from a 'cache' or with defaults (the
@@ -44,6 +55,7 @@ class FakeFeatures:
     ) -> None:
         self.calls: list[tuple[int, pd.Timestamp]] = []
         self.fail, self.delay_s, self.cached = fail, delay_s, False
+        self.replica = FakeReplica()
 
     @classmethod
     def for_serving(cls, cfg: FeedrankConfig) -> FakeFeatures:

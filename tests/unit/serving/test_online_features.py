@@ -435,6 +435,11 @@ def test_sqlite_scan_reads_whole_tables_or_rows_written_after_an_event_time(
     assert reader.data_version() != version  # another connection committed
     assert reader.scan(view, since_event_ts=100) == ({3: (30, "fr")}, 250)
     assert reader.scan(view, since_event_ts=250) == ({}, None)
+    # With a range of event times too (the clock's window of pushed rows): those rows again.
+    assert reader.scan(view, since_event_ts=250, between_s=(90, 100)) == (
+        {1: (10, "en"), 2: (20, None)},
+        100,
+    )
     reader.close()
 
 

@@ -27,6 +27,18 @@ def test_embedding_retriever_excludes_what_the_viewer_saw_or_wrote() -> None:
     assert retriever.retrieve(2, seen=np.array([], dtype=np.int64)).empty  # no embedding
 
 
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_a_posted_tweet_is_retrieved_once_added_and_a_known_one_is_left_alone(kind: str) -> None:
+    index = TweetIndex.build(IDS, VECTORS, AUTHORS, kind)  # type: ignore[arg-type]
+    retriever = EmbeddingRetriever(index, {1: QUERY}.get, k=1)
+    best = retriever.retrieve(1, seen=np.array([], dtype=np.int64))["tweet_id"].tolist()
+    assert best != [99]
+    added = retriever.add(np.array([99, IDS[0]]), np.stack([QUERY, VECTORS[0]]), np.array([7, 1]))
+    assert added == 1  # the known id stays as it was (an HNSW index cannot replace it)
+    assert retriever.retrieve(1, seen=np.array([], dtype=np.int64))["tweet_id"].tolist() == [99]
+    assert retriever.add(np.array([99]), QUERY[None, :], np.array([7])) == 0
+
+
 def test_a_loaded_retriever_reads_the_store_and_searches_with_the_configured_threads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -84,6 +96,9 @@ class FixedRetriever:
     def retrieve(self, viewer_id: int, seen: np.ndarray) -> pd.DataFrame:
         self.seen.append(seen.tolist())
         return self.tweets
+
+    def add(self, tweet_ids: np.ndarray, vectors: np.ndarray, author_ids: np.ndarray) -> int:
+        raise AssertionError("nothing is posted in this test")
 
 
 def test_the_feed_serves_retrieved_tweets_with_their_source() -> None:
