@@ -259,7 +259,10 @@ class FeedService:
                 await _arm_model(champion),
                 None if challenger is None else await _arm_model(challenger),
             )
-        self.engine = engine_for_serving(cfg, arms)
+        from serving.policy.oracle import WorldOracle
+
+        # The oracle policy exists only where a simulated world's truth does.
+        self.engine = engine_for_serving(cfg, arms, oracle=WorldOracle.if_simulated(cfg))
         self.max_body_bytes = cfg.serve.max_body_bytes
         self.tweets_body_bytes = cfg.serve.max_tweets_body_bytes
         self.engine.warm_up()

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
-from pipelines.event_log import ENGAGEMENT_ACTIONS
+from pipelines.event_log import RECORDABLE_ACTIONS
 
 Arm = Literal["champion", "challenger"]
 # The candidate sources of the home feed (serving.candidates.sources), in priority order.
@@ -31,17 +31,19 @@ Policy = Literal["model", "chronological", "random", "oracle"]
 
 
 def _recordable(action: str) -> str:
-    if action not in ENGAGEMENT_ACTIONS:
-        raise ValueError(f"unknown action {action!r}; one of {list(ENGAGEMENT_ACTIONS)}")
+    if action not in RECORDABLE_ACTIONS:
+        raise ValueError(f"unknown action {action!r}; one of {list(RECORDABLE_ACTIONS)}")
     return action
 
 
 # What a client may record on a served item (POST /engagement): the event log's vocabulary,
-# checked on input and listed as an enum in the OpenAPI schema.
+# checked on input and listed as an enum in the OpenAPI schema. The viewer's own actions, and the
+# author's side of a reply (`reply_engaged_by_author`), which the log accepts only on top of the
+# viewer's recorded reply.
 Action = Annotated[
     str,
     AfterValidator(_recordable),
-    WithJsonSchema({"type": "string", "enum": list(ENGAGEMENT_ACTIONS)}),
+    WithJsonSchema({"type": "string", "enum": list(RECORDABLE_ACTIONS)}),
 ]
 SectionName = Literal["main", "low_quality"]
 

@@ -171,6 +171,18 @@ def test_engagement_is_validated_against_what_was_served(client: TestClient) -> 
     assert dwell.status_code == 200
 
 
+def test_the_authors_side_of_a_reply_is_recorded_only_on_top_of_the_reply(
+    client: TestClient,
+) -> None:
+    page = client.post("/feed", json={"user_id": 1, "limit": 2}).json()
+    event = {"request_id": page["request_id"], "user_id": 1, "tweet_id": 103}
+    early = client.post("/engagement", json={**event, "action": "reply_engaged_by_author"})
+    assert early.status_code == 422 and _error_fields(early) == ["action"]
+    assert client.post("/engagement", json={**event, "action": "reply"}).status_code == 200
+    late = client.post("/engagement", json={**event, "action": "reply_engaged_by_author"})
+    assert late.status_code == 200 and late.json()["recorded"] is True
+
+
 def test_blocking_an_author_removes_its_tweets_from_later_feeds(client: TestClient) -> None:
     page = client.post("/feed", json={"user_id": 1, "limit": 1}).json()  # serves 103 (author 2)
     event = {"request_id": page["request_id"], "user_id": 1, "tweet_id": 103, "action": "block"}
@@ -383,14 +395,14 @@ def test_warm_up_reads_features_for_viewers_with_candidates(tmp_path: Path) -> N
 def test_the_api_accepts_exactly_the_actions_the_event_log_records() -> None:
     import pydantic
 
-    from pipelines.event_log import ENGAGEMENT_ACTIONS, RECORDABLE_ACTIONS
+    from pipelines.event_log import RECORDABLE_ACTIONS
     from serving.schemas import EngagementRequest
 
     body = {"request_id": "0" * 32, "user_id": 1, "tweet_id": 2}
-    for action in ENGAGEMENT_ACTIONS:
+    for action in RECORDABLE_ACTIONS:
         assert EngagementRequest(**body, action=action).action == action
-    for action in ("like", *set(RECORDABLE_ACTIONS) - set(ENGAGEMENT_ACTIONS)):
+    for action in ("like", "view", "FAV"):
         with pytest.raises(pydantic.ValidationError, match="action"):
             EngagementRequest(**body, action=action)
     schema = EngagementRequest.model_json_schema()["properties"]["action"]
-    assert schema["enum"] == list(ENGAGEMENT_ACTIONS)
+    assert schema["enum"] == list(RECORDABLE_ACTIONS)
