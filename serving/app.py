@@ -298,6 +298,16 @@ class FeedService:
     def health(self) -> HealthResponse:
         return self.engine.health()
 
+    def close(self) -> None:
+        """Stop the replica's live threads (index sync, count push) after a last push of the
+        counts that moved; Serve calls it (through ``__del__``) when the replica shuts down."""
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.close()
+
+    def __del__(self) -> None:
+        self.close()
+
 
 def alias_version(cfg: FeedrankConfig, alias: str) -> str | None:
     """The version behind a registry alias, or None when the alias does not exist."""

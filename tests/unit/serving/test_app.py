@@ -94,6 +94,7 @@ def test_serve_app_in_local_testing_mode(
     assert feed.model_version == {"champion": "7", "challenger": "8"}[feed.arm]
     conversation = handle.conversation.remote(ConversationRequest(tweet_id=ROOT, viewer_id=1))
     assert [s.name for s in conversation.result().sections] == ["main", "low_quality"]
+    handle.close.remote().result()  # the replica's live threads stop with it
 
 
 @pytest.mark.parametrize("placement", ["ingress", "deployment"])
@@ -113,3 +114,4 @@ def test_a_challenger_alias_on_the_champions_model_serves_one_arm(
     aliases["challenger"] = "7"
     handle = serve.run(app, name="feedrank-test", _local_testing_mode=True)
     assert handle.health.remote().result().model_versions == {"champion": "7"}
+    handle.close.remote().result()
