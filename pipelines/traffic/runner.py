@@ -42,7 +42,7 @@ from pipelines.traffic.client import ClientStats, ServiceClient
 from pipelines.traffic.figures import DayTally, run_figures
 from pipelines.traffic.users import Behaviour, Reaction, react
 from pipelines.world.simulate import Simulation
-from pipelines.world.state import seconds_since
+from pipelines.world.state import TWEET_ID_BASE, seconds_since
 from pipelines.world.truth import TRUTH_COLUMNS, true_engagement
 
 log = logging.getLogger(__name__)
@@ -260,6 +260,14 @@ def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def known_items(sim: Simulation, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The served items whose tweets the simulated world knows, in order. A tweet posted to the
+    service by someone else (a probe, another client) has no truth in the world: simulated users
+    scroll past it without acting."""
+    logged = len(sim.world.tweets)
+    return [item for item in items if 0 <= int(item["tweet_id"]) - TWEET_ID_BASE < logged]
+
+
 def linearized_replies(conversation: dict[str, Any]) -> list[dict[str, Any]]:
     """The replies of a /conversation answer in the order a reader meets them: section by
     section, each subtree depth first."""
@@ -299,6 +307,7 @@ class DayRun:
         self.label = self.start.date().isoformat()
         self.tally = DayTally(self.label, cfg.blend.weights)
         self.served = Served()
+        self.unknown_items = 0  # served items of tweets the world does not know (see `known`)
         # Per tweet index, as of the current tick: its conversation's root, its visible replies.
         self.roots = np.zeros(0, dtype=np.int64)
         self.replies = np.zeros(0, dtype=np.int64)
@@ -379,9 +388,17 @@ class DayRun:
             if not goes_on or not cursor:
                 return
 
+    def known(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """:func:`known_items`, counting what it leaves out (``unknown_items``)."""
+        kept = known_items(self.sim, items)
+        self.unknown_items += len(items) - len(kept)
+        return kept
+
     async def view(self, session: Session, at: pd.Timestamp, page: dict[str, Any]) -> bool:
         """What the user does with one feed page; whether it goes on scrolling."""
-        items = page["items"]
+        items = self.known(page["items"])
+        if not items:
+            return bool(page["items"])
         reaction = await self.react(session, at, page["request_id"], "home", items)
         opens = session.rng.random(len(items)) < self.cfg.traffic.conversation_share
         for item, viewed, opened in zip(items, reaction.viewed, opens, strict=True):
@@ -398,7 +415,9 @@ class DayRun:
         replies = linearized_replies(answer)
         for position, reply in enumerate(replies):
             reply["position"] = position
-        await self.react(session, at, answer["request_id"], "conversation", replies)
+        known = self.known(replies)
+        if known:
+            await self.react(session, at, answer["request_id"], "conversation", known)
 
     async def react(
         self,
@@ -453,6 +472,7 @@ class DayRun:
         figures = {
             **self.tally.figures(),
             "policy": self.policy,
+            "unknown_items": self.unknown_items,
             "client": self.client.stats.summary(),
             "served_truth": str(truth),
         }

@@ -20,7 +20,7 @@ import pandas as pd
 from pipelines.config import FeedrankConfig
 from pipelines.schema import BINARY_ACTIONS
 from pipelines.world.simulate import Simulation
-from pipelines.world.state import STATE_FILE
+from pipelines.world.state import STATE_FILE, TWEET_ID_BASE
 from pipelines.world.truth import true_engagement
 
 log = logging.getLogger(__name__)
@@ -60,12 +60,19 @@ class WorldOracle:
     def __call__(
         self, viewer_id: int, candidates: pd.DataFrame, now: pd.Timestamp
     ) -> dict[str, np.ndarray]:
+        sim = self._current()
         tweet_ids = candidates["tweet_id"].to_numpy(np.int64)
-        n = len(tweet_ids)
+        # A tweet posted to the service by someone other than the world has no truth: worth 0.
+        known = (tweet_ids >= TWEET_ID_BASE) & (tweet_ids - TWEET_ID_BASE < len(sim.world.tweets))
+        n = int(known.sum())
         truth = true_engagement(
-            self._current(),
+            sim,
             np.full(n, int(viewer_id), dtype=np.int64),
-            tweet_ids,
+            tweet_ids[known],
             pd.DatetimeIndex([pd.Timestamp(now)] * n),
         )
-        return {action: truth.probability[action] for action in BINARY_ACTIONS}
+        out: dict[str, np.ndarray] = {}
+        for action in BINARY_ACTIONS:
+            out[action] = np.zeros(len(tweet_ids))
+            out[action][known] = truth.probability[action]
+        return out

@@ -184,3 +184,15 @@ def test_a_policy_the_service_refuses_stops_the_run_before_any_day_is_spent() ->
         asyncio.run(probe())
     assert asked == [{"user_id": 7, "limit": 1, "synthetic": True, "policy": "oracle"}]
     assert feed_policy_of("served") is None and feed_policy_of("random") == "random"
+
+
+def test_simulated_users_scroll_past_tweets_the_world_does_not_know(
+    tiny: tuple[FeedrankConfig, Simulation],
+) -> None:
+    from pipelines.traffic.runner import known_items
+    from pipelines.world.state import TWEET_ID_BASE
+
+    _, sim = tiny
+    last = TWEET_ID_BASE + len(sim.world.tweets) - 1
+    items = [{"tweet_id": last}, {"tweet_id": last + 1}, {"tweet_id": TWEET_ID_BASE - 1}]
+    assert known_items(sim, items) == [{"tweet_id": last}]
