@@ -23,6 +23,7 @@ from serving.features.cache import RowCache
 from serving.features.columns import ViewColumns
 from serving.features.plan import ServicePlan
 from serving.features.readers import RowReader, SqliteRows
+from serving.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,11 @@ class FeatureReplica:
         # One sync or replicate at a time (the sync thread, and the engagement pusher after a
         # push): an older scan applied after a newer one would put stale rows back.
         self._syncing = threading.Lock()
-        self._sync_stop = threading.Event()
-        self._sync_thread: threading.Thread | None = None
+        self._periodic = Periodic(
+            "feedrank-feature-sync", "online feature replica: sync", self._tick
+        )
+        self._full_every_s = 0.0
+        self._last_full = time.monotonic()
 
     def replicate(self) -> dict[str, int]:
         """Load whole views into memory: every view whose table holds at most `max_keys` keys.
@@ -149,28 +153,18 @@ class FeatureReplica:
     def start_sync(self, interval_s: float, full_every_s: float) -> None:
         """Run :meth:`sync` every `interval_s` seconds and a whole :meth:`replicate` every
         `full_every_s` (0: never) on a daemon thread, until :meth:`stop`."""
-        if self._sync_thread is not None:
-            return
-        if interval_s <= 0:
-            raise ValueError("the replica's sync interval must be > 0 seconds")
+        self._full_every_s = full_every_s
+        self._last_full = time.monotonic()
+        self._periodic.start(interval_s)
 
-        def loop() -> None:
-            last_full = time.monotonic()
-            while not self._sync_stop.wait(interval_s):
-                try:
-                    if full_every_s and time.monotonic() - last_full >= full_every_s:
-                        self.replicate()
-                        last_full = time.monotonic()
-                    else:
-                        self.sync()
-                except Exception as exc:  # the replica keeps serving what it holds
-                    log.warning("online feature replica: sync failed (%r)", exc)
-
-        self._sync_thread = threading.Thread(target=loop, name="feedrank-feature-sync", daemon=True)
-        self._sync_thread.start()
+    def _tick(self) -> None:
+        """One turn of the sync thread: a whole reload when one is due, else a sync."""
+        if self._full_every_s and time.monotonic() - self._last_full >= self._full_every_s:
+            self.replicate()
+            self._last_full = time.monotonic()
+        else:
+            self.sync()
 
     def stop(self) -> None:
         """Stop the sync thread (waiting up to 30 s for a sync in progress)."""
-        self._sync_stop.set()
-        if self._sync_thread is not None:
-            self._sync_thread.join(timeout=30)
+        self._periodic.stop()

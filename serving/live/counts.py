@@ -22,6 +22,7 @@ from pipelines.config import FeedrankConfig
 from pipelines.event_log import EventLog
 from pipelines.schema import ENGAGEMENTS
 from serving.candidates.world_index import gather_ranges, read_columns
+from serving.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,8 @@ class EngagementPusher:
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._last_stamp: pd.Timestamp | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # The tweets of a failed flush stay marked: the next flush retries them.
+        self._periodic = Periodic("feedrank-count-push", "engagement counts: push", self.flush)
         self.pushed = 0
 
     @classmethod
@@ -196,24 +197,15 @@ class EngagementPusher:
 
     def start(self, interval_s: float) -> None:
         """Flush every `interval_s` seconds on a daemon thread until :meth:`stop`."""
-        if self._thread is not None:
-            return
-
-        def loop() -> None:
-            while not self._stop.wait(interval_s):
-                try:
-                    self.flush()
-                except Exception as exc:  # the tweets stay marked: the next flush retries
-                    log.warning("engagement counts: push failed (%r); retrying", exc)
-
-        self._thread = threading.Thread(target=loop, name="feedrank-count-push", daemon=True)
-        self._thread.start()
+        self._periodic.start(interval_s)
 
     def stop(self) -> None:
-        """Stop the thread after one last flush of what is marked."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        """Stop the thread, then one last flush of what is marked."""
+        self._periodic.stop()
+        try:
+            self.flush()
+        except Exception as exc:
+            log.warning("engagement counts: the last push failed (%r)", exc)
         try:
             self.flush()
         except Exception as exc:

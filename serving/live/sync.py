@@ -22,6 +22,7 @@ import pandas as pd
 from pipelines.event_log import EventLog
 from pipelines.schema import ENGAGEMENTS
 from serving.candidates.world_index import WorldIndex, to_ns
+from serving.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,8 @@ class LiveSync:
         self._engagement_id = 0  # the latest engagement id indexed
         self._lake_until = index.now
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # A failed poll leaves the replica serving what it indexed; the next one catches up.
+        self._periodic = Periodic("feedrank-live-sync", "live sync: poll", self.poll)
 
     def poll(self) -> Synced:
         """Index what the event log gained since the last poll; safe from any thread but the
@@ -107,23 +108,9 @@ class LiveSync:
         return Synced(tweets, embedded, added)
 
     def start(self, interval_s: float) -> None:
-        """Poll every `interval_s` seconds on a daemon thread until :meth:`stop`."""
-        if interval_s <= 0:
-            raise ValueError("serve.live_sync_s must be > 0 seconds")
-        if self._thread is not None:
-            return
-
-        def loop() -> None:
-            while not self._stop.wait(interval_s):
-                try:
-                    self.poll()
-                except Exception as exc:  # the replica keeps serving what it indexed
-                    log.warning("live sync: poll failed (%r)", exc)
-
-        self._thread = threading.Thread(target=loop, name="feedrank-live-sync", daemon=True)
-        self._thread.start()
+        """Poll every `interval_s` seconds (``serve.live_sync_s``) on a daemon thread until
+        :meth:`stop`."""
+        self._periodic.start(interval_s)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._periodic.stop()
