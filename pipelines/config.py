@@ -716,8 +716,9 @@ class TrafficConfig(StrictModel):
     attention_decay: float = Field(
         0.08,
         ge=0,
-        description="Position bias: the chance to engage with an item seen at page position k is "
-        "scaled by 1 / (1 + attention_decay * k).",
+        description="Position bias: the chance to act on an item seen at feed position k (0-based, "
+        "counted over the visit's pages, as /feed numbers them) is scaled by "
+        "1 / (1 + attention_decay * k).",
     )
     max_pages: int = Field(5, ge=1, description="Most pages one session pages through.")
     conversation_share: float = Field(
