@@ -171,8 +171,10 @@ def main(
     port: int = typer.Option(8011, help="Port of the app each policy is served on."),
     scratch: Path | None = typer.Option(None, help="Where the state copies go (default: a tmp)."),
 ) -> None:
+    from pipelines.cli import setup_logging
     from pipelines.traffic.runner import run_traffic
 
+    setup_logging()  # the traffic's progress lines (every few simulated hours)
     cfg = load_config(config)
     source = cfg.paths.root_dir
     if not (cfg.paths.world_state.exists() and cfg.paths.clock.exists()):

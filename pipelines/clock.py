@@ -64,7 +64,7 @@ class SimClock:
         except FileNotFoundError:
             raise ClockNotSetError(
                 f"no simulated clock at {self.path}: bootstrap the world first "
-                "(`feedrank build_world` or `make run`)"
+                "(`feedrank build-world` or `make run`)"
             ) from None
         return _utc(payload["now"])
 

@@ -748,7 +748,7 @@ def _check_same_world(cfg: FeedrankConfig, meta: Mapping[str, Any], path: Path) 
     if differ:
         raise WorldStateMismatchError(
             f"the world state at {path} was built from another world config (differs in "
-            f"{', '.join(differ)}): rebuild the world (`feedrank build_world --rebuild`)"
+            f"{', '.join(differ)}): rebuild the world (`feedrank build-world --rebuild`)"
         )
 
 

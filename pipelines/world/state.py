@@ -277,6 +277,6 @@ def _open_state(path: Path) -> Any:
     if not path.exists():
         raise WorldStateMissingError(
             f"no simulated world state at {path}: bootstrap the world first "
-            "(`feedrank build_world` or `make run`)"
+            "(`feedrank build-world` or `make run`)"
         )
     return np.load(path, allow_pickle=False)

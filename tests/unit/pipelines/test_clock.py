@@ -22,7 +22,7 @@ def test_the_clock_starts_where_the_bootstrap_world_ends() -> None:
 
 
 def test_an_unset_clock_names_the_command_that_sets_it(tmp_path: Path) -> None:
-    with pytest.raises(ClockNotSetError, match="build_world"):
+    with pytest.raises(ClockNotSetError, match="build-world"):
         SimClock(tmp_path / "clock.json").now()
 
 
@@ -95,7 +95,7 @@ def test_the_clock_command_prints_moves_and_refuses_to_go_back(
     monkeypatch.setenv("FEEDRANK_HOME", str(tmp_path))
     runner = CliRunner()
     unset = runner.invoke(app, ["clock", "--config", "smoke"])
-    assert unset.exit_code == 1 and "build_world" in unset.output
+    assert unset.exit_code == 1 and "build-world" in unset.output
     SimClock(tmp_path / "clock.json").set(T0)
     moved = runner.invoke(app, ["clock", "--advance-hours", "2", "--config", "smoke"])
     assert moved.exit_code == 0 and moved.stdout.strip() == (T0 + pd.Timedelta(hours=2)).isoformat()

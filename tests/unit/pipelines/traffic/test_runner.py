@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -36,15 +37,25 @@ from pipelines.world.truth import true_engagement
 TINY = {"n_users": 80, "days": 7, "mean_following": 8, "n_topics": 4, "seed": 3}
 
 
+TINY_CONFIG = {"world": TINY, "ranker": {"test_days": 2}}
+
+
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[FeedrankConfig, Simulation]:
-    """A bootstrapped tiny world (its state root a temporary folder), loaded as traffic loads
-    it."""
-    root = str(tmp_path_factory.mktemp("tiny"))
-    cfg = FeedrankConfig.model_validate(
-        {"paths": {"root": root}, "world": TINY, "ranker": {"test_days": 2}}
-    )
-    build_world(cfg)
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The state root of a bootstrapped tiny world (built once for the module)."""
+    root = tmp_path_factory.mktemp("tiny")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FEEDRANK_HOME", str(root))
+        build_world(FeedrankConfig.model_validate(TINY_CONFIG))
+    return root
+
+
+@pytest.fixture
+def tiny(tiny_root: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[FeedrankConfig, Simulation]:
+    """The tiny world, loaded as traffic loads it, with FEEDRANK_HOME at its root for the test
+    (a session's own state root must not leak in)."""
+    monkeypatch.setenv("FEEDRANK_HOME", str(tiny_root))
+    cfg = FeedrankConfig.model_validate(TINY_CONFIG)
     return cfg, Simulation.load(cfg)
 
 

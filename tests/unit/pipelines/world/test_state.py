@@ -70,7 +70,7 @@ def test_a_world_saved_after_a_live_day_loads_at_its_next_day(
 def test_loading_a_missing_world_names_the_command_that_bootstraps_it(
     tiny_cfg: FeedrankConfig,
 ) -> None:
-    with pytest.raises(WorldStateMissingError, match="feedrank build_world"):
+    with pytest.raises(WorldStateMissingError, match="feedrank build-world"):
         Simulation.load(tiny_cfg)
 
 
