@@ -39,6 +39,7 @@ import typer
 import yaml
 from scipy.stats import bootstrap
 
+from pipelines.clock import SimClock
 from pipelines.config import FeedrankConfig, load_config
 
 POLICIES: dict[str, str] = {
@@ -89,8 +90,11 @@ def serving(cfg: FeedrankConfig, home: Path, port: int) -> Iterator[str]:
         log.close()
 
 
-def user_day_frame(cfg: FeedrankConfig, home: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per served home item: viewer, day, request, session, author, every label and its blended
+def user_day_frame(
+    cfg: FeedrankConfig, home: Path, since: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per home item served at or after `since` (this run's traffic, not what the copied state
+    had served before): viewer, day, request, session, author, every label and its blended
     value; per viewer: total value) from the event log of the state root `home`."""
     from pipelines.event_log import EventLog
     from pipelines.ingest.served import impression_rows
@@ -100,7 +104,8 @@ def user_day_frame(cfg: FeedrankConfig, home: Path) -> tuple[pd.DataFrame, pd.Da
         served, engagements = events.pending_export()
     finally:
         events.close()
-    served = served[served["surface"] == "home"].reset_index(drop=True)
+    mine = (served["surface"] == "home") & (served["served_at"] >= since)
+    served = served[mine].reset_index(drop=True)
     labelled = impression_rows(served, engagements, cfg.validate_.max_dwell_ms)
     value = np.zeros(len(labelled))
     for head, weight in cfg.blend.weights.items():
@@ -179,6 +184,7 @@ def main(
     source = cfg.paths.root_dir
     if not (cfg.paths.world_state.exists() and cfg.paths.clock.exists()):
         raise SystemExit(f"no bootstrapped world under {source}: `make run` first")
+    since = SimClock.of(cfg).now()  # every policy's day starts here, on its own copy
     workdir = Path(tempfile.mkdtemp(prefix="online_policy_", dir=scratch))
     per_policy: dict[str, tuple[pd.DataFrame, pd.Series, dict[str, Any]]] = {}
     try:
@@ -199,7 +205,7 @@ def main(
                     )
                 finally:
                     os.environ.pop("FEEDRANK_HOME", None)
-            rows, per_user = user_day_frame(cfg, home)
+            rows, per_user = user_day_frame(cfg, home, since)
             per_policy[name] = (rows, per_user["value"], report)
             print(
                 f"[{name}] {len(rows)} impressions to {per_user.shape[0]} users "

@@ -576,23 +576,21 @@ class EventLog:
 
     def exported_rows(self) -> pd.DataFrame:
         """``row_id, served_at`` of every live served row marked as present in the lake."""
-        with self._transaction() as db:
-            frame = pd.read_sql_query(
-                "SELECT id AS row_id, served_at_us FROM served "
-                "WHERE synthetic = 0 AND exported_version IS NOT NULL ORDER BY id",
-                db,
-            )
-        frame["served_at"] = pd.to_datetime(frame.pop("served_at_us"), unit="us", utc=True)
-        return frame
+        return self._live_served("", "AND exported_version IS NOT NULL")
 
     def live_rows(self) -> pd.DataFrame:
         """``row_id, request_id, tweet_id, source, served_at`` of every live (not synthetic)
         served row, in id order: what joins the traffic's served truth and the candidate source
         to the lake's impressions."""
+        return self._live_served("request_id, tweet_id, source, ")
+
+    def _live_served(self, columns: str, condition: str = "") -> pd.DataFrame:
+        """``row_id``, `columns` and ``served_at`` of the live served rows meeting `condition`,
+        in id order."""
         with self._transaction() as db:
             frame = pd.read_sql_query(
-                "SELECT id AS row_id, request_id, tweet_id, source, served_at_us FROM served "
-                "WHERE synthetic = 0 ORDER BY id",
+                f"SELECT id AS row_id, {columns}served_at_us FROM served "
+                f"WHERE synthetic = 0 {condition} ORDER BY id",
                 db,
             )
         frame["served_at"] = pd.to_datetime(frame.pop("served_at_us"), unit="us", utc=True)
