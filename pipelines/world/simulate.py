@@ -166,6 +166,8 @@ class World:
         self.tweet_impressions = np.zeros(0)
         self.conversation_impression_count = 0
         self.conversation_page_count = 0
+        # The bootstrap's conversation engagements, remembered once its last day is over.
+        self.unremembered: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.adjacency = np.zeros((0, 0), dtype=bool)  # the follow graph, once built
 
     # ------------------------------------------------------------------ population and graph
@@ -422,7 +424,8 @@ class World:
         """The day's conversation pages (see :mod:`pipelines.world.conversation`) opened from
         the home sessions ``home_rows`` (per session: viewer, tweet, served, request, position
         ``[k]`` each) and their labelled impressions and truth, from the page stream alone. What
-        the viewers do there is not remembered: the home stream stays as it was."""
+        the viewers do there is remembered only once the bootstrap is over, so that the home
+        stream of the bootstrap stays as it was without conversations."""
         rng = stream(self.w.seed, CONVERSATION_PAGE_STREAM, day, PREHISTORY_DAYS)
         replies = ReplyIndex.of(self.tweets)
         viewer, tweet, served = (np.concatenate(c) for c in list(zip(*home_rows, strict=True))[:3])
@@ -466,7 +469,10 @@ class World:
             }
         )
         self.conversation_page_count += int(pages.page.max()) + 1 if len(pages) else 0
-        return self._labelled(impressions, truth_of, pages.served, rng)
+        impressions, truth = self._labelled(impressions, truth_of, pages.served, rng)
+        engaged = impressions[list(ENGAGEMENTS)].any(axis=1).to_numpy()
+        self.unremembered.append((pages.viewer, pages.tweet, engaged))
+        return impressions, truth
 
     def _serve(
         self,
@@ -678,7 +684,8 @@ class Simulation:
         return cls(world, pop, adjacency, users, follows)
 
     def days(self) -> Iterator[SimulatedDay]:
-        """The prehistory days (tweets only), then every session day, in order. Once per
+        """The prehistory days (tweets only), then every session day, in order; once the last is
+        over the world remembers the bootstrap's conversation engagements too. Once per
         Simulation: a second pass would go on drawing from the same random stream."""
         if self._started or self.next_day != -PREHISTORY_DAYS:
             raise RuntimeError("Simulation.days() runs once; start a new Simulation to re-run")
@@ -697,6 +704,9 @@ class Simulation:
                 self.pop, self.adjacency, day, last_visit, seen
             )
             yield SimulatedDay(label, tweets, impressions, truth)
+        for viewer, tweet, engaged in self.world.unremembered:
+            self.world.remember(viewer, tweet, engaged)
+        self.world.unremembered.clear()
 
     # ------------------------------------------------------------------ live days
     def day_start(self, day: int) -> pd.Timestamp:
