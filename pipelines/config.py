@@ -286,6 +286,30 @@ class WorldConfig(StrictModel):
     toxic_author_share: float = Field(
         0.05, ge=0, le=1, description="Share of authors who tend to post toxic content."
     )
+    root_author_answer_share: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Chance that a reply by an author whose own conversations of the last day "
+        "have replies from others answers one of those instead (the root author's involvement).",
+    )
+    conversation_open_share: float = Field(
+        0.12,
+        ge=0,
+        le=1,
+        description="Chance that a bootstrap home impression whose conversation has replies opens "
+        "that conversation's page.",
+    )
+    conversation_direct_share: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Chance that a bootstrap session also opens a followee's recent conversation "
+        "directly (one with replies).",
+    )
+    conversation_page_size: int = Field(
+        20, ge=1, description="Most replies a bootstrap conversation page shows."
+    )
 
 
 class ValidateConfig(StrictModel):
@@ -741,6 +765,13 @@ class TrafficConfig(StrictModel):
     )
     backoff_max_s: float = Field(5.0, gt=0, description="Longest wait between two retries.")
     timeout_s: float = Field(30.0, gt=0, description="HTTP timeout of one request.")
+    conversation_direct_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Chance that a session opens a followee's conversation with replies directly, "
+        "before its feed.",
+    )
 
     @model_validator(mode="after")
     def _check_behaviour(self) -> TrafficConfig:

@@ -7,15 +7,17 @@ run concurrently; every request of those sessions happens "at ``T``" (the servic
 A session pages through ``/feed`` (``traffic.page_size`` a page, following ``next_cursor``), and
 what its user does with each page is drawn from the true engagement model at ``T``
 (``pipelines.traffic.users``) and posted to ``/engagement``; a viewed item with replies opens its
-conversation now and then (``/conversation``), whose replies are viewed and engaged with the same
-way. At the day's end the world remembers what users did and is saved, the served truth of the
+conversation now and then (``/conversation``), and a session may open a followee's conversation
+directly before its feed (``traffic.conversation_direct_share``). A conversation page's replies
+are viewed in the order the service answers them and engaged with by the conversation surface of
+the true model at their position on the page (its own position bias, not the feed's). At the day's end the world remembers what users did and is saved, the served truth of the
 day is written (``cfg.paths.served_truth``), the clock is set to the day's end, and the day's
 figures are saved (``cfg.paths.traffic_reports``).
 
 Randomness: the same ``seed`` (default the world's) draws the same users, the same session starts
 and the same per-session streams whatever the policy, so policies are compared on the same users
 at the same times. A session's stream depends only on (seed, day, its index among the day's
-sessions).
+sessions); a direct opening draws from a second stream of the session's own.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +58,7 @@ POLICIES: dict[str, str] = {
 }
 DEFAULT_FEED_POLICY = "model"  # what the service serves when a request names no policy
 # Independent random streams of a run, each seeded by (seed, stream, ...).
-USERS_STREAM, SESSION_STARTS_STREAM, SESSION_STREAM = 1, 2, 3
+USERS_STREAM, SESSION_STARTS_STREAM, SESSION_STREAM, DIRECT_STREAM = 1, 2, 3, 4
 PROGRESS_EVERY_HOURS = 3  # simulated hours between two progress lines
 SERVED_TRUTH_SCHEMA = pa.schema(
     [("request_id", pa.string()), ("tweet_id", pa.int64())]
@@ -71,11 +73,13 @@ class TrafficError(RuntimeError):
 
 @dataclass(frozen=True)
 class Session:
-    """One session of a day: its user, its start and its random stream."""
+    """One session of a day: its user, its start, its random stream and the stream of its
+    direct conversation opening (apart, so the feed's draws are the same with or without)."""
 
     user_id: int
     start: pd.Timestamp
     rng: np.random.Generator
+    direct: np.random.Generator
 
 
 @dataclass
@@ -217,7 +221,12 @@ def day_sessions(sim: Simulation, day: int, seed: int, chosen: np.ndarray | None
     )
     keep = None if chosen is None else {int(user) for user in chosen}
     return [
-        Session(int(user), start, np.random.default_rng([seed, SESSION_STREAM, day, index]))
+        Session(
+            int(user),
+            start,
+            np.random.default_rng([seed, SESSION_STREAM, day, index]),
+            np.random.default_rng([seed, DIRECT_STREAM, day, index]),
+        )
         for index, (user, start) in enumerate(zip(user_ids, starts, strict=True))
         if keep is None or int(user) in keep
     ]
@@ -270,12 +279,16 @@ def known_items(sim: Simulation, items: list[dict[str, Any]]) -> list[dict[str, 
 
 def linearized_replies(conversation: dict[str, Any]) -> list[dict[str, Any]]:
     """The replies of a /conversation answer in the order a reader meets them: section by
-    section, each subtree depth first."""
+    section (``sections[*].replies``), each subtree depth first (a node's ``replies``). An ad
+    (``is_ad``) and an entry with no tweet (a "more replies" marker) are no reply; the ancestors
+    and fields this reader does not know are left alone."""
     out: list[dict[str, Any]] = []
 
     def visit(node: dict[str, Any]) -> None:
+        if node.get("is_ad") or node.get("tweet_id") is None:
+            return
         out.append(node)
-        for child in node.get("replies", []):
+        for child in node.get("replies") or []:
             visit(child)
 
     for section in conversation.get("sections", []):
@@ -376,6 +389,10 @@ class DayRun:
     async def session(self, session: Session, at: pd.Timestamp) -> None:
         """Page through the feed while the user keeps scrolling (at most traffic.max_pages)."""
         self.tally.add_session(session.user_id)
+        if session.direct.random() < self.cfg.traffic.conversation_direct_share:
+            root = self.direct_conversation(session)
+            if root is not None:
+                await self.conversation(session, at, root, session.direct)
         cursor: str | None = None
         for _ in range(self.cfg.traffic.max_pages):
             page = await self.client.feed(
@@ -399,15 +416,28 @@ class DayRun:
         items = self.known(page["items"])
         if not items:
             return bool(page["items"])
-        reaction = await self.react(session, at, page["request_id"], "home", items)
+        reaction = await self.react(session.rng, session, at, page["request_id"], "home", items)
         opens = session.rng.random(len(items)) < self.cfg.traffic.conversation_share
         for item, viewed, opened in zip(items, reaction.viewed, opens, strict=True):
             if viewed and opened and self.has_replies(item["tweet_id"]):
-                await self.conversation(session, at, item["tweet_id"])
+                await self.conversation(session, at, item["tweet_id"], session.rng)
         return reaction.goes_on
 
-    async def conversation(self, session: Session, at: pd.Timestamp, tweet_id: int) -> None:
-        """Open the conversation of a served tweet and view its replies."""
+    def direct_conversation(self, session: Session) -> int | None:
+        """A lake tweet id of a root a followee of the session's user posted, that has replies
+        now, drawn uniformly from the session's direct stream; None when there is none."""
+        user = int(self.sim.user_index([session.user_id])[0])
+        followees = np.nonzero(self.sim.adjacency[user])[0]
+        posted = [t for a in followees for t in self.sim.world.user_tweets[a][-30:]]
+        live = [t for t in posted if self.replies[t] > 0]
+        if not live:
+            return None
+        return int(self.sim.tweet_ids(live[int(session.direct.integers(len(live)))]))
+
+    async def conversation(
+        self, session: Session, at: pd.Timestamp, tweet_id: int, rng: np.random.Generator
+    ) -> None:
+        """Open the conversation of a tweet and view its replies, drawing from ``rng``."""
         root = int(self.sim.tweet_ids(self.root_of(tweet_id)))
         answer = await self.client.conversation(root, session.user_id)
         if answer is None:
@@ -415,29 +445,34 @@ class DayRun:
         replies = linearized_replies(answer)
         for position, reply in enumerate(replies):
             reply["position"] = position
-        known = self.known(replies)
+        known = [item for item in self.known(replies) if self.is_reply(item["tweet_id"])]
         if known:
-            await self.react(session, at, answer["request_id"], "conversation", known)
+            await self.react(rng, session, at, answer["request_id"], "conversation", known)
 
     async def react(
         self,
+        rng: np.random.Generator,
         session: Session,
         at: pd.Timestamp,
         request_id: str,
         surface: str,
         items: list[dict[str, Any]],
     ) -> Reaction:
-        """Draw what the user does with served ``items`` at ``at``, keep it, post it."""
+        """Draw (from ``rng``) what the user does with served ``items`` at ``at`` on ``surface``,
+        keep it, post it. A conversation page's position bias is the true model's own."""
         tweet_ids = np.array([item["tweet_id"] for item in items], dtype=np.int64)
         authors = np.array([item["author_id"] for item in items], dtype=np.int64)
         positions = np.array([item["position"] for item in items], dtype=np.int64)
+        on_page = surface == "conversation"
         true = true_engagement(
             self.sim,
             np.full(len(items), session.user_id, dtype=np.int64),
             tweet_ids,
             pd.DatetimeIndex([at] * len(items)),
+            positions=positions if on_page else None,
         )
-        reaction = react(session.rng, true, positions, self.behaviour)
+        behaviour = replace(self.behaviour, attention_decay=0.0) if on_page else self.behaviour
+        reaction = react(rng, true, positions, behaviour)
         self.tally.add_page(session.user_id, surface, authors, reaction)
         self.served.add(session.user_id, request_id, tweet_ids, reaction)
         await asyncio.gather(
@@ -461,6 +496,10 @@ class DayRun:
 
     def has_replies(self, tweet_id: int) -> bool:
         return bool(self.replies[self.root_of(tweet_id)] > 0)
+
+    def is_reply(self, tweet_id: int) -> bool:
+        index = int(self.sim.tweet_index([tweet_id])[0])
+        return bool(self.roots[index] != index)
 
     # ------------------------------------------------------------------------ the day's end
     def end(self) -> dict[str, Any]:

@@ -41,6 +41,18 @@ from pipelines.schema import (
     USERS,
     write_partition,
 )
+from pipelines.world.conversation import (
+    CONVERSATION_ID_BASE,
+    CONVERSATION_PAGE_STREAM,
+    CONVERSATION_POLICY,
+    ROOT_AUTHOR_STREAM,
+    ReplyIndex,
+    answered_parents,
+    page_rows,
+    pages_direct,
+    pages_opened,
+    stream,
+)
 from pipelines.world.state import (
     STATE_FILE,
     TWEET_ID_BASE,
@@ -152,6 +164,11 @@ class World:
         self.engaged_pairs: dict[int, int] = {}  # viewer*N + author -> engagements so far
         self.tweet_engagements = np.zeros(0)
         self.tweet_impressions = np.zeros(0)
+        self.conversation_impression_count = 0
+        self.conversation_page_count = 0
+        # The bootstrap's conversation engagements, remembered once its last day is over.
+        self.unremembered: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.adjacency = np.zeros((0, 0), dtype=bool)  # the follow graph, once built
 
     # ------------------------------------------------------------------ population and graph
     def build_population(self) -> Population:
@@ -203,6 +220,7 @@ class World:
             order = np.argsort(-scores, axis=1)
             for row in range(hi - lo):
                 adjacency[lo + row, order[row, : wanted[lo + row]]] = True
+        self.adjacency = adjacency
         follower, followee = np.nonzero(adjacency)
         since = rng.uniform(5, 700, size=len(follower))
         follows = pd.DataFrame(
@@ -223,10 +241,19 @@ class World:
         authors, created = self._posting_times(pop, day_start)
         is_reply, parent = self._reply_parents(pop, len(authors), day_start)
         drawn = self._draw_tweets(pop, authors, is_reply, parent)
+        parent = answered_parents(
+            self.tweets,
+            self.adjacency,
+            authors,
+            parent,
+            day_start - 86400.0,
+            self.w.root_author_answer_share,
+            stream(self.w.seed, ROOT_AUTHOR_STREAM, day, PREHISTORY_DAYS),
+        )
         index = np.arange(len(self.tweets), len(self.tweets) + len(authors))
         conversation = index.copy()
         conversation[is_reply] = self.tweets.column("conversation").astype(int)[parent[is_reply]]
-        self._log_tweets(authors, created, is_reply, conversation, drawn)
+        self._log_tweets(authors, created, parent, conversation, drawn)
         for i, a in zip(index, authors, strict=True):
             self.user_tweets[a].append(int(i))
         return pd.DataFrame(
@@ -322,11 +349,12 @@ class World:
         self,
         authors: np.ndarray,
         created: np.ndarray,
-        is_reply: np.ndarray,
+        parent: np.ndarray,
         conversation: np.ndarray,
         drawn: Mapping[str, Any],
     ) -> None:
-        """Append new tweets to the tweet log, with no engagement or impression yet."""
+        """Append new tweets to the tweet log, with no engagement or impression yet (``parent``
+        ``[m]`` log index of each one's parent, -1 for a root)."""
         m = len(authors)
         self.tweets.author.append(authors)
         self.tweets.topic.append(drawn["topic"])
@@ -336,8 +364,9 @@ class World:
         self.tweets.length.append(np.array([len(t) for t in drawn["text"]]))
         self.tweets.has_video.append(drawn["has_video"])
         self.tweets.has_image.append(drawn["has_image"])
-        self.tweets.is_reply.append(is_reply)
+        self.tweets.is_reply.append(parent >= 0)
         self.tweets.conversation.append(conversation)
+        self.tweets.parent.append(parent)
         self.tweet_engagements = np.concatenate([self.tweet_engagements, np.zeros(m)])
         self.tweet_impressions = np.concatenate([self.tweet_impressions, np.zeros(m)])
 
@@ -375,7 +404,75 @@ class World:
         viewer_all, tweet, served, request, position = (
             np.concatenate(c) for c in zip(*rows, strict=True)
         )
-        return self.label(pop, adjacency, viewer_all, tweet, served, request, position)
+        # Before the home labels: a conversation page reads the world as the day started, as
+        # the home rows do, and the home rows' remembering comes after.
+        conversations = self.run_conversations(pop, adjacency, day, pool, rows)
+        home, home_truth = self.label(pop, adjacency, viewer_all, tweet, served, request, position)
+        return (
+            pd.concat([home, conversations[0]], ignore_index=True),
+            pd.concat([home_truth, conversations[1]], ignore_index=True),
+        )
+
+    def run_conversations(
+        self,
+        pop: Population,
+        adjacency: np.ndarray,
+        day: int,
+        pool: CandidatePool,
+        home_rows: list[tuple[np.ndarray, ...]],
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The day's conversation pages (see :mod:`pipelines.world.conversation`) opened from
+        the home sessions ``home_rows`` (per session: viewer, tweet, served, request, position
+        ``[k]`` each) and their labelled impressions and truth, from the page stream alone. What
+        the viewers do there is remembered only once the bootstrap is over, so that the home
+        stream of the bootstrap stays as it was without conversations."""
+        rng = stream(self.w.seed, CONVERSATION_PAGE_STREAM, day, PREHISTORY_DAYS)
+        replies = ReplyIndex.of(self.tweets)
+        viewer, tweet, served = (np.concatenate(c) for c in list(zip(*home_rows, strict=True))[:3])
+        requests = pages_opened(
+            viewer, tweet, served, self.w.conversation_open_share, self.tweets, rng
+        )
+        sessions = [(int(rows[0][0]), float(rows[2][0])) for rows in home_rows]
+        requests += pages_direct(
+            sessions,
+            self.w.conversation_direct_share,
+            pool.followees,
+            self.user_tweets,
+            self.tweets,
+            replies,
+            rng,
+        )
+        pages = page_rows(requests, replies, self.w.conversation_page_size, rng)
+        served_at = self._timestamps(pages.served)
+        truth_of = true_engagement_of(
+            self.view(pop, adjacency),
+            pages.viewer,
+            pages.tweet,
+            seconds_since(self.start, served_at),
+            positions=pages.position,
+        )
+        ids = CONVERSATION_ID_BASE + self.conversation_impression_count + np.arange(len(pages))
+        self.conversation_impression_count += len(pages)
+        impressions = pd.DataFrame(
+            {
+                "impression_id": ids.astype(np.int64),
+                "viewer_id": user_ids_of(pages.viewer),
+                "tweet_id": self.tweet_id_base + pages.tweet.astype(np.int64),
+                "served_at": served_at,
+                "surface": "conversation",
+                "position": pages.position.astype(np.int32),
+                "request_id": (
+                    CONVERSATION_ID_BASE + self.conversation_page_count + pages.page
+                ).astype(np.int64),
+                "model_version": CONVERSATION_POLICY,
+                "experiment_arm": "control",
+            }
+        )
+        self.conversation_page_count += int(pages.page.max()) + 1 if len(pages) else 0
+        impressions, truth = self._labelled(impressions, truth_of, pages.served, rng)
+        engaged = impressions[list(ENGAGEMENTS)].any(axis=1).to_numpy()
+        self.unremembered.append((pages.viewer, pages.tweet, engaged))
+        return impressions, truth
 
     def _serve(
         self,
@@ -465,23 +562,39 @@ class World:
                 "experiment_arm": "control",
             }
         )
-        self._draw_actions(truth_of, served, impressions)
-        dwell = truth_of.dwell_ms(self.rng)
-        impressions["dwell_ms"] = np.minimum(dwell, self.cfg.validate_.max_dwell_ms).astype(
-            np.int32
-        )
-        truth = pd.DataFrame({"impression_id": ids + 1, **truth_of.truth_columns()})
+        impressions, truth = self._labelled(impressions, truth_of, served, self.rng)
         engaged = impressions[list(ENGAGEMENTS)].any(axis=1).to_numpy()
         self.remember(viewer, tweet, engaged)
         return impressions, truth
 
+    def _labelled(
+        self,
+        impressions: pd.DataFrame,
+        truth_of: TrueEngagement,
+        served: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``impressions`` with every label and the dwell drawn from ``truth_of`` by ``rng``
+        (``served`` ``[M]`` seconds since the world start), and their truth rows."""
+        self._draw_actions(truth_of, served, impressions, rng)
+        dwell = truth_of.dwell_ms(rng)
+        impressions["dwell_ms"] = np.minimum(dwell, self.cfg.validate_.max_dwell_ms).astype(
+            np.int32
+        )
+        ids = impressions["impression_id"].to_numpy(np.int64)
+        return impressions, pd.DataFrame({"impression_id": ids, **truth_of.truth_columns()})
+
     def _draw_actions(
-        self, truth_of: TrueEngagement, served: np.ndarray, impressions: pd.DataFrame
+        self,
+        truth_of: TrueEngagement,
+        served: np.ndarray,
+        impressions: pd.DataFrame,
+        rng: np.random.Generator,
     ) -> None:
-        """Each binary action's label and time into ``impressions``. An action happens some
-        seconds after the impression; a derived action (an author engaging with a reply) only
-        after its parent, and only if that happened."""
-        rng, m = self.rng, len(served)
+        """Each binary action's label and time into ``impressions``, drawn by ``rng``. An action
+        happens some seconds after the impression; a derived action (an author engaging with a
+        reply) only after its parent, and only if that happened."""
+        m = len(served)
         happened_at: dict[str, np.ndarray] = {}
         for action in BINARY_ACTIONS:
             delay = rng.exponential(45.0, size=m) + 1.0
@@ -571,7 +684,8 @@ class Simulation:
         return cls(world, pop, adjacency, users, follows)
 
     def days(self) -> Iterator[SimulatedDay]:
-        """The prehistory days (tweets only), then every session day, in order. Once per
+        """The prehistory days (tweets only), then every session day, in order; once the last is
+        over the world remembers the bootstrap's conversation engagements too. Once per
         Simulation: a second pass would go on drawing from the same random stream."""
         if self._started or self.next_day != -PREHISTORY_DAYS:
             raise RuntimeError("Simulation.days() runs once; start a new Simulation to re-run")
@@ -590,6 +704,9 @@ class Simulation:
                 self.pop, self.adjacency, day, last_visit, seen
             )
             yield SimulatedDay(label, tweets, impressions, truth)
+        for viewer, tweet, engaged in self.world.unremembered:
+            self.world.remember(viewer, tweet, engaged)
+        self.world.unremembered.clear()
 
     # ------------------------------------------------------------------ live days
     def day_start(self, day: int) -> pd.Timestamp:
@@ -672,10 +789,12 @@ class Simulation:
         arrays, meta = read_state(path)
         _check_same_world(cfg, meta, path)
         world = World(cfg)
+        world.tweets = tweet_log_of(arrays)
         world.rng.bit_generator.state = meta["rng"]
         world.impression_count = meta["impression_count"]
         world.request_count = meta["request_count"]
-        world.tweets = tweet_log_of(arrays)
+        world.conversation_impression_count = meta["conversation_impression_count"]
+        world.conversation_page_count = meta["conversation_page_count"]
         world.user_tweets = ragged_of(arrays, "user_tweets")
         world.engaged_pairs = counts_of(arrays, "engaged_pairs")
         world.tweet_engagements = arrays["tweet_engagements"]
@@ -687,16 +806,19 @@ class Simulation:
             user_index_of(follows["followee_id"].to_numpy(), cfg.world.n_users),
         ] = True
         pop = population_of(arrays, users)
+        world.adjacency = adjacency
         return cls(world, pop, adjacency, users, follows, meta["next_day"], _started=True)
 
     def summary(self) -> dict[str, int]:
         """Counts of what this world holds: users, follows, tweets, impressions (the logging
-        policy's), topics, and the next day to simulate."""
+        policy's home ones) and conversation impressions (the bootstrap's conversation pages'),
+        topics, and the next day to simulate."""
         return {
             "users": len(self.users),
             "follows": len(self.follows),
             "tweets": len(self.world.tweets),
             "impressions": self.world.impression_count,
+            "conversation_impressions": self.world.conversation_impression_count,
             "topics": min(self.world.w.n_topics, len(TOPIC_NAMES)),
             "next_day": self.next_day,
         }
@@ -722,6 +844,8 @@ class Simulation:
             "rng": self.world.rng.bit_generator.state,
             "impression_count": self.world.impression_count,
             "request_count": self.world.request_count,
+            "conversation_impression_count": self.world.conversation_impression_count,
+            "conversation_page_count": self.world.conversation_page_count,
             "next_day": self.next_day,
             "summary": self.summary(),
         }

@@ -61,6 +61,7 @@ TWEET_LOG_COLUMNS: tuple[str, ...] = (
     "has_image",
     "is_reply",
     "conversation",
+    "parent",
 )
 
 
@@ -78,6 +79,7 @@ class TweetLog:
     has_image: list[np.ndarray] = field(default_factory=list)
     is_reply: list[np.ndarray] = field(default_factory=list)
     conversation: list[np.ndarray] = field(default_factory=list)  # index of the root tweet
+    parent: list[np.ndarray] = field(default_factory=list)  # index of the parent, -1 for a root
 
     def column(self, name: str) -> np.ndarray:
         """``[T]`` values of one column over every tweet logged so far (read-only: the log
@@ -213,6 +215,14 @@ def tweet_log_arrays(tweets: TweetLog) -> dict[str, np.ndarray]:
 
 
 def tweet_log_of(arrays: Mapping[str, np.ndarray]) -> TweetLog:
+    """The tweet log :func:`tweet_log_arrays` packed; WorldStateMismatchError for a state file
+    written before the log had one of TWEET_LOG_COLUMNS."""
+    missing = [name for name in TWEET_LOG_COLUMNS if f"tweets.{name}" not in arrays]
+    if missing:
+        raise WorldStateMismatchError(
+            f"the world state lacks the tweet log's {', '.join(missing)}: it was written by an "
+            "older world; rebuild the world (`feedrank build-world --rebuild`)"
+        )
     return TweetLog.of_columns({name: arrays[f"tweets.{name}"] for name in TWEET_LOG_COLUMNS})
 
 

@@ -8,6 +8,14 @@ evaluation reads the same probabilities back from the truth table.
 Each output is a logistic (or, for the dwell, lognormal) model over TERMS: logits of
 viewer–topic affinity, the viewer–author relationship and past interactions, author popularity,
 tweet quality and age, hour and weekday, language match and toxicity.
+
+Two surfaces. On **home** an impression is a tweet in the feed and the model is ACTION_LOGITS and
+MEAN_LOG_DWELL_MS. On a **conversation** page the tweet shown is a reply at a 0-based position on
+the page: its logits are the home model's plus CONVERSATION_LOGITS over the conversation terms
+(the root author's involvement, depth, the root author's relation to the replier), its mean log
+dwell the home one's plus CONVERSATION_DWELL, and the chance of every action the viewer does
+itself is scaled by the position bias :func:`examination` (the derived action through its
+parent), the chance the reader gets that far down the page.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from pipelines.world.state import (
     Population,
     TweetLog,
     seconds_since,
+    tweet_ids_of,
     tweet_index_of,
     user_index_of,
 )
@@ -72,7 +81,24 @@ TERMS: Mapping[str, str] = {
     "weekend": "1 when served on a Saturday or Sunday",
     "length": "the tweet's text length, characters",
     "context": "the shared context below (freshness, language, evening, weekend), in logits",
+    # The conversation surface's own terms (CONVERSATION_LOGITS, CONVERSATION_DWELL).
+    "root_author_replied": "1 if the conversation's root author replied to this reply before the "
+    "served moment",
+    "by_root_author": "1 if the reply is by the conversation's root author",
+    "root_author_follows": "1 if the conversation's root author follows the reply's author",
+    "depth_below_top": "the reply's depth below the top level (0 for a direct reply to the root), "
+    "capped at 5",
+    "position": "the reply's 0-based position on the conversation page: the position bias "
+    "examination(position) scales every chance the viewer acts",
 }
+# The terms only a conversation page has.
+CONVERSATION_TERMS: tuple[str, ...] = (
+    "root_author_replied",
+    "by_root_author",
+    "root_author_follows",
+    "depth_below_top",
+    "position",
+)
 LANGUAGE_MATCH, LANGUAGE_MISMATCH = 0.3, -1.0  # the `language` term's two values
 FRESHNESS_HORIZON_HOURS = 72.0  # tweets older than this lose no more freshness
 
@@ -168,16 +194,69 @@ MEAN_LOG_DWELL_MS = LinearTerms(
     {"affinity": 0.35, "length": 0.004, "video": 0.6, "quality": 0.25, "follows": 0.2},
 )
 DWELL_SIGMA = 0.9
+# What a conversation page adds to the logit of each action, over the home model's: readers fav,
+# answer and click through replies the root author answered or wrote, and replies from the root
+# author's own circle; they act less on deep replies; the root author's involvement vouches
+# against negatives and reports; people reply more, and repost less, in conversations.
+CONVERSATION_LOGITS: Mapping[str, LinearTerms] = {
+    "fav": LinearTerms(
+        -0.2,
+        {
+            "root_author_replied": 0.9,
+            "by_root_author": 0.6,
+            "root_author_follows": 0.3,
+            "depth_below_top": -0.25,
+        },
+    ),
+    "reply": LinearTerms(
+        0.5,
+        {
+            "root_author_replied": 1.0,
+            "by_root_author": 0.5,
+            "root_author_follows": 0.2,
+            "depth_below_top": -0.15,
+        },
+    ),
+    "retweet": LinearTerms(-0.8, {"root_author_replied": 0.5, "by_root_author": 0.4}),
+    "quote": LinearTerms(-0.6, {"root_author_replied": 0.4, "by_root_author": 0.2}),
+    "profile_click": LinearTerms(
+        0.3, {"root_author_replied": 0.6, "by_root_author": 0.2, "root_author_follows": 0.2}
+    ),
+    "negative": LinearTerms(
+        0.2, {"root_author_replied": -0.7, "by_root_author": -0.4, "root_author_follows": -0.3}
+    ),
+    "report": LinearTerms(0.0, {"root_author_replied": -0.6, "by_root_author": -0.5}),
+    "reply_engaged_by_author": LinearTerms(0.3, {"by_root_author": 0.5}),
+}
+# What a conversation page adds to the mean log dwell (log ms): an exchange with the root author
+# is read longer, a deep reply shorter.
+CONVERSATION_DWELL = LinearTerms(-0.2, {"root_author_replied": 0.3, "depth_below_top": -0.05})
+# The position bias of a conversation page: examination(k) = 1 / (1 + decay * k) at 0-based k.
+CONVERSATION_POSITION_DECAY = 0.15
+DEPTH_CAP = 5  # replies deeper than this below the top level read like this deep
 # The truth table's columns but its key, in its order.
 TRUTH_COLUMNS: tuple[str, ...] = tuple(name for name in TRUTH.names if name != "impression_id")
 
 
 def true_logits_of(terms: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The true logit of every binary action and the mean log-dwell (log ms), ``[M]`` each, from
-    the model's TERMS (``context`` is computed here from its own terms)."""
+    the model's TERMS (``context`` is computed here from its own terms). Where ``terms`` has the
+    CONVERSATION_TERMS the impressions are on a conversation page and CONVERSATION_LOGITS and
+    CONVERSATION_DWELL are added; the position bias is not a logit (see :func:`examination`)."""
     terms = {**terms, "context": CONTEXT(terms)}
     logits = {action: model(terms) for action, model in ACTION_LOGITS.items()}
-    return logits, MEAN_LOG_DWELL_MS(terms)
+    mean_log_dwell = MEAN_LOG_DWELL_MS(terms)
+    if "position" in terms:
+        for action, model in CONVERSATION_LOGITS.items():
+            logits[action] = logits[action] + model(terms)
+        mean_log_dwell = mean_log_dwell + CONVERSATION_DWELL(terms)
+    return logits, mean_log_dwell
+
+
+def examination(position: np.ndarray) -> np.ndarray:
+    """The position bias of a conversation page: ``[M]`` chance that a reader gets to the reply
+    at 0-based ``position``, ``1 / (1 + CONVERSATION_POSITION_DECAY * position)``."""
+    return 1.0 / (1.0 + CONVERSATION_POSITION_DECAY * np.asarray(position, dtype=np.float64))
 
 
 def topic_affinity(
@@ -275,22 +354,31 @@ def true_engagement(
     tweet_ids: Any,
     served_at: Any,
     past: Any = None,
+    positions: Any = None,
 ) -> TrueEngagement:
     """The true engagement of ``M`` impressions.
 
     ``viewer_ids`` and ``tweet_ids`` are lake ids (int64 ``[M]``); ``served_at`` ``[M]`` UTC
     timestamps (a Series, DatetimeIndex or datetime64 values; read at microsecond resolution);
     ``past`` ``[M]`` engagements of each viewer with the tweet's author before the serving day
-    (default: what the world remembers now, see ``Simulation.remember``). Raises UnknownIdError
-    for an id the world does not know and ValueError for arrays of different lengths.
+    (default: what the world remembers now, see ``Simulation.remember``). ``positions`` (``[M]``
+    0-based positions on a conversation page) puts the impressions on the conversation surface:
+    every tweet is then a reply shown on its conversation's page; without it they are home
+    impressions. Raises UnknownIdError for an id the world does not know and ValueError for
+    arrays of different lengths, a negative position or a conversation impression of a tweet
+    that is not a reply.
     """
     view = world.view()
     viewer_ids, tweet_ids = np.asarray(viewer_ids), np.asarray(tweet_ids)
     served = seconds_since(view.start, served_at)
-    _same_lengths(viewer_ids=viewer_ids, tweet_ids=tweet_ids, served_at=served, past=past)
+    _same_lengths(
+        viewer_ids=viewer_ids, tweet_ids=tweet_ids, served_at=served, past=past, positions=positions
+    )
     viewer = user_index_of(viewer_ids, len(view.adjacency))
     tweet = tweet_index_of(tweet_ids, len(view.tweets))
-    return true_engagement_of(view, viewer, tweet, served, past)
+    if positions is not None:
+        _check_conversation_impressions(view, tweet, np.asarray(positions))
+    return true_engagement_of(view, viewer, tweet, served, past, positions)
 
 
 def true_engagement_of(
@@ -299,19 +387,87 @@ def true_engagement_of(
     tweet: np.ndarray,
     served: np.ndarray,
     past: Any = None,
+    positions: Any = None,
 ) -> TrueEngagement:
     """:func:`true_engagement` on world indices: ``viewer`` and ``tweet`` ``[M]`` indices,
-    ``served`` ``[M]`` seconds since the world's start."""
+    ``served`` ``[M]`` seconds since the world's start, ``positions`` as there."""
     author = view.tweets.column("author").astype(int)[tweet]
     if past is None:
         past = view.past_engagements(viewer, author)
     terms = impression_terms(view, viewer, tweet, served, np.asarray(past, dtype=np.float64))
+    if positions is not None:
+        terms.update(conversation_terms(view, tweet, served, np.asarray(positions)))
     logits, mean_log_dwell = true_logits_of(terms)
     probability = {action: expit(logits[action]) for action in BINARY_ACTIONS}
+    if positions is not None:
+        seen = examination(terms["position"])
+        probability = {
+            action: chance if action in DERIVED_ACTIONS else chance * seen
+            for action, chance in probability.items()
+        }
     conditional = {action: probability[action] for action in DERIVED_ACTIONS}
     for action, parent in DERIVED_ACTIONS.items():
         probability[action] = conditional[action] * probability[parent]
     return TrueEngagement(probability, conditional, mean_log_dwell)
+
+
+def conversation_terms(
+    view: WorldView, tweet: np.ndarray, served: np.ndarray, positions: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The CONVERSATION_TERMS of replies ``tweet`` (``[M]`` indices) shown at ``positions`` on
+    their conversation's page at ``served`` (``[M]`` seconds since the world's start)."""
+    tweets = view.tweets
+    author = tweets.column("author").astype(int)
+    root_author = author[tweets.column("conversation").astype(int)[tweet]]
+    replier = author[tweet]
+    return {
+        "root_author_replied": (root_author_reply_times(tweets)[tweet] < served).astype(float),
+        "by_root_author": (replier == root_author).astype(float),
+        "root_author_follows": view.adjacency[root_author, replier].astype(float),
+        "depth_below_top": np.minimum(reply_depths(tweets, tweet) - 1, DEPTH_CAP).astype(float),
+        "position": positions.astype(np.float64),
+    }
+
+
+def reply_depths(tweets: TweetLog, tweet: np.ndarray) -> np.ndarray:
+    """``[M]`` depth of each tweet (log index) in its conversation: 0 for a root, 1 for a direct
+    reply to it, and so on down the parent links."""
+    parent = tweets.column("parent").astype(np.int64)
+    node = np.asarray(tweet, dtype=np.int64).copy()
+    depth = np.zeros(len(node), dtype=np.int64)
+    while True:
+        up = parent[node]
+        below = up >= 0
+        if not below.any():
+            return depth
+        depth += below
+        node = np.where(below, up, node)
+
+
+def root_author_reply_times(tweets: TweetLog) -> np.ndarray:
+    """``[T]`` per tweet, when the root author of its conversation first replied to it (seconds
+    since the world's start; inf where never)."""
+    author = tweets.column("author").astype(np.int64)
+    parent = tweets.column("parent").astype(np.int64)
+    root = tweets.column("conversation").astype(np.int64)
+    answers = np.nonzero((parent >= 0) & (author == author[root]))[0]
+    first = np.full(len(author), np.inf)
+    np.minimum.at(first, parent[answers], tweets.column("created")[answers])
+    return first
+
+
+def _check_conversation_impressions(
+    view: WorldView, tweet: np.ndarray, positions: np.ndarray
+) -> None:
+    if len(positions) and positions.min() < 0:
+        raise ValueError(f"conversation positions must be >= 0, got {positions.min()}")
+    roots = ~view.tweets.column("is_reply").astype(bool)[tweet]
+    if roots.any():
+        shown = ", ".join(str(t) for t in tweet_ids_of(tweet[roots][:5]))
+        raise ValueError(
+            f"a conversation impression shows a reply; {int(roots.sum())} tweet(s) are roots "
+            f"(e.g. {shown})"
+        )
 
 
 def impression_terms(

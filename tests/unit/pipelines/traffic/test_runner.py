@@ -207,3 +207,21 @@ def test_simulated_users_scroll_past_tweets_the_world_does_not_know(
     last = TWEET_ID_BASE + len(sim.world.tweets) - 1
     items = [{"tweet_id": last}, {"tweet_id": last + 1}, {"tweet_id": TWEET_ID_BASE - 1}]
     assert known_items(sim, items) == [{"tweet_id": last}]
+
+
+def test_linearized_replies_skip_ads_and_more_replies_markers_and_unknown_fields() -> None:
+    answer = {
+        "ancestors": [{"tweet_id": 9}],
+        "sections": [
+            {
+                "name": "main",
+                "replies": [
+                    {"tweet_id": 1, "score": 0.5, "replies": [{"tweet_id": 2, "replies": []}]},
+                    {"tweet_id": 7, "is_ad": True},
+                    {"more_replies": 4},
+                ],
+            },
+            {"name": "abusive", "replies": [{"tweet_id": 3, "is_ad": False}]},
+        ],
+    }
+    assert [r["tweet_id"] for r in linearized_replies(answer)] == [1, 2, 3]

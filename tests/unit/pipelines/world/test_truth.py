@@ -16,10 +16,11 @@ from pipelines.world.truth import TRUTH_COLUMNS, TrueEngagement, true_engagement
 
 def past_from_the_lake(impressions: pd.DataFrame, tweets: pd.DataFrame) -> np.ndarray:
     """``[M]`` engagements of each impression's viewer with its author on earlier days, counted
-    from the lake's own impressions as the world remembers them (any of ENGAGEMENTS)."""
+    from the lake's own impressions as the world remembers them (any of ENGAGEMENTS on home: the
+    bootstrap's conversation pages are not remembered)."""
     rows = impressions.merge(tweets[["tweet_id", "author_id"]], on="tweet_id", how="left")
     rows["day"] = rows["served_at"].dt.floor("D")
-    engaged = rows[list(ENGAGEMENTS)].any(axis=1)
+    engaged = rows[list(ENGAGEMENTS)].any(axis=1) & (rows["surface"] == "home")
     past = np.zeros(len(rows), dtype=np.int64)
     for day in rows["day"].unique():
         counts = rows[engaged & (rows["day"] < day)].groupby(["viewer_id", "author_id"]).size()
@@ -40,17 +41,22 @@ def test_the_true_engagement_reproduces_the_stored_truth_of_the_bootstrap_exactl
         read_table(cfg.paths.truth, "truth"), on="impression_id", how="left"
     )
     assert len(impressions) > 10_000 and stored.notna().all().all()
-    engagement = true_engagement(
-        sim,
-        impressions["viewer_id"].to_numpy(),
-        impressions["tweet_id"].to_numpy(),
-        impressions["served_at"],
-        past=past_from_the_lake(impressions, tweets),
-    )
-    computed = engagement.truth_columns()
-    for column in TRUTH_COLUMNS:
-        assert computed[column].dtype == np.float32
-        assert np.array_equal(computed[column], stored[column].to_numpy()), column
+    past = past_from_the_lake(impressions, tweets)
+    on_page = (impressions["surface"] == "conversation").to_numpy()
+    assert on_page.sum() > 1000 and (~on_page).sum() > 10_000
+    for rows in (~on_page, on_page):
+        engagement = true_engagement(
+            sim,
+            impressions["viewer_id"].to_numpy()[rows],
+            impressions["tweet_id"].to_numpy()[rows],
+            impressions["served_at"][rows],
+            past=past[rows],
+            positions=impressions["position"].to_numpy()[rows] if rows is on_page else None,
+        )
+        computed = engagement.truth_columns()
+        for column in TRUTH_COLUMNS:
+            assert computed[column].dtype == np.float32
+            assert np.array_equal(computed[column], stored[column].to_numpy()[rows]), column
 
 
 def test_the_world_remembers_what_the_lake_shows(smoke_world: FeedrankConfig) -> None:

@@ -78,10 +78,13 @@ def test_world_is_consistent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     # the dwell truth is the mean of the log dwell the world drew (seconds)
     log_dwell = np.log(impressions["dwell_ms"].clip(lower=1) / 1000.0)
     assert log_dwell.mean() == pytest.approx(probabilities["mean_log_dwell_s"].mean(), abs=0.1)
-    # a tweet is never shown before it exists, nor twice to the same viewer
+    # a tweet is never shown before it exists, nor twice to the same viewer in its feed, nor
+    # twice on one conversation page
     created = parents.loc[impressions["tweet_id"], "created_at"].to_numpy()
     assert (impressions["served_at"].to_numpy() >= created).all()
-    assert not impressions.duplicated(["viewer_id", "tweet_id"]).any()
+    home = impressions["surface"] == "home"
+    assert not impressions[home].duplicated(["viewer_id", "tweet_id"]).any()
+    assert not impressions[~home].duplicated(["request_id", "tweet_id"]).any()
 
 
 def test_labels_follow_the_true_probabilities(
@@ -145,7 +148,7 @@ def test_a_simulation_runs_its_days_once(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_the_true_logits_come_from_the_coefficient_table_by_hand() -> None:
-    from pipelines.world.truth import ACTION_LOGITS, TERMS, true_logits_of
+    from pipelines.world.truth import ACTION_LOGITS, CONVERSATION_TERMS, TERMS, true_logits_of
 
     # One impression: a followed author in the viewer's language, a 10-hour-old tweet with an
     # image, served on a weekday evening.
@@ -168,7 +171,10 @@ def test_the_true_logits_come_from_the_coefficient_table_by_hand() -> None:
         "length": 100.0,
     }
     logits, mean_log_dwell = true_logits_of({k: np.array([v]) for k, v in terms.items()})
-    assert set(logits) == set(ACTION_LOGITS) and set(terms) | {"context"} == set(TERMS)
+    assert set(logits) == set(ACTION_LOGITS) and set(terms) | {
+        "context",
+        *CONVERSATION_TERMS,
+    } == set(TERMS)
     # context = -0.03 * 10 h + 0.3 (same language) + 0.15 (evening) + 0.1 * 0 = 0.15
     context = 0.15
     past = np.log1p(2.0)  # 1.098612
