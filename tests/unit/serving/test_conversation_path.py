@@ -121,6 +121,9 @@ def test_a_root_page_has_three_sections_of_scored_threads(
     assert [r["tweet_id"] for r in sections["main"]] == [202]
     assert [r["tweet_id"] for r in sections["main"][0]["replies"]] == [204]
     assert [r["tweet_id"] for r in sections["abusive"]] == [203]  # toxicity 0.9
+    # the default scorer: the arm's feed ranker (fake p(fav) = 0.25 for 202), blend fav 0.5
+    assert sections["main"][0]["score"] == pytest.approx(0.125)
+    assert sections["main"][0]["predictions"]["fav"] == pytest.approx(0.25)
     assert body["sources"] == {"recent_replies": 3, "top_replies": 0, "ancestors": 0}
     assert (body["ranking"], body["degraded"], body["degraded_reasons"]) == ("model", False, [])
     assert (body["model_version"], body["arm"]) == ("v1", "champion")
@@ -223,6 +226,20 @@ def test_a_failing_ranker_gives_the_heuristic_order_never_an_error(home: Path) -
     shown = [n for s in answer.sections for n in s.replies]
     assert shown and all(n.predictions == {} for n in shown)
     assert {row[5] for row in _served_rows(cfg)} == {"policy:heuristic"}
+
+
+class MisshapenScorer(RecordingScorer):
+    async def score(self, viewer_id: int, root_id: int, candidates: pd.DataFrame) -> ScoredReplies:
+        return ScoredReplies(np.zeros(len(candidates) + 1), {}, "broken")
+
+
+def test_a_scorer_answer_of_the_wrong_shape_counts_as_a_failure(home: Path) -> None:
+    engine = big_engine(conversation_cfg(home), MisshapenScorer())
+    try:
+        answer = _ask(engine, BIG_ROOT)
+    finally:
+        engine.close()
+    assert answer.ranking == "heuristic" and answer.degraded_reasons == ["ranker_failed"]
 
 
 def test_the_heuristic_puts_threads_with_more_replies_first() -> None:
