@@ -37,19 +37,21 @@ class ScoredReplies:
     predictions: Mapping[str, np.ndarray] = field(default_factory=dict)
     version: str = ""
 
-    def checked(self, n: int) -> ScoredReplies:
-        """Itself when every array has `n` finite rows; ValueError naming what is wrong."""
-        scores = np.asarray(self.scores, dtype=np.float64)
-        if scores.shape != (n,):
-            raise ValueError(f"the scorer returned scores of shape {scores.shape} for {n} replies")
-        if not np.isfinite(scores).all():
-            raise ValueError("the scorer returned non-finite scores")
-        for head, values in self.predictions.items():
-            if np.shape(values) != (n,):
-                raise ValueError(
-                    f"the scorer's head {head!r} has shape {np.shape(values)} for {n} replies"
-                )
-        return ScoredReplies(scores, self.predictions, self.version)
+
+def checked(scored: ScoredReplies, n: int) -> ScoredReplies:
+    """A scorer's answer for `n` candidates as a ScoredReplies (any object with `scores`,
+    `predictions` and `version` will do), scores as float64; ValueError naming what is wrong
+    when an array does not have `n` rows or a score is not finite."""
+    scores = np.asarray(scored.scores, dtype=np.float64)
+    if scores.shape != (n,):
+        raise ValueError(f"the scorer returned scores of shape {scores.shape} for {n} replies")
+    if not np.isfinite(scores).all():
+        raise ValueError("the scorer returned non-finite scores")
+    predictions = {head: np.asarray(values) for head, values in scored.predictions.items()}
+    for head, values in predictions.items():
+        if values.shape != (n,):
+            raise ValueError(f"the scorer's head {head!r} has shape {values.shape} for {n} replies")
+    return ScoredReplies(scores, predictions, str(scored.version))
 
 
 class ReplyScorer(Protocol):

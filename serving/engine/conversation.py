@@ -35,7 +35,7 @@ from serving.conversation.ancestors import AncestorStore
 from serving.conversation.degradation import LoadShedder, heuristic_scores
 from serving.conversation.order import product_groups, product_order
 from serving.conversation.page import Page, ScoredCandidates, build_page
-from serving.conversation.scoring import CANDIDATE_COLUMNS, ReplyScorer, ScoredReplies
+from serving.conversation.scoring import CANDIDATE_COLUMNS, ReplyScorer, ScoredReplies, checked
 from serving.conversation.sections import health_sections
 from serving.conversation.sources import Fetched, fetch
 from serving.conversation.tree import ReplyTree, build_tree, linearize, thread_scores
@@ -216,16 +216,15 @@ class ConversationPath:
         root_id = int(self.index.arrays.tweet_id[prepared.root_row])
         timeout = max(deadline - asyncio.get_running_loop().time(), 0.001)
         try:
-            scored = await asyncio.wait_for(scorer.score(viewer_id, root_id, frame), timeout)
-            scored = scored.checked(len(frame))
+            answer = await asyncio.wait_for(scorer.score(viewer_id, root_id, frame), timeout)
+            scored = checked(answer, len(frame))
         except TimeoutError:
             log.warning("conversation: the ranker ran past the deadline; heuristic order")
             return self._heuristic(prepared, now, "ranker_timeout")
         except Exception as exc:  # a failing ranker must never fail the page
             log.warning("conversation: the ranker failed (%r); heuristic order", exc)
             return self._heuristic(prepared, now, "ranker_failed")
-        scores = np.asarray(scored.scores, dtype=np.float64)
-        return Ranked(scores, scored.predictions, scored.version, False, [])
+        return Ranked(scored.scores, scored.predictions, scored.version, False, [])
 
     def _heuristic(self, prepared: Prepared, now: pd.Timestamp, why: DegradedReason) -> Ranked:
         rows = prepared.fetched.rows

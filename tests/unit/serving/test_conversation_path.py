@@ -242,6 +242,20 @@ def test_a_scorer_answer_of_the_wrong_shape_counts_as_a_failure(home: Path) -> N
     assert answer.ranking == "heuristic" and answer.degraded_reasons == ["ranker_failed"]
 
 
+def test_a_scorer_may_answer_with_any_object_of_the_same_fields() -> None:
+    from types import SimpleNamespace
+
+    from serving.conversation.scoring import checked
+
+    answer = SimpleNamespace(scores=[0.5, 1.0], predictions={"fav": [0.1, 0.2]}, version=3)
+    scored = checked(answer, 2)  # type: ignore[arg-type]
+    assert scored.scores.dtype == np.float64 and scored.version == "3"
+    with pytest.raises(ValueError, match="non-finite"):
+        checked(SimpleNamespace(scores=[np.nan, 1.0], predictions={}, version="x"), 2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'fav'"):
+        checked(SimpleNamespace(scores=[0.0, 1.0], predictions={"fav": [0.1]}, version="x"), 2)  # type: ignore[arg-type]
+
+
 def test_the_heuristic_puts_threads_with_more_replies_first() -> None:
     from serving.conversation.degradation import heuristic_scores
 
