@@ -553,9 +553,6 @@ class ServeConfig(StrictModel):
     challenger_share: float = Field(
         0.5, ge=0, le=1, description="Share of users routed to the challenger when one exists."
     )
-    toxicity_threshold: float = Field(
-        0.6, ge=0, le=1, description="Replies above it go to the lower conversation section."
-    )
     # ---- home feed pipeline (DESIGN section 6) ----
     returning_user_days: float = Field(
         14.0, gt=0, description="A viewer away at least this many days gets the smaller cap."
@@ -799,6 +796,108 @@ class TrafficConfig(StrictModel):
         return self
 
 
+class SectionThresholds(StrictModel):
+    """When a conversation thread belongs to a lower health section: any one label at or over
+    its threshold sends it there (a threshold left null ignores that label)."""
+
+    toxicity: float = Field(ge=0, le=1, description="The reply's toxicity label in [0, 1].")
+    negative: float | None = Field(
+        None, ge=0, le=1, description="The scorer's p(negative) of the reply, where it has one."
+    )
+    report: float | None = Field(
+        None, ge=0, le=1, description="The scorer's p(report) of the reply, where it has one."
+    )
+
+
+class ConversationConfig(StrictModel):
+    """The /conversation path (DESIGN section 6): sources, degradation, linearization, product
+    order, health sections and ad slots."""
+
+    recent_replies: int = Field(
+        3200, ge=1, description="Recent-replies cache: newest replies fetched per conversation."
+    )
+    top_replies: int = Field(
+        800,
+        ge=0,
+        description="Conversations larger than recent_replies also fetch this many older "
+        "replies, best by the search-model score.",
+    )
+    search_engagement_weight: float = Field(
+        1.0, ge=0, description="Search-model score: weight of log(1 + engagements so far)."
+    )
+    search_reply_weight: float = Field(
+        1.0, ge=0, description="Search-model score: weight of log(1 + direct replies to it)."
+    )
+    search_half_life_hours: float = Field(
+        24.0, gt=0, description="Search-model score: a reply's recency halves every this many h."
+    )
+    max_in_flight: int = Field(
+        8,
+        ge=1,
+        description="Conversation requests a replica serves at once before it degrades: over "
+        "it, fewer candidates are fetched and scored.",
+    )
+    overrun_cooldown_s: float = Field(
+        10.0,
+        ge=0,
+        description="After a conversation request ran past serve.request_deadline_ms, the next "
+        "ones fetch fewer candidates for this many (wall-clock) seconds.",
+    )
+    degraded_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Share of recent_replies and top_replies fetched by a degraded request.",
+    )
+    heuristic_half_life_hours: float = Field(
+        24.0,
+        gt=0,
+        description="The heuristic order (ranker failed): log(1 + replies below + engagements) "
+        "plus a recency bonus in [0, 1] halving every this many hours.",
+    )
+    thread_depth: int = Field(
+        3,
+        ge=0,
+        description="Linearization: a thread's score is the average score of its replies down "
+        "to this many levels below its top reply (0: the top reply alone).",
+    )
+    shown_depth: int = Field(
+        3, ge=1, description="Deepest reply shown (1: top-level replies only)."
+    )
+    shown_children: int = Field(
+        2, ge=1, description="Best branches shown under a reply; the rest collapse."
+    )
+    max_threads: int = Field(
+        40, ge=1, description="Top-level threads shown per section; the rest collapse."
+    )
+    low_quality: SectionThresholds = Field(
+        default_factory=lambda: SectionThresholds(toxicity=0.6, negative=0.3, report=None),
+        description="Thresholds of the low_quality section.",
+    )
+    abusive: SectionThresholds = Field(
+        default_factory=lambda: SectionThresholds(toxicity=0.85, negative=None, report=0.2),
+        description="Thresholds of the abusive section (checked before low_quality).",
+    )
+    replies_per_ad: int = Field(
+        20, ge=1, description="One ad slot per this many replies shown on the page."
+    )
+    max_ads: int = Field(3, ge=0, description="Most ad slots on one conversation page.")
+    ad_inventory_size: int = Field(
+        60, ge=1, description="Ads in the simulated inventory (generated from ad_seed)."
+    )
+    ad_advertisers: int = Field(12, ge=1, description="Advertisers of the simulated ads inventory.")
+    ad_seed: int = Field(7, description="Seed of the simulated ads inventory.")
+
+    @model_validator(mode="after")
+    def _check_sections(self) -> ConversationConfig:
+        if self.abusive.toxicity < self.low_quality.toxicity:
+            raise ValueError(
+                "conversation: abusive.toxicity must be at least low_quality.toxicity, got "
+                f"{self.abusive.toxicity} < {self.low_quality.toxicity}"
+            )
+        return self
+
+
 class FeedrankConfig(StrictModel):
     name: str = Field("default", description="Name of this config.")
     paths: PathsConfig = Field(default_factory=PathsConfig)
@@ -814,6 +913,7 @@ class FeedrankConfig(StrictModel):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     traffic: TrafficConfig = Field(default_factory=TrafficConfig)
+    conversation: ConversationConfig = Field(default_factory=ConversationConfig)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -17,6 +17,7 @@ Tables:
   that arrives after an export makes the row pending again instead of being lost to training.
   ``synthetic`` (0/1) marks load-test and probe pages: served and logged, but no viewer saw them,
   so they are never exported, and the feed does not count them as seen by the viewer.
+  ``section`` is the health section a conversation reply was shown in (NULL on the home feed).
 - ``engagements``: one row per (request_id, tweet_id, action), pointing at its ``served`` row.
 - ``posted``: tweets posted to the live service (``POST /tweets``), one row per ``tweet_id``, in
   posting order (``seq``), with the lake's tweet columns, the text embedding the service computed
@@ -74,6 +75,7 @@ CREATE TABLE IF NOT EXISTS served (
     model_version TEXT NOT NULL,
     arm TEXT NOT NULL,
     synthetic INTEGER NOT NULL DEFAULT 0,
+    section TEXT,
     version INTEGER NOT NULL DEFAULT 0,
     exported_version INTEGER,
     UNIQUE (request_id, tweet_id)
@@ -134,7 +136,7 @@ def _pending(table: str = "") -> str:
 
 
 # Columns added to `served` after its first release: (name, definition) for logs made before.
-_ADDED_SERVED_COLUMNS = (("synthetic", "INTEGER NOT NULL DEFAULT 0"),)
+_ADDED_SERVED_COLUMNS = (("synthetic", "INTEGER NOT NULL DEFAULT 0"), ("section", "TEXT"))
 # What a viewer was served (live pages only), read on every feed request from an index alone.
 SERVED_TO_SQL = "SELECT DISTINCT tweet_id FROM served WHERE viewer_id = ? AND synthetic = 0"
 
@@ -168,13 +170,16 @@ class InvalidActionError(ValueError):
 
 @dataclass(frozen=True)
 class ServedItem:
-    """One item of a served page; `position` is 0-based in the whole feed visit."""
+    """One item of a served page; `position` is 0-based in the whole feed visit (a
+    conversation page: in its reading order); `section` is the conversation section it was
+    shown in (None on the home feed)."""
 
     tweet_id: int
     author_id: int
     position: int
     source: str
     score: float
+    section: str | None = None
 
 
 @dataclass(frozen=True)
@@ -362,6 +367,7 @@ class EventLog:
                 model_version,
                 arm,
                 int(synthetic),
+                item.section,
             )
             for item in items
         ]
@@ -370,7 +376,7 @@ class EventLog:
                 db.executemany(
                     "INSERT INTO served (request_id, session_id, viewer_id, tweet_id, author_id, "
                     "position, source, score, served_at_us, surface, model_version, arm, "
-                    "synthetic) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "synthetic, section) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
         except sqlite3.IntegrityError as exc:

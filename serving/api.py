@@ -185,10 +185,12 @@ def make_api(
     @api.post(
         "/conversation",
         response_model=ConversationResponse,
-        responses={404: {"description": "Unknown viewer or tweet, or the tweet is a reply"}},
+        responses={404: {"description": "Unknown viewer or tweet"}},
     )
     async def conversation(request: ConversationRequest) -> ConversationResponse:
-        """Rank the replies of a root tweet for `viewer_id`, as a tree split into sections."""
+        """The page of a tweet clicked (a root, or a reply with the chain above it): the replies
+        below it ranked for `viewer_id`, linearized, in product order and three health
+        sections, with ad slots."""
         return await backend.conversation(request)
 
     @api.post(

@@ -45,7 +45,12 @@ Action = Annotated[
     AfterValidator(_recordable),
     WithJsonSchema({"type": "string", "enum": list(RECORDABLE_ACTIONS)}),
 ]
-SectionName = Literal["main", "low_quality"]
+SectionName = Literal["main", "low_quality", "abusive"]
+# The candidate sources of a conversation page (serving.conversation.sources).
+ReplySource = Literal["recent_replies", "top_replies", "ancestors"]
+ConversationRanking = Literal["model", "heuristic"]
+# Why a conversation answer degraded (serving.conversation.degradation).
+DegradedReason = Literal["load", "recent_overrun", "ranker_failed", "ranker_timeout"]
 
 
 class RequestModel(BaseModel):
@@ -152,41 +157,129 @@ class EngagementResponse(BaseModel):
 
 
 class ConversationRequest(RequestModel):
-    tweet_id: int = Field(gt=0, description="Root tweet of the conversation.")
+    tweet_id: int = Field(
+        gt=0,
+        description="The tweet clicked: a conversation root, or a reply (the page then shows the "
+        "chain above it and the replies below it).",
+    )
     viewer_id: int = Field(gt=0, description="The viewer for whom replies are ranked.")
 
 
 class ReplyNode(BaseModel):
     tweet_id: int
     author_id: int
-    score: float = Field(description="Blended score of the reply for the viewer.")
+    position: int = Field(
+        description="0-based position on the page in reading order (sections in order, each "
+        "thread depth first); the position its served row is logged with."
+    )
+    source: ReplySource = Field(description="The candidate source that fetched the reply.")
+    score: float = Field(description="The reply's score for the viewer (the ranker's blend).")
+    thread_score: float = Field(
+        description="Average score of the reply's thread down to `conversation.thread_depth` "
+        "levels: what orders it among its siblings."
+    )
     toxicity: float = Field(description="Health label of the reply in [0, 1].")
-    predictions: dict[str, float] = Field(description="Probability per ranker head.")
+    predictions: dict[str, float] = Field(
+        description="Prediction per ranker head (empty when the heuristic order served)."
+    )
+    in_network: bool = Field(description="The viewer follows the author.")
+    verified: bool = Field(description="The author is a verified account.")
+    more_replies: int = Field(
+        0,
+        description="The 'more replies' marker: replies below this one not shown (collapsed "
+        "branches), 0 when all are shown.",
+    )
     replies: list[ReplyNode] = Field(
-        default_factory=list, description="Direct replies to this reply, best first."
+        default_factory=list, description="The shown replies to this reply, best thread first."
     )
 
 
-class ConversationRoot(BaseModel):
+class ConversationTweet(BaseModel):
     tweet_id: int
     author_id: int
     text: str
 
 
 class ConversationSection(BaseModel):
-    name: SectionName = Field(description="`main`, or `low_quality` for toxic subtrees.")
-    replies: list[ReplyNode] = Field(description="Top-level reply subtrees, best first.")
+    name: SectionName = Field(
+        description="`main`, `low_quality` or `abusive`: the health section of its threads "
+        "(decided by each thread's top reply; a thread moves whole)."
+    )
+    replies: list[ReplyNode] = Field(
+        description="Top-level threads in product order: replies by accounts the viewer follows "
+        "that the focal tweet's author replied to, then verified accounts, then everyone else, "
+        "each group by thread score."
+    )
+    more_replies: int = Field(
+        0,
+        description="The 'more replies' marker of the section: replies of its threads past "
+        "`conversation.max_threads`, not shown.",
+    )
+
+
+class AdSlot(BaseModel):
+    is_ad: Literal[True] = Field(True, description="Always true: this is an ad, not a reply.")
+    ad_id: int = Field(description="The ad in the simulated ads inventory.")
+    advertiser_id: int
+    text: str
+    section: SectionName = Field("main", description="Ads are placed in `main` only.")
+    after_thread: int = Field(
+        description="The slot follows this many top-level threads of its section (>= 1)."
+    )
 
 
 class ConversationResponse(BaseModel):
     request_id: str = Field(
-        description="Unique id of this answer: every reply shown is logged as served under it "
-        "(surface `conversation`), so POST /engagement takes it."
+        description="Unique id of this answer: every reply shown in `sections` is logged as "
+        "served under it (surface `conversation`, with its position and section), so POST "
+        "/engagement takes it. Ancestors and ads are not logged."
     )
-    root: ConversationRoot
-    sections: list[ConversationSection] = Field(description="`main` then `low_quality`.")
-    model_version: str
+    root: ConversationTweet = Field(description="The conversation's root tweet.")
+    focal_tweet_id: int = Field(
+        description="The tweet clicked: the root, or a reply whose replies the sections hold."
+    )
+    ancestors: list[ConversationTweet] = Field(
+        default_factory=list,
+        description="The chain above the focal tweet, root first, ending with its parent; "
+        "empty on a root's page.",
+    )
+    sections: list[ConversationSection] = Field(
+        description="`main`, `low_quality`, `abusive`, always all three, in this order."
+    )
+    ads: list[AdSlot] = Field(
+        default_factory=list,
+        description="Ad slots of the page (one per `conversation.replies_per_ad` replies "
+        "shown, at most `conversation.max_ads`), from the simulated ads inventory.",
+    )
+    sources: dict[str, int] = Field(
+        default_factory=dict,
+        description="Candidates per source: recent_replies (the recent-replies cache), "
+        "top_replies (older replies of large conversations by the search-model score), "
+        "ancestors (the ancestor store's tree repair).",
+    )
+    candidates_scored: int = Field(0, description="Candidates that went through the scorer.")
+    ranking: ConversationRanking = Field(
+        "model",
+        description="model: scored by the reply ranker; heuristic: it failed or ran out of "
+        "time, and replies with more answers and engagements, then newer, came first.",
+    )
+    degraded: bool = Field(False, description="True when fewer candidates or the heuristic served.")
+    degraded_reasons: list[DegradedReason] = Field(
+        default_factory=list,
+        description="Why: load (too many requests in flight: fewer candidates), recent_overrun "
+        "(a recent request ran past the deadline: fewer candidates), ranker_failed, "
+        "ranker_timeout (the heuristic order served).",
+    )
+    model_version: str = Field(
+        description="Version of the reply ranker that scored, `policy:heuristic` when the "
+        "heuristic order served, `none` when there was nothing to score."
+    )
     arm: Arm
+    timings_ms: dict[str, float] = Field(
+        default_factory=dict,
+        description="Where this request's time went inside the service, in ms: candidates, "
+        "score, page (tree, linearization, order, sections, ads), log and total.",
+    )
 
 
 class HealthResponse(BaseModel):

@@ -116,6 +116,8 @@ class TweetArrays:
     author_id: np.ndarray  # int64
     created_ns: np.ndarray  # int64 nanoseconds since the epoch, ascending
     is_root: np.ndarray  # bool: not a reply
+    parent_id: np.ndarray  # int64: in_reply_to_tweet_id, -1 for a root
+    toxicity: np.ndarray  # float64: the health label in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -213,11 +215,18 @@ class WorldIndex:
         impressions: pd.DataFrame,
         serve: ServeConfig,
     ) -> None:
-        """users: user_id; follows: follower_id, followee_id; tweets: the REPLY_COLUMNS plus
+        """users: user_id (and optionally is_verified); follows: follower_id, followee_id;
+        tweets: the REPLY_COLUMNS plus
         conversation_id (and optionally hashtags, a list per tweet); impressions: viewer_id,
         tweet_id, served_at and the ENGAGEMENTS flags."""
         self.serve = serve
         self._users = frozenset(users["user_id"].astype(np.int64).tolist())
+        verified = users["is_verified"].fillna(False) if "is_verified" in users else None
+        self._verified = np.sort(
+            users["user_id"].to_numpy(np.int64)[verified.to_numpy(bool)]
+            if verified is not None
+            else np.zeros(0, dtype=np.int64)
+        )
         self._followees = _group_values(
             follows["follower_id"].to_numpy(np.int64), follows["followee_id"].to_numpy(np.int64)
         )
@@ -234,7 +243,7 @@ class WorldIndex:
         started = time.perf_counter()
         raw = cfg.paths.raw
         index = cls(
-            users=read_columns(raw, "users", ["user_id"]),
+            users=read_columns(raw, "users", ["user_id", "is_verified"]),
             follows=read_columns(raw, "follows", ["follower_id", "followee_id"]),
             tweets=read_columns(raw, "tweets", [*REPLY_COLUMNS, "conversation_id", "hashtags"]),
             impressions=read_columns(
@@ -285,6 +294,8 @@ class WorldIndex:
             author_id=frame["author_id"].to_numpy(np.int64),
             created_ns=to_ns(frame["created_at"]),
             is_root=self._is_root,
+            parent_id=frame["in_reply_to_tweet_id"].to_numpy(np.int64),
+            toxicity=frame["toxicity"].to_numpy(np.float64),
         )
         self._index_authors()
         self._index_hashtags(hashtags)
@@ -420,6 +431,10 @@ class WorldIndex:
             ),
             created_ns=np.concatenate([self.arrays.created_ns, created]),
             is_root=self._is_root,
+            parent_id=np.concatenate(
+                [self.arrays.parent_id, frame["in_reply_to_tweet_id"].to_numpy(np.int64)]
+            ),
+            toxicity=np.concatenate([self.arrays.toxicity, frame["toxicity"].to_numpy(np.float64)]),
         )
         self._append_hashtags(hashtags, len(frame))
         self._eng = self._eng.grown(len(self._tweets))
@@ -488,6 +503,15 @@ class WorldIndex:
     def tweet(self, tweet_id: int) -> pd.Series:
         """One row of the tweets index (REPLY_COLUMNS plus conversation_id); KeyError if unknown."""
         return self._tweets.iloc[self._row(tweet_id)]
+
+    def verified(self, user_ids: np.ndarray) -> np.ndarray:
+        """Whether each of the user ids [N] is a verified account (bool [N])."""
+        return np.isin(np.asarray(user_ids, dtype=np.int64), self._verified)
+
+    def conversation_rows(self, root_tweet_id: int) -> np.ndarray:
+        """Tweet rows [k] of every reply of a conversation, ascending (oldest first): index
+        them into :attr:`arrays`. Empty for an unknown id or a conversation without replies."""
+        return self._replies_of.get(int(root_tweet_id), _NO_ROWS)
 
     def conversation_sizes(self) -> pd.Series:
         """Reply count per conversation root id, for conversations with at least one reply."""

@@ -49,7 +49,8 @@ from pipelines.schema import ENGAGEMENTS
 from serving.candidates.filters import apply_filters
 from serving.candidates.sources import CandidateGenerator, FeedContext
 from serving.candidates.world_index import WorldIndex
-from serving.engine.conversation import ConversationPath, shown_replies
+from serving.conversation.scoring import ReplyScorer
+from serving.engine.conversation import ConversationPath, FeedRankerReplyScorer
 from serving.engine.errors import EventLogError, InvalidFieldError, NotFoundError
 from serving.engine.ports import (
     ArmModel,
@@ -88,7 +89,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HYDRATE_COLUMNS = ["tweet_id", "author_id", "in_network"]
-_REPLY = "conversation"  # the `source` of a reply logged as served in a conversation
 
 NO_CONTROLS = AuthorControls(
     blocked=np.zeros(0, dtype=np.int64), muted=np.zeros(0, dtype=np.int64), show_fewer={}
@@ -165,6 +165,7 @@ class FeedEngine:
         push_embeddings: PushEmbeddings | None = None,
         counts: EngagementPusher | None = None,
         oracle: Oracle | None = None,
+        reply_scorers: Mapping[Arm, ReplyScorer] | None = None,
     ) -> None:
         """retriever: the out-of-network embedding source (None: trending only); events: where
         served impressions and feedback are logged and posted tweets recorded (None: nothing
@@ -173,7 +174,9 @@ class FeedEngine:
         `cfg`, or the lake's latest moment while none is set); embed and push_embeddings: the
         text encoder and the online store's embedding push of POST /tweets (None: no posting);
         counts: where the tweets whose counts moved are marked (None: no push); oracle: the
-        world's true probabilities for the oracle policy (None: that policy answers 422)."""
+        world's true probabilities for the oracle policy (None: that policy answers 422);
+        reply_scorers: the conversation reply ranker per arm (None, or an arm it lacks: the
+        arm's feed ranker with ``blend.weights``, :class:`FeedRankerReplyScorer`)."""
         if "champion" not in arms:
             raise ValueError("a champion ranker is required")
         weights = cfg.blend.weights
@@ -198,7 +201,12 @@ class FeedEngine:
         self.generator = CandidateGenerator(
             index, cfg.serve, retriever.retrieve if retriever is not None else None
         )
-        self.conversations = ConversationPath(cfg, index, self._hydrate_off_loop)
+        self.reply_scorers: dict[Arm, ReplyScorer] = {
+            arm: FeedRankerReplyScorer(model, self._hydrate_off_loop, weights)
+            for arm, model in self.arms.items()
+        }
+        self.reply_scorers.update(reply_scorers or {})
+        self.conversations = ConversationPath(cfg, index, self._blocking)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedrank-engine")
         # Feature reads get their own threads: one hung on a dead store must not block the next.
         self._feature_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feedrank-feat")
@@ -582,36 +590,39 @@ class FeedEngine:
     # ----------------------------------------------------------------------------- conversation
 
     async def conversation(self, request: ConversationRequest) -> ConversationResponse:
-        """Replies of a root tweet, scored for the viewer, nested by score and split by health
-        (:class:`~serving.engine.conversation.ConversationPath`).
+        """The page of a tweet clicked (a root, or a reply with the chain above it) for the
+        viewer, scored by the reply ranker of the viewer's arm (stage by stage:
+        :class:`~serving.engine.conversation.ConversationPath`); every reply shown is logged as
+        served (surface ``conversation``, its position in reading order and its section) before
+        the page is returned. Ads and ancestors are not logged.
 
-        Raises NotFoundError for an unknown viewer or tweet, and for a tweet that is a reply.
+        Raises NotFoundError for an unknown viewer or tweet and EventLogError (the impressions
+        could not be logged: nothing served).
         """
+        started = time.perf_counter()
         arm = self.arm_of(request.viewer_id)
-        model = self.arms[arm]
+        scorer = self.reply_scorers.get(arm, self.reply_scorers["champion"])
         request_id = uuid.uuid4().hex
-        answer = await self.conversations.answer(request, arm, model, request_id)
-        shown = [
-            ServedItem(
-                tweet_id=r.tweet_id, author_id=r.author_id, position=i, source=_REPLY, score=r.score
-            )
-            for i, r in enumerate(shown_replies(answer))
-        ]
-        if shown and self.events is not None:
+        answered = await self.conversations.answer(request, arm, scorer, request_id, self.now())
+        answer = answered.response
+        if answered.served and self.events is not None:
+            log_started = time.perf_counter()
             # Its own session: a conversation is a visit of its own, not a page of a feed.
             await self._blocking(
                 self._log_served,
                 request_id,
                 uuid.uuid4().hex,
                 request.viewer_id,
-                shown,
-                model.version,
+                answered.served,
+                answer.model_version,
                 arm,
                 False,
                 "conversation",
             )
+            answer.timings_ms["log"] = round((time.perf_counter() - log_started) * 1000.0, 3)
             if self.counts is not None:
-                self.counts.mark(item.tweet_id for item in shown)  # their impressions count
+                self.counts.mark(item.tweet_id for item in answered.served)
+        answer.timings_ms["total"] = round((time.perf_counter() - started) * 1000.0, 3)
         return answer
 
     # ---------------------------------------------------------------------------- posted tweets

@@ -198,15 +198,17 @@ def test_conversation_is_a_scored_tree_in_sections(served: Served) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["root"]["tweet_id"] == root_id
-    assert [section["name"] for section in body["sections"]] == ["main", "low_quality"]
-    threshold = served.cfg.serve.toxicity_threshold
-    main, low_quality = (section["replies"] for section in body["sections"])
-    assert all(node["toxicity"] <= threshold for node in main)
-    assert all(node["toxicity"] > threshold for node in low_quality)
-    every = list(_walk(main + low_quality))
-    assert len(every) == n_replies
-    for siblings in [main, low_quality, *(node["replies"] for node in every)]:
-        scores = [node["score"] for node in siblings]
+    assert [section["name"] for section in body["sections"]] == ["main", "low_quality", "abusive"]
+    main, low_quality, abusive = (section["replies"] for section in body["sections"])
+    conversation = served.cfg.conversation
+    assert all(node["toxicity"] < conversation.low_quality.toxicity for node in main)
+    assert all(node["toxicity"] < conversation.abusive.toxicity for node in low_quality)
+    every = list(_walk(main + low_quality + abusive))
+    collapsed = sum(s["more_replies"] for s in body["sections"])
+    collapsed += sum(node["more_replies"] for node in every)
+    assert len(every) + collapsed == n_replies == body["candidates_scored"]
+    for node in every:  # below the top level, the best thread first
+        scores = [child["thread_score"] for child in node["replies"]]
         assert scores == sorted(scores, reverse=True)
     assert (body["arm"], body["model_version"]) == expected_version(served, viewer)
     # Every reply shown was logged as served: an engagement on one is recorded.
@@ -240,15 +242,11 @@ def test_a_tweet_by_an_unknown_author_is_422_naming_the_field(served: Served) ->
     assert [e["loc"][-1] for e in response.json()["detail"]] == ["tweets.0.author_id"]
 
 
-def test_conversation_of_a_reply_or_unknown_tweet_is_404(served: Served) -> None:
-    root_id, _ = largest_conversation(served.index)
-    reply_id = int(served.index.replies(root_id)["tweet_id"].iloc[0])
+def test_conversation_of_an_unknown_tweet_is_404(served: Served) -> None:
     viewer = busiest_user(served.index, range(1, 50))
-    for tweet_id in (reply_id, 10**12):
-        body = {"tweet_id": tweet_id, "viewer_id": viewer}
-        response = served.client.post("/conversation", json=body)
-        assert response.status_code == 404
-        assert str(tweet_id) in response.json()["detail"]
+    response = served.client.post("/conversation", json={"tweet_id": 10**12, "viewer_id": viewer})
+    assert response.status_code == 404
+    assert str(10**12) in response.json()["detail"]
 
 
 def test_openapi_docs_are_served(served: Served) -> None:

@@ -93,7 +93,7 @@ def test_serve_app_in_local_testing_mode(
     assert [item.tweet_id for item in feed.items] == FEED_ORDER
     assert feed.model_version == {"champion": "7", "challenger": "8"}[feed.arm]
     conversation = handle.conversation.remote(ConversationRequest(tweet_id=ROOT, viewer_id=1))
-    assert [s.name for s in conversation.result().sections] == ["main", "low_quality"]
+    assert [s.name for s in conversation.result().sections] == ["main", "low_quality", "abusive"]
     handle.close.remote().result()  # the replica's live threads stop with it
 
 
