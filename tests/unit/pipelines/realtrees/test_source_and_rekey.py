@@ -91,3 +91,11 @@ def test_a_truncated_salt_is_an_error_naming_its_size(tmp_path: Path) -> None:
     path.write_bytes(b"short")
     with pytest.raises(ValueError, match="5 bytes"):
         load_or_create_salt(path)
+
+
+def test_the_config_offers_exactly_the_platforms_the_package_ships() -> None:
+    from typing import get_args
+
+    from pipelines.config import TreesConfig
+
+    assert get_args(TreesConfig.model_fields["platform"].annotation) == tuple(DATA_FILES)
