@@ -9,14 +9,16 @@ n - 1)`` (0-based), and a post is *present* when its effective time is strictly 
 - **Labels** (after the cut only): ``gain`` = log1p(descendants the candidate's thread gains at or
   after the cut), and ``root_reply`` = 1 if the root's author replies in the thread at or after it.
 - **Features** (strictly before the cut only): the thread so far (descendants, children, depth,
-  distinct authors, growth in the recent window, time since its last post), the reply itself (age,
-  delay after the root, arrival rank, toxicity, sentiment, text length, whether the root's author
-  wrote it or replied in its thread), the reply author's history in other trees before the cut
+  distinct authors, growth in a recent and a latest window, growth per hour, time since its last
+  post, the reply's author answering in it), the reply itself (age, delay after the root, arrival
+  rank, toxicity, sentiment, text length, whether the root's author wrote it or replied in its
+  thread), the reply author's history in other trees before the cut
   (:class:`pipelines.realtrees.history.AuthorHistory`), and the conversation (size, age,
-  candidates). Ranks within the tree make the counts comparable across small and large trees.
+  candidates, the root's length and its author's history). Ranks within the tree make the counts
+  comparable across small and large trees.
 
-:func:`candidate_table` returns one row per candidate with ``tree``, ``post``, ``n_candidates``,
-the labels, and the columns of :data:`FEATURES`.
+:func:`candidate_table` returns one row per candidate: ``tree``, ``post``, ``author``, ``at_s``,
+``cut_s``, the :data:`LABELS` and the :data:`FEATURES`.
 """
 
 from __future__ import annotations

@@ -3,15 +3,21 @@
 The model is :class:`pipelines.models.masknet.ParallelMaskNet` (parallel mask blocks, shared MLP,
 one tower per head, the wide logit) over :data:`pipelines.realtrees.protocol.FEATURES`,
 normalized by its :class:`~pipelines.models.masknet.FeatureNormalizer` (heavy-tailed counts
-log-scaled), and trained with the feed ranker's loss (:func:`pipelines.models.losses.multitask_loss`)
-on two heads:
+log-scaled), with two heads:
 
-- ``gain`` (regression): log1p of the replies the thread gains after the cut, the NDCG gain;
-- ``root_reply`` (binary): the root's author replies in the thread after the cut.
+- ``gain`` (a real-valued head): the score a candidate is ranked by, trained with a listwise
+  loss (:func:`listwise_loss`, ListNet's softmax cross-entropy per tree) towards the thread's
+  gain, log1p of the replies it gains after the cut, which is the NDCG gain. Its value orders
+  the candidates of one tree; it is not an estimate of the gain itself.
+- ``root_reply`` (binary): the root's author replies in the thread after the cut, trained with
+  the feed ranker's cross-entropy (:func:`pipelines.models.losses.multitask_loss`).
 
-A candidate's score is its predicted ``gain``. Training runs in this process (the trees are small:
-one pass is seconds on a CPU) with AdamW; after each epoch the model ranks the validation trees
-(training trees held back, never test trees) and the epoch with the best mean NDCG is kept.
+Batches hold whole trees (the listwise loss compares a tree's candidates with each other), and
+every tree weighs the same, as in the metrics' macro-average. Training runs in this process (one
+pass over the Twitter trees is seconds on a CPU) with AdamW and the feed ranker's moving average
+of the weights (:class:`pipelines.train.ranker.WeightAverage`); after each epoch the averaged
+model ranks the validation trees (training trees held back, never test trees) and the epoch with
+the best mean NDCG is kept.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ log = logging.getLogger(__name__)
 
 HEADS: tuple[str, ...] = LABELS  # ("gain", "root_reply"): one head per label
 SCORE_HEAD = "gain"
-REGRESSION_HEADS: tuple[str, ...] = ("gain",)
+REGRESSION_HEADS: tuple[str, ...] = ("gain",)  # a raw score, no sigmoid (see the docstring)
 
 
 @dataclass
