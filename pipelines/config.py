@@ -803,7 +803,8 @@ class TreesRankerConfig(StrictModel):
     epochs: int = Field(
         6,
         ge=1,
-        description="Passes over the training trees; the one with the best validation NDCG is kept.",
+        description="Most passes over the training trees; the count whose model ranks the "
+        "validation trees best is refit on training and validation trees.",
     )
     batch_size: int = Field(
         1024, ge=1, description="Candidate rows per optimizer step (whole trees, about this many)."

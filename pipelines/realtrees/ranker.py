@@ -15,9 +15,10 @@ log-scaled), with two heads:
 Batches hold whole trees (the listwise loss compares a tree's candidates with each other), and
 every tree weighs the same, as in the metrics' macro-average. Training runs in this process (one
 pass over the Twitter trees is seconds on a CPU) with AdamW and the feed ranker's moving average
-of the weights (:class:`pipelines.train.ranker.WeightAverage`); after each epoch the averaged
-model ranks the validation trees (training trees held back, never test trees) and the epoch with
-the best mean NDCG is kept.
+of the weights (:class:`pipelines.train.ranker.WeightAverage`). After each epoch the averaged
+model ranks the validation trees (training trees held back, never test trees); the number of
+epochs with the best mean NDCG is then trained again, from the same seed, on the training and
+validation trees together (the logistic regression fits on both as well).
 """
 
 from __future__ import annotations
@@ -205,8 +206,52 @@ def validation_ndcg(model: ParallelMaskNet, validation: pd.DataFrame, k: int) ->
     return float(per_tree(validation, scores, trees, k)["ndcg"].mean())
 
 
+class _Fit:
+    """One model in training: the optimizer, the moving average and the seeded tree order."""
+
+    def __init__(self, cfg: TreesConfig, candidates: pd.DataFrame) -> None:
+        torch.manual_seed(cfg.seed)
+        self.cfg = cfg
+        self.model = build_model(cfg, candidates)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.ranker.lr, weight_decay=cfg.ranker.weight_decay
+        )
+        self.data = TrainingTrees.of(candidates)
+        self.rng = np.random.default_rng(cfg.seed)
+        decay = cfg.ranker.ema_decay
+        self.average = WeightAverage(self.model, decay) if decay > 0 else None
+
+    def epoch(self) -> float:
+        """One more pass; the mean batch loss."""
+        return _epoch(self.model, self.optimizer, self.data, self.cfg, self.rng, self.average)
+
+    def kept(self) -> ParallelMaskNet:
+        """The model to evaluate or keep: the moving average of the weights when there is one."""
+        if self.average is None:
+            return self.model
+        return cast(ParallelMaskNet, self.average.averaged())
+
+
+def select_epochs(
+    cfg: TreesConfig, train: pd.DataFrame, validation: pd.DataFrame
+) -> tuple[int, list[dict[str, float]]]:
+    """Trains on `train` for ``cfg.ranker.epochs`` epochs, ranking `validation` after each: the
+    number of epochs whose model ranked best, and the history."""
+    fit = _Fit(cfg, train)
+    best_epoch, best_ndcg, history = 0, -1.0, []
+    for epoch in range(cfg.ranker.epochs):
+        loss = fit.epoch()
+        ndcg = validation_ndcg(fit.kept(), validation, cfg.ndcg_k)
+        history.append({"epoch": epoch, "train_loss": loss, "validation_ndcg": ndcg})
+        log.info("conversation ranker: epoch %d loss %.4f validation NDCG %.4f", epoch, loss, ndcg)
+        if ndcg > best_ndcg:
+            best_epoch, best_ndcg = epoch, ndcg
+    return best_epoch + 1, history
+
+
 def train_ranker(cfg: TreesConfig, train: pd.DataFrame, validation: pd.DataFrame) -> TrainedRanker:
-    """Fits the ranker on `train`'s candidates, keeping the epoch best on `validation`'s trees.
+    """Picks the number of epochs on `validation`'s trees (trained on `train`), then fits the
+    ranker for that many epochs on both, as the logistic regression fits on both.
 
     Raises:
         ValueError: no training candidates, or no evaluable validation tree to choose with.
@@ -216,27 +261,10 @@ def train_ranker(cfg: TreesConfig, train: pd.DataFrame, validation: pd.DataFrame
             f"the ranker needs training candidates ({len(train)}) and evaluable validation "
             f"trees ({len(evaluable(validation))})"
         )
-    torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.ranker.threads)
-    model = build_model(cfg, train)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.ranker.lr, weight_decay=cfg.ranker.weight_decay
-    )
-    data = TrainingTrees.of(train)
-    rng = np.random.default_rng(cfg.seed)
-    decay = cfg.ranker.ema_decay
-    average = WeightAverage(model, decay) if decay > 0 else None
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
-    history = []
-    for epoch in range(cfg.ranker.epochs):
-        loss = _epoch(model, optimizer, data, cfg, rng, average)
-        kept = model if average is None else cast(ParallelMaskNet, average.averaged())
-        ndcg = validation_ndcg(kept, validation, cfg.ndcg_k)
-        history.append({"epoch": epoch, "train_loss": loss, "validation_ndcg": ndcg})
-        log.info("conversation ranker: epoch %d loss %.4f validation NDCG %.4f", epoch, loss, ndcg)
-        if best is None or ndcg > best[0]:
-            state = {k: v.detach().clone() for k, v in kept.state_dict().items()}
-            best = (ndcg, epoch, state)
-    assert best is not None  # epochs >= 1
-    model.load_state_dict(best[2])
-    return TrainedRanker(model=model, best_epoch=best[1], history=history)
+    epochs, history = select_epochs(cfg, train, validation)
+    fit = _Fit(cfg, pd.concat([train, validation], ignore_index=True))
+    for epoch in range(epochs):
+        loss = fit.epoch()
+        log.info("conversation ranker: refit epoch %d loss %.4f", epoch, loss)
+    return TrainedRanker(model=fit.kept(), best_epoch=epochs - 1, history=history)
