@@ -23,7 +23,13 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
 	@touch $@
 
-install: $(BIN)/.installed
+# Real reply trees (pipelines/realtrees) read the data files of delab-trees. Its dependencies
+# (TensorFlow among them) are never installed and its code is never imported: --no-deps.
+$(BIN)/.delab-trees: $(BIN)/.installed
+	$(BIN)/pip install -q --no-deps "delab-trees==0.4.2"
+	@touch $@
+
+install: $(BIN)/.installed $(BIN)/.delab-trees
 
 ## make run: build the world, run the feed_training DAG through Airflow, promote, serve.
 run: install

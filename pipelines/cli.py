@@ -215,6 +215,29 @@ def clock(
         raise typer.Exit(code=1) from error
 
 
+@app.command("import-trees")
+def import_trees_command(
+    platform: Annotated[
+        str, typer.Option(help="Which dataset of the delab-trees package: twitter or reddit.")
+    ] = "twitter",
+    config: ConfigOption = "default",
+) -> None:
+    """Import the delab-trees package's real reply trees as conversations into a lake of their
+    own (tweets and users, ids re-keyed, times repaired); prints a JSON summary last."""
+    from pipelines.realtrees.importer import import_trees
+    from pipelines.realtrees.source import PLATFORMS, TreesDataError
+
+    if platform not in PLATFORMS:
+        raise typer.BadParameter(f"--platform must be one of {list(PLATFORMS)}; got {platform!r}")
+    setup_logging()
+    try:
+        summary = import_trees(load_config(config), platform)
+    except TreesDataError as error:
+        typer.echo(f"feedrank import-trees: {error}", err=True)
+        raise typer.Exit(code=2) from error
+    typer.echo(json.dumps(summary))
+
+
 @app.command()
 def airflow_env(config: ConfigOption = "default") -> None:
     """Print the environment Airflow needs for this repo (eval it in a shell)."""

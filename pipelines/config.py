@@ -245,6 +245,29 @@ class PathsConfig(StrictModel):
         digest = hashlib.sha1(str(self.root_dir).encode()).hexdigest()[:10]
         return Path("/tmp") / f"ray_{digest}"
 
+    # -- real reply trees (delab-trees) ---------------------------------------------------------
+    @property
+    def trees(self) -> Path:
+        """Real reply trees: one lake per platform (``trees/<platform>``), apart from the simulated
+        world's, and the salt that re-keys their ids."""
+        return self.root_dir / "trees"
+
+    def trees_lake(self, platform: str) -> Path:
+        """The lake root whose ``tweets`` and ``users`` tables `feedrank import-trees` writes a
+        platform's trees to (``<table>/day=YYYY-MM-DD/part.parquet``, as the world's raw lake)."""
+        return self.trees / platform
+
+    @property
+    def trees_salt(self) -> Path:
+        """The secret salt of the keyed hash that turns the package's ids into lake ids (created
+        once; the same salt gives the same ids on every import)."""
+        return self.trees / "rekey.salt"
+
+    @property
+    def trees_reports(self) -> Path:
+        """The real-tree benchmark's table, plot and JSON."""
+        return self.reports / "conversation"
+
 
 def _feature_set_suffix(feature_set: str) -> str:
     return "" if feature_set == "full" else f"_{feature_set}"
@@ -898,6 +921,112 @@ class ConversationConfig(StrictModel):
         return self
 
 
+class TreesRankerConfig(StrictModel):
+    """The conversation ranker trained on real trees: the feed ranker's model code
+    (:class:`pipelines.models.masknet.ParallelMaskNet`) with its own heads and sizes."""
+
+    num_blocks: int = Field(2, ge=1, description="Parallel MaskNet blocks.")
+    mask_hidden_dim: int = Field(64, ge=1, description="Hidden width of each instance-guided mask.")
+    block_dim: int = Field(32, ge=1, description="Output width of each MaskNet block.")
+    mlp_dims: tuple[int, ...] = Field((64, 32), description="Shared MLP after the blocks.")
+    tower_dim: int = Field(32, ge=1, description="Hidden width of each head's tower.")
+    epochs: int = Field(
+        6,
+        ge=1,
+        description="Most passes over the training trees; the count whose model ranks the "
+        "validation trees best is refit on training and validation trees.",
+    )
+    batch_size: int = Field(
+        1024, ge=1, description="Candidate rows per optimizer step (whole trees, about this many)."
+    )
+    lr: float = Field(2e-3, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW's decoupled weight decay.")
+    root_reply_loss_weight: float = Field(
+        0.5,
+        ge=0.0,
+        description="Weight of the root-reply head's cross-entropy beside the gain head's "
+        "listwise loss.",
+    )
+    wide: bool = Field(
+        True, description="Add the linear (wide) logit per head, as the feed ranker."
+    )
+    ema_decay: float = Field(
+        0.98,
+        ge=0.0,
+        lt=1.0,
+        description="Validate and keep the exponential moving average of the weights (this decay "
+        "per step), as the feed ranker does; 0 = the last step's weights.",
+    )
+    threads: int = Field(2, ge=1, description="Torch intra-op threads while training.")
+
+
+class TreesConfig(StrictModel):
+    """Real reply trees from the delab-trees package and the leakage-free offline protocol that
+    ranks a conversation's top-level replies on them (`pipelines.realtrees`)."""
+
+    platform: Literal["twitter", "reddit"] = Field(
+        "twitter", description="Which of the package's datasets the benchmark ranks."
+    )
+    max_trees: int | None = Field(
+        None,
+        ge=10,
+        description="Keep only this many trees (a seeded draw, for smoke runs); None = all.",
+    )
+    cut_fraction: float = Field(
+        0.5, gt=0, lt=1, description="A tree is cut when this share of its replies has arrived."
+    )
+    early_cut_fraction: float = Field(
+        0.2, gt=0, lt=1, description="The early cut: this share of the replies has arrived."
+    )
+    recent_window_share: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Recent growth counts replies in this last share of the conversation's age "
+        "at the cut.",
+    )
+    latest_window_share: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="The latest growth counts replies in this (shorter) last share of the "
+        "conversation's age at the cut.",
+    )
+    test_share: float = Field(0.2, gt=0, lt=0.5, description="Share of trees held out (by tree).")
+    validation_share: float = Field(
+        0.2,
+        gt=0,
+        lt=0.5,
+        description="Share of the training trees the ranker picks its epoch on.",
+    )
+    time_test_share: float = Field(
+        0.2,
+        gt=0,
+        lt=0.5,
+        description="Time split: the latest share of trees (by root time) held out; training "
+        "trees must end before the first of them starts.",
+    )
+    seed: int = Field(17, description="Seed of the splits, the bootstrap, the draws and training.")
+    ndcg_k: int = Field(10, ge=1, description="Cut-off of NDCG and capped recall.")
+    large_min_candidates: int = Field(
+        20, ge=2, description="Trees with at least this many candidates form the large stratum."
+    )
+    bootstrap_samples: int = Field(
+        1000, ge=100, description="Resamples of trees for the macro-average's interval."
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Coverage of the intervals.")
+    logreg_max_iter: int = Field(
+        500, ge=10, description="Iterations of the logistic-regression baseline's solver."
+    )
+    ranker: TreesRankerConfig = Field(default_factory=TreesRankerConfig)
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> TreesConfig:
+        if self.early_cut_fraction >= self.cut_fraction:
+            raise ValueError("trees.early_cut_fraction must be below trees.cut_fraction")
+        return self
+
+
 class FeedrankConfig(StrictModel):
     name: str = Field("default", description="Name of this config.")
     paths: PathsConfig = Field(default_factory=PathsConfig)
@@ -914,6 +1043,7 @@ class FeedrankConfig(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     traffic: TrafficConfig = Field(default_factory=TrafficConfig)
     conversation: ConversationConfig = Field(default_factory=ConversationConfig)
+    trees: TreesConfig = Field(default_factory=TreesConfig)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
