@@ -163,6 +163,11 @@ class ConversationRequest(RequestModel):
         "chain above it and the replies below it).",
     )
     viewer_id: int = Field(gt=0, description="The viewer for whom replies are ranked.")
+    synthetic: bool = Field(
+        False,
+        description="A load test or probe: the replies shown are logged as synthetic, so they "
+        "never become training impressions, and they count in no live engagement counts.",
+    )
 
 
 class ReplyNode(BaseModel):

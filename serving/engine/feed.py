@@ -616,11 +616,11 @@ class FeedEngine:
                 answered.served,
                 answer.model_version,
                 arm,
-                False,
+                request.synthetic,
                 "conversation",
             )
             answer.timings_ms["log"] = round((time.perf_counter() - log_started) * 1000.0, 3)
-            if self.counts is not None:
+            if self.counts is not None and not request.synthetic:
                 self.counts.mark(item.tweet_id for item in answered.served)
         answer.timings_ms["total"] = round((time.perf_counter() - started) * 1000.0, 3)
         return answer

@@ -175,6 +175,24 @@ def test_every_shown_reply_is_logged_with_its_position_section_version_and_arm(
     assert client.post("/engagement", json=fav).json()["recorded"] is True
 
 
+def test_a_synthetic_conversation_request_logs_its_replies_as_synthetic(
+    tiny_client: tuple[FeedEngine, TestClient],
+) -> None:
+    engine, client = tiny_client
+    client.post("/conversation", json={"tweet_id": ROOT, "viewer_id": 1})
+    probe = {"tweet_id": ROOT, "viewer_id": 1, "synthetic": True}
+    body = client.post("/conversation", json=probe).json()
+    with sqlite3.connect(engine.cfg.paths.serving_events) as db:
+        flags = dict(
+            db.execute(
+                "SELECT request_id, MAX(synthetic) FROM served GROUP BY request_id"
+            ).fetchall()
+        )
+    assert len(flags) == 2
+    assert flags.pop(body["request_id"]) == 1
+    assert list(flags.values()) == [0]
+
+
 # ----------------------------------------------------------------- a generated conversation
 
 
