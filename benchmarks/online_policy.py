@@ -23,71 +23,27 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import typer
-import yaml
 from scipy.stats import bootstrap
 
 from pipelines.clock import SimClock
 from pipelines.config import FeedrankConfig, load_config
+from serving.scratch import copy_state, serving
 
 POLICIES: dict[str, str] = {
     "chronological": "chronological",
     "ranker": "served",
     "oracle": "oracle",
 }
-# Folders of a state root that a serving run neither reads nor needs: left out of the copies.
-NOT_COPIED = ("ray_results", "airflow", "mpl", "reports", "ray")
 CONFIDENCE = 0.95
-
-
-def copy_state(source: Path, target: Path) -> None:
-    """A private copy of the state root (SQLite files with their WAL, the lake, the models)."""
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*NOT_COPIED), symlinks=True)
-
-
-@contextmanager
-def serving(cfg: FeedrankConfig, home: Path, port: int) -> Iterator[str]:
-    """The Serve app of `cfg` on port `port` and the state root `home`, in a child process with
-    its own embedded Ray."""
-    config = home / "online_policy.yaml"
-    resolved = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"port": port})})
-    config.write_text(yaml.safe_dump(resolved.model_dump(mode="json", by_alias=True)))
-    env = {**os.environ, "FEEDRANK_HOME": str(home)}
-    env.pop("RAY_ADDRESS", None)
-    log = (home / "serve.log").open("w")
-    child = subprocess.Popen(
-        [sys.executable, "-m", "serving.cli", "serve", "--config", str(config), "--block"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    from serving.run import wait_healthy
-
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, timeout=600)
-        yield url
-    finally:
-        child.send_signal(signal.SIGINT)
-        try:
-            child.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-        log.close()
 
 
 def user_day_frame(
@@ -193,7 +149,7 @@ def main(
             started = time.perf_counter()
             print(f"[{name}] copying the state to {home} ...", flush=True)
             copy_state(source, home)
-            with serving(cfg, home, port) as url:
+            with serving(cfg, home, port, "online_policy") as url:
                 print(f"[{name}] serving on {url}; {days} day(s) of traffic ...", flush=True)
                 os.environ["FEEDRANK_HOME"] = str(home)
                 try:
