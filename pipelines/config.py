@@ -282,7 +282,7 @@ class PathsConfig(StrictModel):
     @property
     def conversation_blend(self) -> Path:
         """The grid-searched blend weights, inside the bundle so they travel with the model."""
-        return self.conversation_ranker_dir / "blend.json"
+        return self.conversation_ranker_dir / CONVERSATION_BLEND_FILE
 
     @property
     def conversation_evaluation(self) -> Path:
@@ -299,6 +299,7 @@ class PathsConfig(StrictModel):
 
 
 CONVERSATION_FEATURE_SET = "conversation"  # the feature set (and bundle suffix) of that ranker
+CONVERSATION_BLEND_FILE = "blend.json"  # the tuned blend, inside the conversation ranker's bundle
 
 
 def _feature_set_suffix(feature_set: str) -> str:

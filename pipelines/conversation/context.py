@@ -227,3 +227,18 @@ def _seconds(at_ns: np.ndarray, since_ns: np.ndarray) -> np.ndarray:
     """[N] float64 seconds from `since_ns` to `at_ns` (NaN where `since_ns` is unknown)."""
     since = np.asarray(since_ns, dtype=np.float64)
     return (at_ns.astype(np.float64) - since) / 1e9
+
+
+def follow_relations(
+    follows: pd.DataFrame, repliers: np.ndarray, root_authors: np.ndarray
+) -> dict[str, np.ndarray]:
+    """[N] int64 ``replier_follows_root_author`` and ``root_author_follows_replier`` of each
+    (reply author, root author) pair, from the follow graph (follower_id, followee_id); 0 where
+    the root author is unknown (-1)."""
+    graph = pd.MultiIndex.from_frame(follows[["follower_id", "followee_id"]])
+    forward = pd.MultiIndex.from_arrays([repliers, root_authors]).isin(graph)
+    backward = pd.MultiIndex.from_arrays([root_authors, repliers]).isin(graph)
+    return {
+        "replier_follows_root_author": forward.astype(np.int64),
+        "root_author_follows_replier": backward.astype(np.int64),
+    }

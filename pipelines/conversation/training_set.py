@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.conversation.context import TWEET_COLUMNS, conversation_context
+from pipelines.conversation.context import TWEET_COLUMNS, conversation_context, follow_relations
 from pipelines.features.training_set import entity_frame, point_in_time_set
 from pipelines.inputs.catalog import FEATURE_SET_SERVICES, request_source
 from pipelines.lake import training_days
@@ -35,21 +35,6 @@ DWELL_COLUMN = "dwell_ms"
 
 class NoConversationRows(LookupError):
     """The lake holds no conversation impressions in the window: nothing to train on."""
-
-
-def follow_relations(
-    follows: pd.DataFrame, repliers: np.ndarray, root_authors: np.ndarray
-) -> dict[str, np.ndarray]:
-    """[N] int64 ``replier_follows_root_author`` and ``root_author_follows_replier`` of each
-    (reply author, root author) pair, from the follow graph (follower_id, followee_id); 0 where
-    the root author is unknown (-1)."""
-    graph = pd.MultiIndex.from_frame(follows[["follower_id", "followee_id"]])
-    forward = pd.MultiIndex.from_arrays([repliers, root_authors]).isin(graph)
-    backward = pd.MultiIndex.from_arrays([root_authors, repliers]).isin(graph)
-    return {
-        "replier_follows_root_author": forward.astype(np.int64),
-        "root_author_follows_replier": backward.astype(np.int64),
-    }
 
 
 def context_frame(
