@@ -543,6 +543,7 @@ CONVERSATION_HEADS: tuple[str, ...] = (
     "negative",
     "report",
     "dwell",
+    "reply_engaged_by_author",
 )
 
 
@@ -585,6 +586,7 @@ class ConversationBlendConfig(StrictModel):
             "profile_click": 12.0,
             "negative": -74.0,
             "report": -369.0,
+            "reply_engaged_by_author": 75.0,
         },
         description="Hand weights (the feed's reference weights on the reply ranker's heads): "
         "the baseline the tuned weights are measured against, and the grid's value for a head "

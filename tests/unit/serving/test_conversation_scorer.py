@@ -177,7 +177,7 @@ def test_a_bundle_without_a_tuned_blend_cannot_serve(tmp_path: Path) -> None:
 
 def test_blend_weights_for_heads_the_ranker_lacks_are_refused(tmp_path: Path) -> None:
     bundle = small_bundle(tmp_path / "bundle")
-    with pytest.raises(ValueError, match="reply_engaged_by_author"):
+    with pytest.raises(ValueError, match="dwell_time"):
         ConversationScorer(
-            bundle, {"reply_engaged_by_author": 1.0}, world_index(), OnlineFeatures(), lambda: NOW
+            bundle, {"dwell_time": 1.0}, world_index(), OnlineFeatures(), lambda: NOW
         )
