@@ -104,10 +104,16 @@ def _moments(at: Any, n: int) -> np.ndarray:
             raise ValueError(f"conversation_context: {len(stamps)} moments for {n} candidates")
         if stamps.hasnans:
             raise ValueError("conversation_context: a moment `at` is missing (NaT)")
-        return stamps.asi8.astype(np.int64)
+        return _nanoseconds(stamps)
     stamp = pd.Timestamp(at)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return np.full(n, stamp.value, dtype=np.int64)
+    return np.full(n, stamp.as_unit("ns").value, dtype=np.int64)
+
+
+def _nanoseconds(stamps: pd.DatetimeIndex) -> np.ndarray:
+    """[N] int64 nanoseconds since the epoch, whatever the resolution the stamps are held in
+    (the lake's are microseconds)."""
+    return stamps.as_unit("ns").asi8.astype(np.int64)
 
 
 def _tweet_table(tweets: pd.DataFrame) -> pd.DataFrame:
@@ -117,7 +123,9 @@ def _tweet_table(tweets: pd.DataFrame) -> pd.DataFrame:
         {
             "tweet_id": tweets["tweet_id"].to_numpy(np.int64),
             "author_id": tweets["author_id"].to_numpy(np.int64),
-            "created_ns": pd.DatetimeIndex(pd.to_datetime(tweets["created_at"], utc=True)).asi8,
+            "created_ns": _nanoseconds(
+                pd.DatetimeIndex(pd.to_datetime(tweets["created_at"], utc=True))
+            ),
             "conversation_id": tweets["conversation_id"].to_numpy(np.int64),
             "parent": tweets["in_reply_to_tweet_id"].fillna(-1).to_numpy(np.int64),
         }

@@ -130,3 +130,13 @@ def test_missing_tweet_columns_are_named() -> None:
             pd.DataFrame({"tweet_id": [101], "viewer_id": [7]}),
             at(1),
         )
+
+
+def test_microsecond_stamps_as_the_lake_holds_them_count_like_nanosecond_ones() -> None:
+    frame = tweets()
+    frame["created_at"] = frame["created_at"].astype("datetime64[us, UTC]")
+    candidates = pd.DataFrame({"tweet_id": [101, 103], "viewer_id": 7})
+    moments = pd.Series([at(3.5), at(3.5)]).astype("datetime64[us, UTC]")
+    out = conversation_context(frame, candidates, moments)
+    pd.testing.assert_frame_equal(out, context([101, 103], at(3.5)))
+    assert out["reply_age_s"].tolist() == [2.5 * 3600.0, 0.5 * 3600.0]
