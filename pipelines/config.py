@@ -562,7 +562,21 @@ class ConversationRankerConfig(RankerConfig):
     block_dim: int = Field(32, ge=1, description="Output width of each MaskNet block.")
     mlp_dims: tuple[int, ...] = Field((64, 32), description="Shared MLP after the blocks.")
     tower_dim: int = Field(32, ge=1, description="Hidden width of each per-head tower.")
-    batch_size: int = Field(256, ge=1, description="Rows per step per worker.")
+    epochs: int = Field(
+        10,
+        ge=1,
+        description="Passes over the training set; the one with the lowest validation loss is kept.",
+    )
+    batch_size: int = Field(
+        64, ge=1, description="Rows per step per worker (small: conversation rows are few)."
+    )
+    ema_decay: float = Field(
+        0.95,
+        ge=0.0,
+        lt=1.0,
+        description="Validate and keep an exponential moving average of the weights (this decay "
+        "per step); shorter than the feed's, for the fewer steps; 0 = off.",
+    )
     sparse_buckets: int = Field(
         0, ge=0, description="Sparse ids are not read by the conversation feature set: 0."
     )

@@ -39,6 +39,26 @@ def prefixed(name: str) -> str:
     return name if name.startswith(MODEL_PREFIX) else f"{MODEL_PREFIX}{name}"
 
 
+def prefix_models(results: dict[str, Any]) -> dict[str, Any]:
+    """`score_models`' results with every model named as the conversation ranker's (`ranker` ->
+    `conv_ranker`), wherever results key by model."""
+
+    def renamed(per_model: dict[str, Any]) -> dict[str, Any]:
+        return {prefixed(model): value for model, value in per_model.items()}
+
+    out = dict(results)
+    for key in ("models", "ndcg", "ndcg_realized", "curves"):
+        out[key] = renamed(results[key])
+    out["segments"] = {
+        segment: {**summary, "models": renamed(summary["models"])}
+        for segment, summary in results["segments"].items()
+    }
+    out["ndcg_by_origin"] = {
+        origin: renamed(per_model) for origin, per_model in results["ndcg_by_origin"].items()
+    }
+    return out
+
+
 def held_out_dwell(cfg: FeedrankConfig, held: HeldOut) -> np.ndarray:
     """[N] realized dwell (ms) of the held-out rows evaluation scores, in their order."""
     frame = pd.read_parquet(
@@ -86,7 +106,8 @@ def evaluate_conversation(cfg: FeedrankConfig) -> dict[str, Any]:
         **asdict(search),
     ).write(cfg)
     tuned = conversation_config(cfg, search.weights)
-    results = score_models(tuned, held, {prefixed(m): p for m, p in predictions.items()})
+    # Scored under the feed's model names (the oracle is found by its name), then renamed.
+    results = prefix_models(score_models(tuned, held, predictions))
     results["holdout_days"] = TrainingSetDays.read(cfg).holdout_days
     written = write_report(results, cfg.paths.conversation_evaluation)
     metrics = {prefixed(k): v for k, v in flatten_metrics(results).items()}

@@ -72,6 +72,15 @@ def compare_with_champion(cfg: FeedrankConfig) -> gates.ChampionComparison | Non
         return None
     if champion is None:
         return None
+    lacking = sorted(set(tuned.blend.weights) - set(champion.heads))
+    if lacking:
+        log.warning(
+            "conversation gate: the champion v%s has no heads %s that the blend weighs; gating "
+            "as if there were none",
+            champion.version,
+            lacking,
+        )
+        return None
     frame = pd.read_parquet(cfg.paths.conversation_training_set)
     test = frame[frame["split"] == "test"].reset_index(drop=True)
     heads = list(tuned.ranker.heads)
