@@ -558,10 +558,21 @@ class ConversationRankerConfig(RankerConfig):
         "conversation context.",
     )
     num_blocks: int = Field(2, ge=1, description="MaskNet blocks (parallel or in series).")
-    mask_hidden_dim: int = Field(64, ge=1, description="Hidden width of each instance-guided mask.")
-    block_dim: int = Field(32, ge=1, description="Output width of each MaskNet block.")
-    mlp_dims: tuple[int, ...] = Field((64, 32), description="Shared MLP after the blocks.")
-    tower_dim: int = Field(32, ge=1, description="Hidden width of each per-head tower.")
+    mask_hidden_dim: int = Field(32, ge=1, description="Hidden width of each instance-guided mask.")
+    block_dim: int = Field(16, ge=1, description="Output width of each MaskNet block.")
+    mlp_dims: tuple[int, ...] = Field((32, 16), description="Shared MLP after the blocks.")
+    tower_dim: int = Field(16, ge=1, description="Hidden width of each per-head tower.")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(
+        0.1, ge=0.0, description="AdamW's decoupled weight decay (more than the feed's: few rows)."
+    )
+    validation_share: float = Field(
+        0.15,
+        gt=0.0,
+        lt=0.5,
+        description="The latest share of training rows (by time), held back to pick the epoch "
+        "(more than the feed's, so that few rows still choose it reliably).",
+    )
     epochs: int = Field(
         10,
         ge=1,
