@@ -154,8 +154,9 @@ def engine_for_serving(
 ) -> FeedEngine:
     """The engine of one serving replica, wired to the real parts: the lake's world index, the
     online features (held in memory and synced), the tweet index, the event log, the simulated
-    clock, the text encoder and both push sources. Its live threads are started; `oracle`: the
-    world's truth for the oracle policy (None: that policy answers 422)."""
+    clock, the text encoder, both push sources and the registered conversation ranker (when
+    there is one). Its live threads are started; `oracle`: the world's truth for the oracle
+    policy (None: that policy answers 422)."""
     from pipelines.features.freshness import push_tweet_embeddings
     from serving.features.hydrate import FastOnlineFeatures
 
@@ -180,6 +181,7 @@ def engine_for_serving(
         push_embeddings=push_embeddings,
         counts=EngagementPusher.for_serving(cfg, events, clock, after_push=features.replica.sync),
         oracle=oracle,
+        reply_scorers=conversation_scorers(cfg, index, features, clock),
     )
     engine.start_live()
     return engine

@@ -23,7 +23,6 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ from pipelines.inputs.spec import FeatureTable, conversation_columns
 from pipelines.models.bundle import RankerBundle
 from pipelines.ranking import blend_scores
 from serving.candidates.world_index import WorldIndex
+from serving.conversation.scoring import ScoredReplies
 from serving.engine.ports import FeatureHydrator
 
 log = logging.getLogger(__name__)
@@ -46,16 +46,6 @@ KEY_COLUMNS = ("tweet_id", "author_id", "in_network")  # what the hydrator reads
 class NoConversationModelError(RuntimeError):
     """No conversation ranker can serve: none is registered under the alias, or its bundle has
     no tuned blend."""
-
-
-@dataclass(frozen=True)
-class ScoredReplies:
-    """The scorer's answer for N candidates, in their order: `scores` [N] float64 (the tuned
-    blend), `predictions` head -> [N], `version` the registered model version that scored."""
-
-    scores: np.ndarray
-    predictions: dict[str, np.ndarray] = field(default_factory=dict)
-    version: str = ""
 
 
 def tuned_weights(bundle: RankerBundle) -> dict[str, float]:
