@@ -181,3 +181,19 @@ def test_blend_weights_for_heads_the_ranker_lacks_are_refused(tmp_path: Path) ->
         ConversationScorer(
             bundle, {"dwell_time": 1.0}, world_index(), OnlineFeatures(), lambda: NOW
         )
+
+
+def test_health_names_the_conversation_ranker_that_ranks_replies(tmp_path: Path) -> None:
+    from serving.engine.feed import FeedEngine
+    from tests.utils.fakes import FakeFeatures, fake_arm
+
+    reply_scorer, _ = scorer(tmp_path)
+    arms = {"champion": fake_arm("v1")}
+    with_ranker = FeedEngine(
+        make_cfg(), world_index(), FakeFeatures(), arms, reply_scorers={"champion": reply_scorer}
+    )
+    assert with_ranker.health().reply_model_versions == {"champion": "3"}
+    assert with_ranker.health().model_versions == {"champion": "v1"}
+    # without one, the feed ranker ranks replies
+    feed_only = FeedEngine(make_cfg(), world_index(), FakeFeatures(), arms)
+    assert feed_only.health().reply_model_versions == {"champion": "v1"}
