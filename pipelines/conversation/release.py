@@ -52,6 +52,7 @@ def register_conversation(cfg: FeedrankConfig) -> dict[str, Any]:
         training.history,
         extra_artifacts={"conversation_blend": cfg.paths.conversation_blend},
         params=training.days_params(),
+        run_name=f"conversation_ranker-{cfg.name}",
     )
     registration = ConversationRegistration(run_id=result["run_id"], version=result["version"])
     registration.write(cfg)
