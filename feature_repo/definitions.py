@@ -148,6 +148,7 @@ viewer_embedding = _feature_view("viewer_embedding")
 author_content = _feature_view("author_content")
 
 request_context = _request_source("request_context")
+conversation_context = _request_source("conversation_context")
 
 
 @on_demand_feature_view(
@@ -193,6 +194,18 @@ def request_affinity(inputs: pd.DataFrame) -> pd.DataFrame:
     return affinity_values(inputs)
 
 
+@on_demand_feature_view(
+    sources=[conversation_context],
+    schema=_on_demand_schema("conversation"),
+    mode="pandas",
+    description=_on_demand_description("conversation"),
+)
+def conversation(inputs: pd.DataFrame) -> pd.DataFrame:
+    from pipelines.inputs.spec import conversation_values
+
+    return conversation_values(inputs)
+
+
 VIEWS: dict[str, FeatureView | OnDemandFeatureView] = {
     view.name: view
     for view in (
@@ -209,8 +222,10 @@ VIEWS: dict[str, FeatureView | OnDemandFeatureView] = {
         author_content,
         request_time,
         request_affinity,
+        conversation,
     )
 }
 # One service per ranker version (catalog.FEATURE_SET_SERVICES maps feature sets to them).
 ranker_v1 = _feature_service("ranker_v1", VIEWS)
 ranker_v2 = _feature_service("ranker_v2", VIEWS)
+conversation_v1 = _feature_service("conversation_v1", VIEWS)

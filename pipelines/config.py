@@ -268,6 +268,39 @@ class PathsConfig(StrictModel):
         """The real-tree benchmark's table, plot and JSON."""
         return self.reports / "conversation"
 
+    # -- the conversation ranker ----------------------------------------------------------------
+    @property
+    def conversation_training_set(self) -> Path:
+        """The point-in-time conversation ranker training set (surface `conversation` rows)."""
+        return self.datasets / "conversation_training_set.parquet"
+
+    @property
+    def conversation_ranker_dir(self) -> Path:
+        """The conversation ranker's bundle (the `conversation` feature set's ranker)."""
+        return self.ranker_dir(CONVERSATION_FEATURE_SET)
+
+    @property
+    def conversation_blend(self) -> Path:
+        """The grid-searched blend weights, inside the bundle so they travel with the model."""
+        return self.conversation_ranker_dir / CONVERSATION_BLEND_FILE
+
+    @property
+    def conversation_evaluation(self) -> Path:
+        """The conversation ranker's offline evaluation report: metrics, tables and plots."""
+        return self.reports / "conversation_evaluation"
+
+    @property
+    def conversation_evaluation_metrics(self) -> Path:
+        return self.conversation_evaluation / "metrics.json"
+
+    @property
+    def conversation_registration(self) -> Path:
+        return self.models / "conversation_registration.json"
+
+
+CONVERSATION_FEATURE_SET = "conversation"  # the feature set (and bundle suffix) of that ranker
+CONVERSATION_BLEND_FILE = "blend.json"  # the tuned blend, inside the conversation ranker's bundle
+
 
 def _feature_set_suffix(feature_set: str) -> str:
     return "" if feature_set == "full" else f"_{feature_set}"
@@ -386,9 +419,11 @@ class EncoderConfig(StrictModel):
 
 class RankerConfig(StrictModel):
     heads: tuple[str, ...] = Field(HEADS, description="Heads of the multi-task ranker.")
-    feature_set: Literal["full", "skeleton", "no_text"] = Field(
+    feature_set: Literal["full", "skeleton", "no_text", "conversation"] = Field(
         "full",
-        description="Features the ranker reads: full, the small skeleton set (26 dense), or full without text.",
+        description="Features the ranker reads: full, the small skeleton set (26 dense), full "
+        "without text, or conversation (full plus a reply's conversation context: the "
+        "conversation ranker's).",
     )
     architecture: Literal["parallel", "serial", "mlp"] = Field(
         "parallel",
@@ -498,6 +533,121 @@ class RankerConfig(StrictModel):
         return self.feature_set == "full" and self.sparse_buckets > 0
 
 
+# The conversation ranker's heads: the actions the world draws on every conversation impression.
+CONVERSATION_HEADS: tuple[str, ...] = (
+    "fav",
+    "reply",
+    "retweet",
+    "quote",
+    "profile_click",
+    "negative",
+    "report",
+    "dwell",
+    "reply_engaged_by_author",
+)
+
+
+class ConversationRankerConfig(RankerConfig):
+    """The conversation ranker: the feed ranker's model code and knobs, trained on conversation
+    impressions with the `conversation` feature set; smaller and faster defaults (fewer rows)."""
+
+    heads: tuple[str, ...] = Field(CONVERSATION_HEADS, description="Heads of the reply ranker.")
+    feature_set: Literal["conversation"] = Field(
+        "conversation",
+        description="The conversation feature set: the feed's full design plus the reply's "
+        "conversation context.",
+    )
+    num_blocks: int = Field(2, ge=1, description="MaskNet blocks (parallel or in series).")
+    mask_hidden_dim: int = Field(32, ge=1, description="Hidden width of each instance-guided mask.")
+    block_dim: int = Field(16, ge=1, description="Output width of each MaskNet block.")
+    mlp_dims: tuple[int, ...] = Field((32, 16), description="Shared MLP after the blocks.")
+    tower_dim: int = Field(16, ge=1, description="Hidden width of each per-head tower.")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(
+        0.1, ge=0.0, description="AdamW's decoupled weight decay (more than the feed's: few rows)."
+    )
+    validation_share: float = Field(
+        0.15,
+        gt=0.0,
+        lt=0.5,
+        description="The latest share of training rows (by time), held back to pick the epoch "
+        "(more than the feed's, so that few rows still choose it reliably).",
+    )
+    epochs: int = Field(
+        10,
+        ge=1,
+        description="Passes over the training set; the one with the lowest validation loss is kept.",
+    )
+    batch_size: int = Field(
+        64, ge=1, description="Rows per step per worker (small: conversation rows are few)."
+    )
+    ema_decay: float = Field(
+        0.95,
+        ge=0.0,
+        lt=1.0,
+        description="Validate and keep an exponential moving average of the weights (this decay "
+        "per step); shorter than the feed's, for the fewer steps; 0 = off.",
+    )
+    sparse_buckets: int = Field(
+        0, ge=0, description="Sparse ids are not read by the conversation feature set: 0."
+    )
+    negative_sample_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per binary head, the kept share of its negatives (none downsampled: "
+        "conversation rows are few).",
+    )
+    lgbm_rounds: int = Field(100, ge=1, description="Boosting rounds of the LightGBM baseline.")
+
+
+class ConversationBlendConfig(StrictModel):
+    """The conversation score: a weighted sum of the reply ranker's heads, its weights tuned by
+    grid search on the held-out days for the time spent on replies (realized dwell)."""
+
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "fav": 0.5,
+            "retweet": 1.0,
+            "reply": 13.5,
+            "profile_click": 12.0,
+            "negative": -74.0,
+            "report": -369.0,
+            "reply_engaged_by_author": 75.0,
+        },
+        description="Hand weights (the feed's reference weights on the reply ranker's heads): "
+        "the baseline the tuned weights are measured against, and the grid's value for a head "
+        "the grid leaves out.",
+    )
+    grid: dict[str, tuple[float, ...]] = Field(
+        default_factory=lambda: {
+            "fav": (0.0, 0.5, 2.0),
+            "reply": (0.0, 13.5),
+            "retweet": (0.0, 1.0),
+            "negative": (-74.0, 0.0),
+            "dwell": (0.0, 1.0, 5.0, 20.0),
+        },
+        description="Per head, the weights the grid search tries (every combination); heads "
+        "left out keep their hand weight.",
+    )
+    max_combinations: int = Field(
+        2000, ge=1, description="Largest grid searched (a larger one is a config error)."
+    )
+
+    @model_validator(mode="after")
+    def _grid_fits(self) -> ConversationBlendConfig:
+        empty = sorted(head for head, values in self.grid.items() if not values)
+        if empty:
+            raise ValueError(f"conversation_blend.grid gives heads {empty} no value to try")
+        combinations = 1
+        for values in self.grid.values():
+            combinations *= len(values)
+        if combinations > self.max_combinations:
+            raise ValueError(
+                f"conversation_blend.grid has {combinations} combinations, more than "
+                f"max_combinations={self.max_combinations}"
+            )
+        return self
+
+
 class BlendConfig(StrictModel):
     weights: dict[str, float] = Field(
         default_factory=lambda: {
@@ -543,6 +693,9 @@ class TrackingConfig(StrictModel):
     ranker_model_name: str = Field("feedrank-ranker", description="Registered ranker model name.")
     tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; None = sqlite under the state root."
+    )
+    conversation_model_name: str = Field(
+        "feedrank-conversation-ranker", description="Registered conversation ranker model name."
     )
 
 
@@ -1044,6 +1197,8 @@ class FeedrankConfig(StrictModel):
     traffic: TrafficConfig = Field(default_factory=TrafficConfig)
     conversation: ConversationConfig = Field(default_factory=ConversationConfig)
     trees: TreesConfig = Field(default_factory=TreesConfig)
+    conversation_ranker: ConversationRankerConfig = Field(default_factory=ConversationRankerConfig)
+    conversation_blend: ConversationBlendConfig = Field(default_factory=ConversationBlendConfig)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -1066,6 +1221,23 @@ class FeedrankConfig(StrictModel):
                 f"train.window_days ({self.train.window_days}) must leave at least 2 training "
                 f"days before the held-out days (ranker.test_days={self.ranker.test_days}, "
                 f"train.served_holdout_days={self.train.served_holdout_days})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_conversation_heads(self) -> FeedrankConfig:
+        heads = self.conversation_ranker.heads
+        unknown = [h for h in heads if h not in HEADS]
+        if unknown:
+            raise ValueError(
+                f"conversation_ranker.heads has unknown heads {unknown}; known: {list(HEADS)}"
+            )
+        blend = self.conversation_blend
+        stray = sorted({*blend.weights, *blend.grid} - set(heads))
+        if stray:
+            raise ValueError(
+                f"conversation_blend names heads the conversation ranker does not have: {stray}; "
+                f"conversation_ranker.heads = {list(heads)}"
             )
         return self
 

@@ -146,6 +146,62 @@ class Registration(Handoff):
         return cfg.paths.registration
 
 
+class ConversationRankerTraining(RankerTraining):
+    """How the conversation ranker's training went (`train_conversation_ranker`); beside its
+    bundle, as the feed ranker's is beside its own."""
+
+    written_by: ClassVar[str] = "train_conversation_ranker"
+
+    @classmethod
+    def path(cls, cfg: FeedrankConfig) -> Path:
+        return cfg.paths.ranker_training(cfg.conversation_ranker.feature_set)
+
+
+class ConversationBlend(Handoff):
+    """The conversation score's blend weights, tuned by grid search (`evaluate_conversation`),
+    and how they did: NDCG@k of realized dwell per conversation request of the held-out rows the
+    search did not see (`check_*`) and of those it searched (`tune_*`), hand vs tuned weights.
+    Written inside the conversation ranker's bundle, so it travels with the registered model."""
+
+    written_by: ClassVar[str] = "evaluate_conversation"
+    weights: dict[str, float]
+    hand_weights: dict[str, float]
+    k: int
+    combinations: int
+    tune_requests: int
+    check_requests: int
+    tune_ndcg_hand: float
+    tune_ndcg_tuned: float
+    check_ndcg_hand: float
+    check_ndcg_tuned: float
+
+    @classmethod
+    def path(cls, cfg: FeedrankConfig) -> Path:
+        return cfg.paths.conversation_blend
+
+
+class ConversationEvaluationMetrics(EvaluationMetrics):
+    """The conversation ranker's flat metrics (`evaluate_conversation`): the feed's names with a
+    `conv_` prefix (`conv_ranker_rce_fav`, `conv_lgbm_ndcg`, ...)."""
+
+    written_by: ClassVar[str] = "evaluate_conversation"
+
+    @classmethod
+    def path(cls, cfg: FeedrankConfig) -> Path:
+        return cfg.paths.conversation_evaluation_metrics
+
+
+class ConversationRegistration(Registration):
+    """The MLflow run and registered version of this run's conversation ranker
+    (`register_conversation`)."""
+
+    written_by: ClassVar[str] = "register_conversation"
+
+    @classmethod
+    def path(cls, cfg: FeedrankConfig) -> Path:
+        return cfg.paths.conversation_registration
+
+
 def _nan_to_none(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None

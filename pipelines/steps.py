@@ -165,6 +165,39 @@ STEPS: tuple[Step, ...] = (
         "Gate the challenger against the champion (or LightGBM); promote it if it passes.",
         ("register", "materialize", "evaluate_retrieval"),
     ),
+    # The conversation ranker: the same model code on conversation impressions, after the feed's
+    # ranker (one trainer at a time on the cores). Each step says it skipped when the lake has no
+    # conversation impressions.
+    Step(
+        "build_conversation_set",
+        "pipelines.conversation.training_set:build_conversation_set",
+        "The conversation ranker's point-in-time training set (surface `conversation` rows).",
+        ("build_training_set",),
+    ),
+    Step(
+        "train_conversation_ranker",
+        "pipelines.conversation.ranker:train_conversation_ranker",
+        "The reply ranker (the feed ranker's MaskNet and loop) on conversation engagement.",
+        ("build_conversation_set", "train_ranker"),
+    ),
+    Step(
+        "evaluate_conversation",
+        "pipelines.conversation.evaluate:evaluate_conversation",
+        "Grid-search the blend for dwell; reply ranker vs LightGBM and the oracle (conv_ metrics).",
+        ("train_conversation_ranker", "evaluate"),
+    ),
+    Step(
+        "register_conversation",
+        "pipelines.conversation.release:register_conversation",
+        "Log the reply ranker's run to MLflow and register it as `challenger`.",
+        ("evaluate_conversation", "register"),
+    ),
+    Step(
+        "promote_conversation",
+        "pipelines.conversation.release:promote_conversation",
+        "Gate the reply ranker against its champion (or LightGBM); promote it if it passes.",
+        ("register_conversation", "promote"),
+    ),
 )
 STEPS_BY_NAME: dict[str, Step] = {step.name: step for step in STEPS}
 

@@ -17,8 +17,9 @@ without them.
 
 import asyncio
 import gc
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, cast
 
@@ -38,8 +39,9 @@ from pipelines.models.bundle import InputSpec, frame_inputs, pack_inputs, unpack
 from serving.api import make_api
 from serving.candidates.retrieval import EmbeddingRetriever
 from serving.candidates.world_index import WorldIndex
+from serving.engine.conversation_scorer import ConversationScorer
 from serving.engine.feed import FeedEngine
-from serving.engine.ports import ArmModel, Oracle
+from serving.engine.ports import ArmModel, FeatureHydrator, Oracle
 from serving.live.counts import EngagementPusher
 from serving.policy.cursor import CursorCodec, load_key
 from serving.schemas import (
@@ -56,6 +58,7 @@ from serving.schemas import (
 )
 
 APP_NAME = "feedrank"
+log = logging.getLogger(__name__)
 
 
 class AppArgs(BaseModel):
@@ -151,8 +154,9 @@ def engine_for_serving(
 ) -> FeedEngine:
     """The engine of one serving replica, wired to the real parts: the lake's world index, the
     online features (held in memory and synced), the tweet index, the event log, the simulated
-    clock, the text encoder and both push sources. Its live threads are started; `oracle`: the
-    world's truth for the oracle policy (None: that policy answers 422)."""
+    clock, the text encoder, both push sources and the registered conversation ranker (when
+    there is one). Its live threads are started; `oracle`: the world's truth for the oracle
+    policy (None: that policy answers 422)."""
     from pipelines.features.freshness import push_tweet_embeddings
     from serving.features.hydrate import FastOnlineFeatures
 
@@ -177,9 +181,37 @@ def engine_for_serving(
         push_embeddings=push_embeddings,
         counts=EngagementPusher.for_serving(cfg, events, clock, after_push=features.replica.sync),
         oracle=oracle,
+        reply_scorers=conversation_scorers(cfg, index, features, clock),
     )
     engine.start_live()
     return engine
+
+
+def conversation_scorers(
+    cfg: FeedrankConfig,
+    index: WorldIndex,
+    features: FeatureHydrator,
+    clock: Callable[[], pd.Timestamp],
+) -> dict[Arm, ConversationScorer]:
+    """The conversation ranker of each experiment arm: the registered conversation `champion`,
+    and for the challenger arm a distinct conversation `challenger` when there is one (else the
+    champion too). Empty when no conversation ranker is registered: the conversation path then
+    scores replies with the arm's feed ranker."""
+    from serving.engine.conversation_scorer import NoConversationModelError, load_scorer
+
+    try:
+        champion = load_scorer(cfg, "champion", index, features, clock)
+    except NoConversationModelError as exc:
+        log.warning("conversation: %s; replies are scored by the feed ranker", exc)
+        return {}
+    scorers: dict[Arm, ConversationScorer] = {"champion": champion, "challenger": champion}
+    try:
+        challenger = load_scorer(cfg, "challenger", index, features, clock)
+    except NoConversationModelError:
+        return scorers
+    if challenger.version != champion.version:
+        scorers["challenger"] = challenger
+    return scorers
 
 
 def no_ranker(cfg: FeedrankConfig, alias: str) -> RuntimeError:

@@ -290,6 +290,11 @@ class ConversationResponse(BaseModel):
 class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     model_versions: dict[str, str] = Field(description="Ranker version per live experiment arm.")
+    reply_model_versions: dict[str, str] = Field(
+        default_factory=dict,
+        description="Version of the model that ranks conversation replies per live arm: the "
+        "conversation ranker's, or the arm's feed ranker's while none is registered.",
+    )
     challenger_share: float = Field(description="Share of users routed to the challenger.")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -182,13 +183,17 @@ class HeldOut:
 
 
 def held_out_rows(
-    cfg: FeedrankConfig, arrays: Mapping[str, np.ndarray], truth: pd.DataFrame
+    cfg: FeedrankConfig,
+    arrays: Mapping[str, np.ndarray],
+    truth: pd.DataFrame,
+    training_set: Path | None = None,
 ) -> HeldOut:
-    """The arrays' held-out rows with their training-set columns, less any served live (no
-    truth: no oracle to compare with)."""
+    """The arrays' held-out rows with the columns of their training set (default: the feed's),
+    less any served live (no truth: no oracle to compare with)."""
     x_test, y_test = arrays["x_test"], arrays["y_test"]
     frame = pd.read_parquet(
-        cfg.paths.training_set, columns=["impression_id", "request_id", "split", *SEGMENT_COLUMNS]
+        training_set or cfg.paths.training_set,
+        columns=["impression_id", "request_id", "split", *SEGMENT_COLUMNS],
     )
     test = frame[frame["split"] == "test"]
     if len(test) != len(x_test):

@@ -325,13 +325,16 @@ def _write_manifest(path: Path, manifest: dict[str, dict[str, Any]]) -> None:
     partial.replace(path)
 
 
-def historical_features(cfg: FeedrankConfig, entity_df: pd.DataFrame) -> pd.DataFrame:
-    """Point-in-time join of the ranker's feature service onto `entity_df`.
+def historical_features(
+    cfg: FeedrankConfig, entity_df: pd.DataFrame, service_name: str | None = None
+) -> pd.DataFrame:
+    """Point-in-time join of a feature service (default: the ranker's) onto `entity_df`.
 
-    entity_df needs viewer_id, tweet_id, author_id and event_timestamp (the impression time): every
-    feature value comes from a row whose event_timestamp is at or before it, never after.
+    entity_df needs viewer_id, tweet_id, author_id and event_timestamp (the impression time), and
+    the request data the service's on-demand views read: every feature value comes from a row
+    whose event_timestamp is at or before it, never after.
     """
     store = feature_store(cfg)
-    service = store.get_feature_service(feature_service_name(cfg))
+    service = store.get_feature_service(service_name or feature_service_name(cfg))
     job = store.get_historical_features(entity_df=entity_df, features=service)
     return job.to_df()

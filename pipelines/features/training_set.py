@@ -86,13 +86,19 @@ def impression_sources(cfg: FeedrankConfig, impressions: pd.DataFrame) -> np.nda
     return sources
 
 
-def entity_frame(cfg: FeedrankConfig, days: TrainingDays) -> pd.DataFrame:
-    """The window's home-feed impressions with author, follow relation, labels and origin
-    (``ORIGIN_COLUMNS``): the rows to attach features to."""
+def entity_frame(
+    cfg: FeedrankConfig,
+    days: TrainingDays,
+    surface: str = TRAINING_SURFACE,
+    heads: tuple[str, ...] | None = None,
+) -> pd.DataFrame:
+    """The window's impressions on `surface` (the home feed by default) with author, follow
+    relation, labels of `heads` (default: the ranker's) and origin (``ORIGIN_COLUMNS``): the rows
+    to attach features to."""
     raw = cfg.paths.raw
     window = [day for day in lake_days(cfg) if day >= days.train[0]]
     impressions = read_table(raw, "impressions", window)
-    impressions = impressions[impressions["surface"] == TRAINING_SURFACE].reset_index(drop=True)
+    impressions = impressions[impressions["surface"] == surface].reset_index(drop=True)
     impressions["served"] = impressions["impression_id"] >= IMPRESSION_ID_OFFSET
     impressions["source"] = impression_sources(cfg, impressions)
     tweets = read_table(raw, "tweets")[["tweet_id", "author_id"]]
@@ -102,17 +108,25 @@ def entity_frame(cfg: FeedrankConfig, days: TrainingDays) -> pd.DataFrame:
     frame["in_network"] = pd.MultiIndex.from_arrays([frame["viewer_id"], frame["author_id"]]).isin(
         followed
     )
-    frame = pd.concat([frame, labels_of(frame, cfg.ranker.heads)], axis=1)
+    frame = pd.concat([frame, labels_of(frame, heads or cfg.ranker.heads)], axis=1)
     frame["event_timestamp"] = frame["served_at"]
     return frame
 
 
-def build_training_set(cfg: FeedrankConfig) -> dict[str, int]:
-    """Point-in-time features for every impression of the window, written with a time split
-    column (``train`` before the first held-out day, ``test`` from it); the days go to the
-    `TrainingSetDays` hand-off."""
-    days = training_days(cfg)
-    entities = entity_frame(cfg, days)
+def point_in_time_set(
+    cfg: FeedrankConfig,
+    entities: pd.DataFrame,
+    days: TrainingDays,
+    request_columns: tuple[str, ...] = (),
+    service: str | None = None,
+) -> pd.DataFrame:
+    """Feast's point-in-time features of a feature service (default: the ranker's) for the rows
+    of :func:`entity_frame`, with a time split column (``train`` before the first held-out day,
+    ``test`` from it), sorted by impression id.
+
+    `request_columns` are further columns of `entities` handed to Feast as request data (and
+    kept), beside the impression time and the follow relation every service reads."""
+    entities = entities.copy()
     label_columns = [c for c in entities.columns if c.startswith("label_")]
     # The request-time values come from Feast's on-demand view, fed with the impression time.
     entities["request_time_s"] = epoch_seconds(entities["served_at"])
@@ -122,13 +136,22 @@ def build_training_set(cfg: FeedrankConfig) -> dict[str, int]:
         *ORIGIN_COLUMNS,
         "request_time_s",
         "viewer_follows_author",
+        *request_columns,
         "event_timestamp",
         *label_columns,
     ]
     log.info("training set: joining features for %d impressions", len(entities))
-    joined = historical_features(cfg, entities[keep])
+    joined = historical_features(cfg, entities[keep], service)
     joined["split"] = np.where(joined["served_at"] >= days.boundary, "test", "train")
-    joined = joined.sort_values("impression_id").reset_index(drop=True)
+    return joined.sort_values("impression_id").reset_index(drop=True)
+
+
+def build_training_set(cfg: FeedrankConfig) -> dict[str, int]:
+    """Point-in-time features for every impression of the window, written with a time split
+    column (``train`` before the first held-out day, ``test`` from it); the days go to the
+    `TrainingSetDays` hand-off."""
+    days = training_days(cfg)
+    joined = point_in_time_set(cfg, entity_frame(cfg, days), days)
     path = cfg.paths.training_set
     path.parent.mkdir(parents=True, exist_ok=True)
     joined.to_parquet(path, index=False)

@@ -507,6 +507,37 @@ REQUEST_SOURCES: tuple[RequestSource, ...] = (
             ),
         ),
     ),
+    # Where a reply stands in its conversation (pipelines.conversation.context, at the request or
+    # impression time) and how its author relates to the root's author (the follow graph); only
+    # the conversation ranker's requests carry it.
+    RequestSource(
+        "conversation_context",
+        description="A candidate reply's place in its conversation at request time, and the follow "
+        "relation of its author and the root's author.",
+        fields=(
+            Feature(
+                "reply_depth", "int64", "Hops from the reply to the root (1 = a direct reply)."
+            ),
+            Feature(
+                "root_author_replied", "int64", "1 if the root's author replied to this reply."
+            ),
+            Feature("is_root_author", "int64", "1 if the reply is by the root's author."),
+            Feature("reply_descendants", "int64", "Replies below the reply, at any depth."),
+            Feature("conversation_size", "int64", "Replies in the conversation."),
+            Feature("conversation_age_s", "float64", "Seconds since the root was posted."),
+            Feature("reply_age_s", "float64", "Seconds since the reply was posted."),
+            Feature(
+                "replier_follows_root_author",
+                "int64",
+                "1 if the reply's author follows the root's.",
+            ),
+            Feature(
+                "root_author_follows_replier",
+                "int64",
+                "1 if the root's author follows the reply's.",
+            ),
+        ),
+    ),
 )
 
 ON_DEMAND_VIEWS: tuple[OnDemandView, ...] = (
@@ -647,7 +678,57 @@ ON_DEMAND_VIEWS: tuple[OnDemandView, ...] = (
             ),
         ),
     ),
+    OnDemandView(
+        "conversation",
+        description="The conversation context as model inputs, one function offline and online.",
+        fields=(
+            Feature("conv_reply_depth", "float64", "Hops from the reply to the root.", dense=0),
+            Feature(
+                "conv_root_author_replied",
+                "float64",
+                "1 if the root's author replied to the reply.",
+                dense=1,
+            ),
+            Feature(
+                "conv_is_root_author", "float64", "1 if the reply is by the root's author.", dense=2
+            ),
+            Feature(
+                "conv_reply_descendants", "float64", "Replies below the reply.", dense=3, log=True
+            ),
+            Feature("conv_size", "float64", "Replies in the conversation.", dense=4, log=True),
+            Feature(
+                "conv_age_hours", "float64", "Hours since the root was posted.", dense=5, log=True
+            ),
+            Feature(
+                "conv_reply_age_hours",
+                "float64",
+                "Hours since the reply was posted.",
+                dense=6,
+                log=True,
+            ),
+            Feature(
+                "conv_replier_follows_root_author",
+                "float64",
+                "1 if the reply's author follows the root's author.",
+                dense=7,
+            ),
+            Feature(
+                "conv_root_author_follows_replier",
+                "float64",
+                "1 if the root's author follows the reply's author.",
+                dense=8,
+            ),
+            Feature(
+                "conv_descendant_share",
+                "float64",
+                "The reply's descendants / the conversation's replies (how much of it the thread "
+                "drew).",
+                dense=9,
+            ),
+        ),
+    ),
 )
+
 
 # The ranker's dense input: these groups in this order, each the dense fields of its views (batch
 # or on-demand) sorted by their `dense` position.
@@ -660,6 +741,9 @@ DENSE_GROUPS: dict[str, tuple[str, ...]] = {
     "viewer": ("viewer_stats",),
     "viewer_author": ("viewer_author", "viewer_author_graph"),
 }
+
+# The conversation ranker's dense input: the feed ranker's (DENSE_GROUPS), then these groups.
+CONVERSATION_DENSE_GROUPS: dict[str, tuple[str, ...]] = {"conversation": ("conversation",)}
 
 # One service per ranker version: v1 serves the skeleton feature set, v2 the full design.
 SERVICES: tuple[Service, ...] = (
@@ -699,12 +783,34 @@ SERVICES: tuple[Service, ...] = (
         ),
         description="Every feature of the heavy ranker, version 2 (the full feature design).",
     ),
+    Service(
+        "conversation_v1",
+        views=(
+            "tweet_content",
+            "tweet_engagement",
+            "author_stats",
+            "viewer_stats",
+            "viewer_author",
+            "tweet_embedding",
+            "viewer_embedding",
+            "author_graph",
+            "viewer_graph",
+            "viewer_author_graph",
+            "author_content",
+            "request_time",
+            "request_affinity",
+            "conversation",
+        ),
+        description="The conversation ranker's features, version 1: the heavy ranker's full "
+        "design and the reply's conversation context.",
+    ),
 )
 # The service each ranker feature set reads (spec.FEATURE_SETS names the sets).
 FEATURE_SET_SERVICES: dict[str, str] = {
     "skeleton": "ranker_v1",
     "full": "ranker_v2",
     "no_text": "ranker_v2",
+    "conversation": "conversation_v1",
 }
 
 
@@ -764,16 +870,23 @@ def all_fields() -> tuple[Feature, ...]:
 
 
 def dense_group(group: str) -> tuple[Feature, ...]:
-    """The dense inputs of one ranker group (:data:`DENSE_GROUPS`), in input order."""
-    positioned = [
-        (f.dense, f) for name in DENSE_GROUPS[group] for f in fields_of(name) if f.dense is not None
-    ]
+    """The dense inputs of one ranker group (:data:`DENSE_GROUPS` or
+    :data:`CONVERSATION_DENSE_GROUPS`), in input order."""
+    views = {**DENSE_GROUPS, **CONVERSATION_DENSE_GROUPS}[group]
+    positioned = [(f.dense, f) for name in views for f in fields_of(name) if f.dense is not None]
     return tuple(f for _, f in sorted(positioned, key=lambda pair: pair[0]))
 
 
 def dense_inputs() -> tuple[Feature, ...]:
     """The ranker's whole dense input, in order."""
     return tuple(field for group in DENSE_GROUPS for field in dense_group(group))
+
+
+def conversation_dense_inputs() -> tuple[Feature, ...]:
+    """The conversation ranker's whole dense input, in order: the feed ranker's, then the
+    CONVERSATION_DENSE_GROUPS."""
+    extra = tuple(field for group in CONVERSATION_DENSE_GROUPS for field in dense_group(group))
+    return (*dense_inputs(), *extra)
 
 
 def vector_inputs() -> tuple[Feature, ...]:

@@ -47,6 +47,10 @@ AUTHOR_FEATURES: tuple[str, ...] = _names(catalog.dense_group("author"))
 VIEWER_FEATURES: tuple[str, ...] = _names(catalog.dense_group("viewer"))
 VIEWER_AUTHOR_FEATURES: tuple[str, ...] = _names(catalog.dense_group("viewer_author"))
 
+# Where a candidate reply stands in its conversation (the `conversation` on-demand view): the
+# conversation ranker's inputs beyond the feed ranker's.
+CONVERSATION_FEATURES: tuple[str, ...] = _names(catalog.dense_group("conversation"))
+
 DENSE_FEATURES: tuple[str, ...] = _names(catalog.dense_inputs())
 # A reduced feature set, kept to measure what the full set adds.
 SKELETON_DENSE_FEATURES: tuple[str, ...] = _names(f for f in catalog.dense_inputs() if f.skeleton)
@@ -55,6 +59,8 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "skeleton": SKELETON_DENSE_FEATURES,
     # The full design without anything read from the text (the encoder's value).
     "no_text": _names(f for f in catalog.dense_inputs() if not f.reads_text),
+    # The conversation ranker's: the full design and the reply's conversation context.
+    "conversation": _names(catalog.conversation_dense_inputs()),
 }
 
 
@@ -427,12 +433,41 @@ def affinity_columns(inputs: FeatureTable) -> dict[str, np.ndarray]:
     return {name: out[name] for name in AFFINITY_FEATURES}
 
 
+def conversation_values(inputs: pd.DataFrame) -> pd.DataFrame:
+    """The body of Feast's `conversation` on-demand feature view: :func:`conversation_columns`
+    of a frame, as a frame (CONVERSATION_FEATURES columns, same index)."""
+    return pd.DataFrame(conversation_columns(inputs), index=inputs.index)
+
+
+def conversation_columns(inputs: FeatureTable) -> dict[str, np.ndarray]:
+    """The CONVERSATION_FEATURES from the `conversation_context` request data (the columns of
+    `pipelines.conversation.context.conversation_context` and the two follow relations of the
+    reply's author and the root's), offline and online. Ages become hours; a missing value stays
+    NaN (the model maps it to its default). Returns [N] float64 per name, in order."""
+    size = _floats(inputs, "conversation_size")
+    descendants = _floats(inputs, "reply_descendants")
+    out = {
+        "conv_reply_depth": _floats(inputs, "reply_depth"),
+        "conv_root_author_replied": _floats(inputs, "root_author_replied"),
+        "conv_is_root_author": _floats(inputs, "is_root_author"),
+        "conv_reply_descendants": descendants,
+        "conv_size": size,
+        "conv_age_hours": _floats(inputs, "conversation_age_s") / 3600.0,
+        "conv_reply_age_hours": _floats(inputs, "reply_age_s") / 3600.0,
+        "conv_replier_follows_root_author": _floats(inputs, "replier_follows_root_author"),
+        "conv_root_author_follows_replier": _floats(inputs, "root_author_follows_replier"),
+        "conv_descendant_share": descendants / np.maximum(size, 1.0),
+    }
+    return {name: out[name] for name in CONVERSATION_FEATURES}
+
+
 # The on-demand views whose transformation is one of the functions above, by view name: the
 # Feast views (feature_repo/definitions.py) wrap them for frames, serving calls them on columns
 # (a test checks each pair agrees).
 ON_DEMAND_COLUMNS: dict[str, Callable[[FeatureTable], dict[str, np.ndarray]]] = {
     "request_time": request_time_columns,
     "request_affinity": affinity_columns,
+    "conversation": conversation_columns,
 }
 
 

@@ -40,6 +40,9 @@ class RankerBundle:
         self.embedding_dim = int(meta["embedding_dim"])
         self.version = str(meta.get("version", "local"))
         self.feature_set = str(meta["ranker"].get("feature_set", "full"))
+        # Where the bundle was loaded from (None for one built in memory): files saved beside
+        # the model, such as a tuned blend, are read from there.
+        self.directory: Path | None = None
 
     @property
     def uses_sparse(self) -> bool:
@@ -91,7 +94,9 @@ class RankerBundle:
                 f"bundle {directory} does not fit this code's model (another feature spec or "
                 f"architecture): {str(exc).splitlines()[0]}"
             ) from exc
-        return cls(model, meta)
+        bundle = cls(model, meta)
+        bundle.directory = Path(directory)
+        return bundle
 
     def predict_matrix(
         self, x: np.ndarray, ids: np.ndarray | None = None, batch_size: int = 8192

@@ -75,16 +75,18 @@ def log_and_register(
     extra_artifacts: dict[str, Path] | None = None,
     series: dict[str, list[float]] | None = None,
     params: dict[str, str] | None = None,
+    run_name: str | None = None,
 ) -> dict[str, str]:
     """One MLflow run with the resolved config, curves, metrics, report and models; `params` are
     logged beside the config's (e.g. the days the ranker learned from and was held out on).
 
     Registers the ranker under cfg.tracking.ranker_model_name and points `challenger` at it.
+    The run is named `run_name` (default ``feed_training-<config>``).
     """
     import mlflow
 
     client = configure_mlflow(cfg)
-    with mlflow.start_run(run_name=f"feed_training-{cfg.name}") as run:
+    with mlflow.start_run(run_name=run_name or f"feed_training-{cfg.name}") as run:
         mlflow.log_params({k: str(v)[:500] for k, v in {**cfg.flat(), **(params or {})}.items()})
         mlflow.log_dict(cfg.model_dump(mode="json", by_alias=True), "config/resolved.json")
         for step, record in enumerate(history):

@@ -45,9 +45,10 @@ def model_inputs(ranker: RankerConfig) -> tuple[str, ...]:
     return ("x", "s") if ranker.uses_sparse else ("x",)
 
 
-def prepare_arrays(cfg: FeedrankConfig) -> dict[str, int]:
-    """Training set parquet -> x (and s) / y arrays per split, in the model's feature order."""
-    frame = pd.read_parquet(cfg.paths.training_set)
+def prepare_arrays(cfg: FeedrankConfig, training_set: Path | None = None) -> dict[str, int]:
+    """Training set parquet (default: the feed's) -> x (and s) / y arrays per split, in the
+    model's feature order, at ``cfg.paths.ranker_arrays`` of the ranker's feature set."""
+    frame = pd.read_parquet(training_set or cfg.paths.training_set)
     dim = cfg.encoder.embedding_dim
     label_columns = [f"label_{head}" for head in cfg.ranker.heads]
     out: dict[str, np.ndarray] = {}
@@ -379,10 +380,19 @@ def save_bundle(
 
 def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
     """Fit the ranker with a TorchTrainer; save a RankerBundle under models/ranker; return metrics."""
+    return fit_ranker(cfg, cfg.paths.training_set, RankerTraining).model_dump()
+
+
+def fit_ranker(
+    cfg: FeedrankConfig, training_set: Path, handoff: type[RankerTraining]
+) -> RankerTraining:
+    """Fit `cfg.ranker` on a training set parquet with a TorchTrainer, save its RankerBundle
+    under ``cfg.paths.ranker_dir`` of its feature set and write the `handoff` (the feed's
+    `RankerTraining`, or a subclass bound to another path) that it returns."""
     from pipelines.ray_runtime import ray_session
     from pipelines.train.trainer import fit
 
-    sizes = prepare_arrays(cfg)
+    sizes = prepare_arrays(cfg, training_set)
     days = TrainingSetDays.read(cfg)  # the days the arrays come from, for the hand-off
     arrays = np.load(cfg.paths.ranker_arrays(cfg.ranker.feature_set))
     mask = log_mask(cfg.encoder.embedding_dim, cfg.ranker.feature_set)
@@ -394,7 +404,7 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
             loop_config(cfg, normalizer, mask),
             workers=cfg.ranker.num_workers,
             use_gpu=cfg.ranker.use_gpu,
-            run_name=f"ranker-{int(time.time())}",
+            run_name=f"ranker{_feature_set_tag(cfg.ranker.feature_set)}-{int(time.time())}",
             storage=cfg.paths.ray_results,
             keep=1,  # the loop reports one checkpoint: the best epoch's, after the last
         )
@@ -407,7 +417,7 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
     history = (
         result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
     )
-    summary = RankerTraining(
+    summary = handoff(
         seconds=seconds,
         train_rows=sizes["train_rows"],
         test_rows=sizes["test_rows"],
@@ -420,6 +430,15 @@ def train_ranker(cfg: FeedrankConfig) -> dict[str, Any]:
     )
     summary.write(cfg)
     log.info(
-        "ranker: trained in %.1f s on %d rows: %s", seconds, sizes["train_rows"], result.metrics
+        "ranker (%s): trained in %.1f s on %d rows: %s",
+        cfg.ranker.feature_set,
+        seconds,
+        sizes["train_rows"],
+        result.metrics,
     )
-    return summary.model_dump()
+    return summary
+
+
+def _feature_set_tag(feature_set: str) -> str:
+    """The run-name tag of a feature set's ranker: none for the feed's full set."""
+    return "" if feature_set == "full" else f"-{feature_set}"

@@ -57,6 +57,11 @@ def checked(scored: ScoredReplies, n: int) -> ScoredReplies:
 class ReplyScorer(Protocol):
     """Scores the candidate replies of a conversation page for a viewer."""
 
+    @property
+    def version(self) -> str:
+        """The version of the model that scores (what /healthz reports for replies)."""
+        ...
+
     async def score(self, viewer_id: int, root_id: int, candidates: pd.DataFrame) -> ScoredReplies:
         """candidates: [N rows] with CANDIDATE_COLUMNS (tweet_id, author_id, in_network: the
         viewer follows the author, in_reply_to_tweet_id, created_at UTC, depth: 1 for a direct

@@ -70,6 +70,10 @@ class FeedRankerReplyScorer:
         self.hydrate = hydrate
         self.weights = dict(weights)
 
+    @property
+    def version(self) -> str:
+        return self.model.version
+
     async def score(self, viewer_id: int, root_id: int, candidates: pd.DataFrame) -> ScoredReplies:
         keys = candidates[["tweet_id", "author_id", "in_network"]].reset_index(drop=True)
         features = await self.hydrate(viewer_id, keys)

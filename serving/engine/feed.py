@@ -236,6 +236,10 @@ class FeedEngine:
     def health(self) -> HealthResponse:
         return HealthResponse(
             model_versions={arm: model.version for arm, model in self.arms.items()},
+            reply_model_versions={
+                arm: self.reply_scorers.get(arm, self.reply_scorers["champion"]).version
+                for arm in self.arms
+            },
             challenger_share=self.challenger_share,
         )
 

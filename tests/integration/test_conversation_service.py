@@ -111,7 +111,8 @@ def test_a_root_page_is_ranked_by_the_champion_in_three_sections(served: Served)
     assert body["candidates_scored"] == sum(body["sources"].values())
     assert (body["ranking"], body["degraded"]) == ("model", False)
     assert (
-        body["model_version"] == served.client.get("/healthz").json()["model_versions"][body["arm"]]
+        body["model_version"]
+        == served.client.get("/healthz").json()["reply_model_versions"][body["arm"]]
     )
     for reply in linearized_replies(body):
         assert set(served.cfg.blend.weights) <= set(reply["predictions"])

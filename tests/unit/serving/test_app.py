@@ -20,7 +20,9 @@ def _fake_registry(aliases: dict[str, str]) -> types.ModuleType:
     module = types.ModuleType("pipelines.release.registry")
 
     def load_ranker(cfg: FeedrankConfig, alias: str) -> FakeRanker | None:
-        if alias not in aliases:
+        # This registry holds feed rankers only: no conversation ranker is registered.
+        conversation = cfg.tracking.ranker_model_name == cfg.tracking.conversation_model_name
+        if alias not in aliases or conversation:
             return None
         ranker = FakeRanker()
         ranker.version = aliases[alias]

@@ -314,7 +314,12 @@ def test_conversation_bad_body_is_422_naming_the_field(client: TestClient) -> No
 
 def test_healthz_and_openapi(client: TestClient) -> None:
     body = client.get("/healthz").json()
-    assert body == {"status": "ok", "model_versions": {"champion": "v1"}, "challenger_share": 0.0}
+    assert body == {
+        "status": "ok",
+        "model_versions": {"champion": "v1"},
+        "reply_model_versions": {"champion": "v1"},  # no conversation ranker: the feed's
+        "challenger_share": 0.0,
+    }
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/feed", "/conversation", "/healthz"} <= set(paths)
 

@@ -74,7 +74,14 @@ LOG = frozenset(
     + ("va_impressions", "va_engagements", "author_follower_ratio", "author_pagerank")
     + ("va_common_followees", "author_tweets_total", "va_engaged_tweets")
     + ("tweet_network_engagements_3d", "tweet_network_favs_3d", "viewer_topic_lift")
+    + ("conv_reply_descendants", "conv_size", "conv_age_hours", "conv_reply_age_hours")
 )
+CONVERSATION = (
+    "conv_reply_depth", "conv_root_author_replied", "conv_is_root_author",
+    "conv_reply_descendants", "conv_size", "conv_age_hours", "conv_reply_age_hours",
+    "conv_replier_follows_root_author", "conv_root_author_follows_replier",
+    "conv_descendant_share",
+)  # fmt: skip
 EMBEDDINGS = ("tweet_embedding", "viewer_embedding")
 
 
@@ -89,7 +96,13 @@ def test_the_spec_lists_derive_from_the_catalog_in_the_models_input_order() -> N
     assert spec.DENSE_FEATURES == DENSE
     assert spec.SKELETON_DENSE_FEATURES == SKELETON
     no_text = tuple(name for name in DENSE if name not in FROM_TEXT)
-    assert {"full": DENSE, "skeleton": SKELETON, "no_text": no_text} == spec.FEATURE_SETS
+    assert spec.CONVERSATION_FEATURES == CONVERSATION
+    assert {
+        "full": DENSE,
+        "skeleton": SKELETON,
+        "no_text": no_text,
+        "conversation": DENSE + CONVERSATION,  # the feed's inputs first, in their positions
+    } == spec.FEATURE_SETS
     assert spec.LOG_FEATURES == LOG
     assert spec.EMBEDDING_FEATURES == EMBEDDINGS
     assert spec.feature_names(2, "full")[-4:] == [
@@ -119,7 +132,8 @@ def test_field_names_are_unique_across_views_and_request_sources() -> None:
 
 
 def test_dense_positions_number_each_group_from_zero_without_gaps() -> None:
-    for group, views in catalog.DENSE_GROUPS.items():
+    groups = {**catalog.DENSE_GROUPS, **catalog.CONVERSATION_DENSE_GROUPS}
+    for group, views in groups.items():
         positions = sorted(
             field.dense
             for view in views
@@ -127,7 +141,7 @@ def test_dense_positions_number_each_group_from_zero_without_gaps() -> None:
             if field.dense is not None
         )
         assert positions == list(range(len(positions))), group
-    grouped = {view for views in catalog.DENSE_GROUPS.values() for view in views}
+    grouped = {view for views in groups.values() for view in views}
     for field in catalog.all_fields():
         if field.dense is not None:
             assert field.kind in ("int64", "float64"), field.name
@@ -137,7 +151,7 @@ def test_dense_positions_number_each_group_from_zero_without_gaps() -> None:
 
 
 def test_the_model_flags_are_consistent() -> None:
-    dense = {field.name for field in catalog.dense_inputs()}
+    dense = {field.name for field in catalog.conversation_dense_inputs()}  # the feed's and more
     for field in catalog.all_fields():
         # Only dense inputs are log-transformed or in the reduced sets.
         if field.log or field.skeleton:
