@@ -5,7 +5,9 @@ not set by hand: every combination of `conversation_blend.grid` is tried on the 
 the one whose score orders each conversation request's replies best by realized dwell (mean
 NDCG@k, gain = dwell in seconds) wins. The held-out requests are split in two by request id: the
 search sees one half (`tune`), the other half (`check`) measures the chosen weights on requests
-it did not see, against the hand weights (`conversation_blend.weights`).
+it did not see, against the hand weights (`conversation_blend.weights`). Only requests that
+showed at least two replies take part: a single reply is in its only order whatever the weights,
+and its NDCG of 1 would only pull every combination towards the same figure.
 """
 
 from __future__ import annotations
@@ -65,6 +67,12 @@ class BlendSearch:
     check_ndcg_tuned: float
 
 
+def ranked_rows(requests: np.ndarray) -> np.ndarray:
+    """[N] bool: the rows of requests with at least two rows (an order to choose)."""
+    _, codes, sizes = np.unique(np.asarray(requests), return_inverse=True, return_counts=True)
+    return np.asarray(sizes[codes] >= 2)
+
+
 def tune_half(requests: np.ndarray) -> np.ndarray:
     """[N] bool: the rows of the requests the search sees (even request ids); the others check."""
     return np.asarray(requests, dtype=np.int64) % 2 == 0
@@ -77,7 +85,8 @@ def search_blend(
     blend: ConversationBlendConfig,
     k: int,
 ) -> BlendSearch:
-    """Grid search of the blend weights on the `tune` half of the held-out rows.
+    """Grid search of the blend weights on the `tune` half of the held-out rows (of requests
+    with at least two replies).
 
     Args:
         requests: [N] conversation request of each held-out row.
@@ -90,6 +99,9 @@ def search_blend(
     ValueError when the tune half has no request with a positive dwell (nothing to tune on).
     """
     gains = dwell_gains(dwell_ms)
+    ranked = ranked_rows(requests)
+    requests, gains = np.asarray(requests)[ranked], gains[ranked]
+    predictions = {head: np.asarray(p)[ranked] for head, p in predictions.items()}
     tune = tune_half(requests)
     tune_predictions = {head: np.asarray(p)[tune] for head, p in predictions.items()}
     best: tuple[float, dict[str, float]] | None = None

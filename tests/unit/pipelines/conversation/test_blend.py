@@ -79,3 +79,19 @@ def test_held_out_rows_without_any_dwell_cannot_tune_the_blend() -> None:
     requests, dwell_ms, predictions = requests_with_dwell()
     with pytest.raises(ValueError, match="positive dwell"):
         search_blend(requests, np.zeros_like(dwell_ms), predictions, blend({"fav": (1.0,)}), k=3)
+
+
+def test_requests_of_a_single_reply_take_no_part_in_the_search() -> None:
+    requests, dwell_ms, predictions = requests_with_dwell()
+    singles = np.arange(1000, 1100)  # a hundred one-reply requests, none of which can be ordered
+    with_singles = (
+        np.r_[requests, singles],
+        np.r_[dwell_ms, np.full(len(singles), 20_000.0)],
+        {head: np.r_[values, np.full(len(singles), 0.5)] for head, values in predictions.items()},
+    )
+    grid = blend({"fav": (0.0, 1.0), "dwell": (0.0, 5.0)})
+    alone = search_blend(requests, dwell_ms, predictions, grid, k=3)
+    mixed = search_blend(*with_singles, grid, k=3)
+    assert mixed.tune_requests + mixed.check_requests == 40
+    assert mixed.check_ndcg_hand == pytest.approx(alone.check_ndcg_hand)
+    assert mixed.weights == alone.weights
