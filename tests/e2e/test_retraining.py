@@ -136,3 +136,19 @@ def test_the_second_runs_mlflow_run_records_its_days(
     assert params["holdout.served"] == "true"
     assert served_day["day"] not in params["train.days"].split(",")
     assert len(params["train.days"].split(",")) == len(TrainingSetDays.read(trained_cfg).train_days)
+
+
+def test_the_second_run_trains_the_reply_ranker_on_the_replies_served_that_day(
+    served_day: dict[str, Any],
+    second_run: subprocess.CompletedProcess[str],
+    trained_cfg: FeedrankConfig,
+) -> None:
+    cfg, day = trained_cfg, served_day["day"]
+    impressions = read_table(cfg.paths.raw, "impressions", [day])
+    replies = impressions[impressions["surface"] == "conversation"]
+    assert len(replies) > 0  # the simulated users opened conversations and the lake has them
+    truth = read_table(cfg.paths.truth, "truth", [day])
+    assert set(replies["impression_id"]) <= set(truth["impression_id"])
+    conversation = pd.read_parquet(cfg.paths.conversation_training_set)
+    held_out = conversation[conversation["split"] == "test"]
+    assert set(held_out["impression_id"]) == set(replies["impression_id"])

@@ -10,6 +10,7 @@ import pytest
 
 from pipelines.config import FeedrankConfig
 from pipelines.features.batch import write_feature_table
+from pipelines.inputs import catalog
 
 pytestmark = pytest.mark.integration
 DAY = pd.Timestamp("2026-03-02", tz="UTC")
@@ -81,11 +82,16 @@ def test_one_feature_service_per_ranker_version(
     )
     assert views["ranker_v1"] < views["ranker_v2"]
     assert views["ranker_v2"] - views["ranker_v1"] == {"author_content", "request_affinity"}
+    # On-demand views carry their fields' meanings in the view's description (Feast compares
+    # their declared and inferred fields description and all).
+    on_demand = {view.name for view in catalog.ON_DEMAND_VIEWS}
     for service in services.values():
         for projection in service.feature_view_projections:
-            assert all(f.description for f in projection.features) or projection.name.startswith(
-                "request_"
+            assert all(f.description for f in projection.features) or (
+                projection.name in on_demand
             ), projection.name
+    for view in feature_store(cfg).list_on_demand_feature_views():
+        assert all(field.name in view.description for field in view.features), view.name
 
 
 def test_online_store_serves_the_latest_values(trained_cfg: FeedrankConfig) -> None:
