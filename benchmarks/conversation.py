@@ -27,6 +27,7 @@ import asyncio
 import gc
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -231,6 +232,18 @@ def measure_latency(cfg: FeedrankConfig) -> dict[str, Any]:
     }
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float as None (a stratum of fewer than two trees has no
+    interval), so the last line is strict JSON."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def real_trees_json(figures: dict[str, Any]) -> dict[str, Any]:
     """The ``{stratum: {model: {ndcg10, ci, recall10}}}`` block of a protocol."""
     return {
@@ -291,7 +304,7 @@ def main(
         "seconds": figures["seconds"],
         "latency": latency,
     }
-    print(json.dumps(summary))
+    print(json.dumps(json_safe(summary), allow_nan=False))
 
 
 if __name__ == "__main__":

@@ -212,7 +212,7 @@ class ConversationSection(BaseModel):
     )
     replies: list[ReplyNode] = Field(
         description="Top-level threads in product order: replies by accounts the viewer follows "
-        "that the focal tweet's author replied to, then verified accounts, then everyone else, "
+        "that the root author replied to, then verified accounts, then everyone else, "
         "each group by thread score."
     )
     more_replies: int = Field(

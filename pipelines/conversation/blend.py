@@ -103,6 +103,11 @@ def search_blend(
     requests, gains = np.asarray(requests)[ranked], gains[ranked]
     predictions = {head: np.asarray(p)[ranked] for head, p in predictions.items()}
     tune = tune_half(requests)
+    if tune.all() or not tune.any():
+        raise ValueError(
+            "conversation blend: the held-out requests of two or more replies do not fill both "
+            f"halves (tune {int(tune.sum())} rows, check {int((~tune).sum())})"
+        )
     tune_predictions = {head: np.asarray(p)[tune] for head, p in predictions.items()}
     best: tuple[float, dict[str, float]] | None = None
     combinations = 0

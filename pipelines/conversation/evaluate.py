@@ -2,7 +2,9 @@
 ranker vs LightGBM, logistic regression and the oracle (the world's true probabilities), with the
 feed evaluation's code and metric names under a `conv_` model prefix (`conv_ranker_rce_fav`,
 `conv_lgbm_ndcg`, `conv_oracle_rce_reply`), after the blend weights are tuned by grid search
-(:mod:`pipelines.conversation.blend`) for the blended NDCG and the serving score.
+(:mod:`pipelines.conversation.blend`) for the blended NDCG and the serving score. The blended
+NDCGs are measured on the requests the search did not see (its check half, requests of two
+replies or more); the per-head metrics on every held-out row.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.conversation.blend import BlendSearch, search_blend
+from pipelines.conversation.blend import BlendSearch, ranked_rows, search_blend, tune_half
 from pipelines.conversation.ranker import conversation_config, skip_reason
 from pipelines.conversation.training_set import DWELL_COLUMN
 from pipelines.evaluate.offline import (
     HeldOut,
+    blended_ndcg,
     flatten_metrics,
     held_out_rows,
     model_predictions,
@@ -78,6 +81,35 @@ def blend_metrics(search: BlendSearch) -> dict[str, float]:
     return {prefixed(name): value for name, value in metrics.items()}
 
 
+def check_half_ndcg(
+    tuned: FeedrankConfig, held: HeldOut, predictions: dict[str, dict[str, np.ndarray]]
+) -> dict[str, dict[str, float]]:
+    """``{"ndcg": {model: x}, "ndcg_realized": {model: x}}``: every model's blended NDCG (the
+    tuned weights) on the held-out requests the blend search did not see (its check half), so
+    the weights chosen on the ranker's own predictions flatter no model."""
+    requests = held.test["request_id"].to_numpy()
+    check = ~tune_half(requests) & ranked_rows(requests)
+    if not check.any():
+        raise ValueError("conversation evaluation: no held-out request of the check half")
+    oracle = predictions.get("oracle")
+    out: dict[str, dict[str, float]] = {"ndcg": {}, "ndcg_realized": {}}
+    for model, per_head in predictions.items():
+        seen = {head: values[check] for head, values in per_head.items()}
+        realized = blended_ndcg(tuned, requests[check], held.y[check], seen)
+        out["ndcg_realized"][model] = realized
+        out["ndcg"][model] = (
+            realized
+            if oracle is None
+            else blended_ndcg(
+                tuned,
+                requests[check],
+                {head: values[check] for head, values in oracle.items()},
+                seen,
+            )
+        )
+    return out
+
+
 def evaluate_conversation(cfg: FeedrankConfig) -> dict[str, Any]:
     """The `evaluate_conversation` step: tune the blend weights on the held-out days (written
     beside the bundle, the `ConversationBlend` hand-off), then score every model on the held-out
@@ -107,7 +139,9 @@ def evaluate_conversation(cfg: FeedrankConfig) -> dict[str, Any]:
     ).write(cfg)
     tuned = conversation_config(cfg, search.weights)
     # Scored under the feed's model names (the oracle is found by its name), then renamed.
-    results = prefix_models(score_models(tuned, held, predictions))
+    results = score_models(tuned, held, predictions)
+    results.update(check_half_ndcg(tuned, held, predictions))
+    results = prefix_models(results)
     results["holdout_days"] = TrainingSetDays.read(cfg).holdout_days
     written = write_report(results, cfg.paths.conversation_evaluation)
     metrics = {prefixed(k): v for k, v in flatten_metrics(results).items()}

@@ -1,8 +1,8 @@
 """Product order of the top-level threads of a conversation page.
 
-Three groups, in this order: replies by accounts the viewer follows that the focal tweet's author
-replied to (on a root's page, the root author), then replies by verified accounts, then everyone
-else. Within a group the ML score orders: the thread score of linearization, best first.
+Three groups, in this order: replies by accounts the viewer follows that the conversation's root
+author replied to (on a reply's page too: the root author, not the clicked reply's), then replies
+by verified accounts, then everyone else. Within a group the ML score orders: the thread score of linearization, best first.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def product_groups(
     followed: np.ndarray, author_replied: np.ndarray, verified: np.ndarray
 ) -> np.ndarray:
     """Group index [K] into GROUPS of K top-level replies, from bool [K] each: the viewer follows
-    its author, the focal tweet's author replied to it, its author is verified."""
+    its author, the root author replied to it, its author is verified."""
     return np.where(followed & author_replied, 0, np.where(verified, 1, 2)).astype(np.int64)
 
 

@@ -43,8 +43,8 @@ class Caps:
 @dataclass(frozen=True)
 class Fetched:
     """The candidates of one page: index rows [N], the source of each [N], counts per source,
-    and the ids [R] (sorted) of every reply below the focal tweet that the focal tweet's author
-    answered (fetched or not)."""
+    and the ids [R] (sorted) of every reply below the focal tweet that the conversation's root
+    author answered (fetched or not)."""
 
     rows: np.ndarray
     source: np.ndarray
@@ -118,9 +118,10 @@ def fetch(
     repaired = store.repair(fetched, focal_id)
     parts = {"recent_replies": recent, "top_replies": top, "ancestors": repaired}
     arrays = index.arrays
-    by_author = below[
-        arrays.author_id[below] == arrays.author_id[index.rows_of(np.array([focal_id]))[0]]
-    ]
+    # The conversation's root (the top of the focal tweet's chain, or the focal tweet itself).
+    above = store.chain(focal_id)
+    root_row = int(above[0]) if len(above) else int(index.rows_of(np.array([focal_id]))[0])
+    by_author = below[arrays.author_id[below] == arrays.author_id[root_row]]
     return Fetched(
         rows=np.concatenate(list(parts.values())),
         source=np.repeat(np.array(SOURCES), [len(part) for part in parts.values()]),

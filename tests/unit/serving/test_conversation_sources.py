@@ -160,7 +160,7 @@ def test_a_small_cache_is_repaired_into_one_tree_below_the_root(index: WorldInde
     assert len(ids) == len(fetched.rows)
 
 
-def test_fetch_knows_which_replies_the_focal_author_answered() -> None:
+def test_fetch_knows_which_replies_the_root_author_answered() -> None:
     cfg = conversation_cfg()
     frames = conversation_frames(3)
     tweets = frames["tweets"]
@@ -169,6 +169,27 @@ def test_fetch_knows_which_replies_the_focal_author_answered() -> None:
     index = conversation_index(cfg, frames)
     fetched = fetch(index, AncestorStore(index), BIG_ROOT, NOW_NS, Caps(10, 0), cfg.conversation)
     assert fetched.author_replied.tolist() == [BIG_ROOT + 1]
+
+
+def test_on_a_reply_s_page_the_root_author_s_answers_count_not_the_clicked_reply_author_s() -> None:
+    cfg = conversation_cfg()
+    frames = conversation_frames(5)
+    tweets = frames["tweets"]
+    # root <- 1 (by user 7) <- 2 <- 3 (by user 7, the clicked reply's author) and 2 <- 4, 3 <- 5
+    tweets["in_reply_to_tweet_id"] = [
+        None,
+        BIG_ROOT,
+        BIG_ROOT + 1,
+        BIG_ROOT + 2,
+        BIG_ROOT + 2,
+        BIG_ROOT + 3,
+    ]
+    tweets["author_id"] = [1, 7, 8, 7, 9, 1]  # the root author (1) answers reply 3
+    index = conversation_index(cfg, frames)
+    fetched = fetch(
+        index, AncestorStore(index), BIG_ROOT + 1, NOW_NS, Caps(10, 0), cfg.conversation
+    )
+    assert fetched.author_replied.tolist() == [BIG_ROOT + 3]
 
 
 def test_the_world_index_knows_verified_accounts_and_parent_links_after_growing(
