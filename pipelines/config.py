@@ -533,18 +533,9 @@ class RankerConfig(StrictModel):
         return self.feature_set == "full" and self.sparse_buckets > 0
 
 
-# The conversation ranker's heads: the actions the world draws on every conversation impression.
-CONVERSATION_HEADS: tuple[str, ...] = (
-    "fav",
-    "reply",
-    "retweet",
-    "quote",
-    "profile_click",
-    "negative",
-    "report",
-    "dwell",
-    "reply_engaged_by_author",
-)
+# The conversation ranker's heads: the actions the world draws on every conversation impression,
+# and `dwell` (the regression head of the dwell time is the feed's alone).
+CONVERSATION_HEADS: tuple[str, ...] = tuple(h for h in HEADS if h not in REGRESSION_HEADS)
 
 
 class ConversationRankerConfig(RankerConfig):
