@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -246,7 +247,7 @@ def run_step(
     """Run one step on a config (a name, a path or a loaded config) with the run's `options`
     (those the step declares are passed to it; see :func:`options_for`); returns its summary
     with the step's wall time, keeping only scalar fields (what an XCom and a log line should
-    hold)."""
+    hold; a NaN or infinite figure becomes None, as an XCom must be JSON)."""
     if name not in STEPS_BY_NAME:
         raise KeyError(f"unknown step {name!r}; steps: {[step.name for step in STEPS]}")
     step = STEPS_BY_NAME[name]
@@ -255,7 +256,7 @@ def run_step(
     started = time.perf_counter()
     result = step.function()(cfg, **chosen)
     summary = {
-        key: value
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
         for key, value in (result if isinstance(result, dict) else {"result": result}).items()
         if value is None or isinstance(value, str | int | float | bool)
     }

@@ -53,6 +53,10 @@ def dwell_ndcg(
     return mean_ndcg_at_k(requests, gains, blend_scores(predictions, weights), k)
 
 
+class TooFewRequestsError(ValueError):
+    """The held-out requests cannot tune the blend (a half empty, or no dwell to order by)."""
+
+
 @dataclass(frozen=True)
 class BlendSearch:
     """The chosen weights and what they and the hand weights score on each half."""
@@ -65,6 +69,13 @@ class BlendSearch:
     tune_ndcg_tuned: float
     check_ndcg_hand: float
     check_ndcg_tuned: float
+
+
+def hand_blend(blend: ConversationBlendConfig) -> BlendSearch:
+    """The hand weights kept, as a search that tried nothing (every figure NaN): what a run
+    whose held-out requests cannot tune the blend serves with."""
+    nan = float("nan")
+    return BlendSearch(dict(blend.weights), 0, 0, 0, nan, nan, nan, nan)
 
 
 def ranked_rows(requests: np.ndarray) -> np.ndarray:
@@ -104,7 +115,7 @@ def search_blend(
     predictions = {head: np.asarray(p)[ranked] for head, p in predictions.items()}
     tune = tune_half(requests)
     if tune.all() or not tune.any():
-        raise ValueError(
+        raise TooFewRequestsError(
             "conversation blend: the held-out requests of two or more replies do not fill both "
             f"halves (tune {int(tune.sum())} rows, check {int((~tune).sum())})"
         )
@@ -117,7 +128,7 @@ def search_blend(
         if value == value and (best is None or value > best[0]):
             best = (value, weights)
     if best is None:
-        raise ValueError(
+        raise TooFewRequestsError(
             "conversation blend: no held-out request of the tune half has a positive dwell"
         )
     check = ~tune

@@ -17,7 +17,14 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeedrankConfig
-from pipelines.conversation.blend import BlendSearch, ranked_rows, search_blend, tune_half
+from pipelines.conversation.blend import (
+    BlendSearch,
+    TooFewRequestsError,
+    hand_blend,
+    ranked_rows,
+    search_blend,
+    tune_half,
+)
 from pipelines.conversation.ranker import conversation_config, skip_reason
 from pipelines.conversation.training_set import DWELL_COLUMN
 from pipelines.evaluate.offline import (
@@ -86,11 +93,16 @@ def check_half_ndcg(
 ) -> dict[str, dict[str, float]]:
     """``{"ndcg": {model: x}, "ndcg_realized": {model: x}}``: every model's blended NDCG (the
     tuned weights) on the held-out requests the blend search did not see (its check half), so
-    the weights chosen on the ranker's own predictions flatter no model."""
+    the weights chosen on the ranker's own predictions flatter no model; over every held-out
+    request when the check half has none of two or more replies (a small served day)."""
     requests = held.test["request_id"].to_numpy()
     check = ~tune_half(requests) & ranked_rows(requests)
     if not check.any():
-        raise ValueError("conversation evaluation: no held-out request of the check half")
+        log.warning(
+            "conversation evaluation: no held-out request of two or more replies in the check "
+            "half; the blended NDCGs are over every held-out request"
+        )
+        check = np.ones(len(requests), dtype=bool)
     oracle = predictions.get("oracle")
     out: dict[str, dict[str, float]] = {"ndcg": {}, "ndcg_realized": {}}
     for model, per_head in predictions.items():
@@ -125,13 +137,17 @@ def evaluate_conversation(cfg: FeedrankConfig) -> dict[str, Any]:
     held = held_out_rows(hand, arrays, truth, cfg.paths.conversation_training_set)
     predictions = model_predictions(hand, arrays, held, truth)
     requests = held.test["request_id"].to_numpy()
-    search = search_blend(
-        requests,
-        held_out_dwell(cfg, held),
-        predictions["ranker"],
-        cfg.conversation_blend,
-        cfg.promote.ndcg_k,
-    )
+    try:
+        search = search_blend(
+            requests,
+            held_out_dwell(cfg, held),
+            predictions["ranker"],
+            cfg.conversation_blend,
+            cfg.promote.ndcg_k,
+        )
+    except TooFewRequestsError as exc:
+        log.warning("conversation evaluation: %s; the hand weights are kept", exc)
+        search = hand_blend(cfg.conversation_blend)
     ConversationBlend(
         hand_weights=dict(cfg.conversation_blend.weights),
         k=cfg.promote.ndcg_k,

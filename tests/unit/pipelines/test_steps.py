@@ -54,9 +54,24 @@ def test_a_step_summary_keeps_scalars_and_its_wall_time(monkeypatch: pytest.Monk
     assert "curve" not in summary and summary["seconds"] >= 0
 
 
+def test_a_step_summary_is_json_with_no_figure_as_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = Step("fake", "tests.unit.pipelines.test_steps:fake_step", "a fake step")
+    monkeypatch.setitem(steps.STEPS_BY_NAME, "fake", fake)
+    summary = run_step("fake", "smoke")
+    assert summary["gain"] is None and summary["high"] is None and summary["share"] == 0.5
+    json.dumps(summary, allow_nan=False)  # what an Airflow XCom takes
+
+
 def fake_step(cfg):  # type: ignore[no-untyped-def]
-    """A step that returns scalars and a list."""
-    return {"rows": 3, "name": cfg.name, "curve": [1, 2]}
+    """A step that returns scalars (some not finite: a gate with nothing to compare) and a list."""
+    return {
+        "rows": 3,
+        "name": cfg.name,
+        "curve": [1, 2],
+        "gain": float("nan"),
+        "high": float("inf"),
+        "share": 0.5,
+    }
 
 
 def test_the_cli_has_one_command_per_step_and_the_serving_commands() -> None:

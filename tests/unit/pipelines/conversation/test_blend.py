@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from pipelines.config import ConversationBlendConfig
-from pipelines.conversation.blend import grid_weights, search_blend, tune_half
+from pipelines.conversation.blend import (
+    TooFewRequestsError,
+    grid_weights,
+    hand_blend,
+    search_blend,
+    tune_half,
+)
 
 HAND = {"fav": 1.0, "negative": -2.0}
 
@@ -95,3 +101,22 @@ def test_requests_of_a_single_reply_take_no_part_in_the_search() -> None:
     assert mixed.tune_requests + mixed.check_requests == 40
     assert mixed.check_ndcg_hand == pytest.approx(alone.check_ndcg_hand)
     assert mixed.weights == alone.weights
+
+
+def test_held_out_requests_that_leave_a_half_empty_cannot_tune_the_blend() -> None:
+    requests, dwell_ms, predictions = requests_with_dwell()
+    even = requests % 2 == 0  # the tune half only: nothing would check the choice
+    with pytest.raises(TooFewRequestsError, match="both halves"):
+        search_blend(
+            requests[even],
+            dwell_ms[even],
+            {head: values[even] for head, values in predictions.items()},
+            blend({"fav": (1.0,)}),
+            k=3,
+        )
+
+
+def test_a_run_that_cannot_tune_keeps_the_hand_weights_and_says_it_tried_nothing() -> None:
+    kept = hand_blend(blend({"fav": (0.0, 1.0)}))
+    assert kept.weights == HAND and kept.combinations == 0
+    assert np.isnan(kept.check_ndcg_tuned) and np.isnan(kept.check_ndcg_hand)
