@@ -15,12 +15,12 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
 from pipelines.config import ConversationBlendConfig
 from pipelines.evaluate.metrics import mean_ndcg_at_k
+from pipelines.handoffs import ConversationBlend
 from pipelines.ranking import blend_scores
 
 log = logging.getLogger(__name__)
@@ -57,25 +57,22 @@ class TooFewRequestsError(ValueError):
     """The held-out requests cannot tune the blend (a half empty, or no dwell to order by)."""
 
 
-@dataclass(frozen=True)
-class BlendSearch:
-    """The chosen weights and what they and the hand weights score on each half."""
-
-    weights: dict[str, float]
-    combinations: int
-    tune_requests: int
-    check_requests: int
-    tune_ndcg_hand: float
-    tune_ndcg_tuned: float
-    check_ndcg_hand: float
-    check_ndcg_tuned: float
-
-
-def hand_blend(blend: ConversationBlendConfig) -> BlendSearch:
+def hand_blend(blend: ConversationBlendConfig, k: int) -> ConversationBlend:
     """The hand weights kept, as a search that tried nothing (every figure NaN): what a run
     whose held-out requests cannot tune the blend serves with."""
     nan = float("nan")
-    return BlendSearch(dict(blend.weights), 0, 0, 0, nan, nan, nan, nan)
+    return ConversationBlend(
+        weights=dict(blend.weights),
+        hand_weights=dict(blend.weights),
+        k=k,
+        combinations=0,
+        tune_requests=0,
+        check_requests=0,
+        tune_ndcg_hand=nan,
+        tune_ndcg_tuned=nan,
+        check_ndcg_hand=nan,
+        check_ndcg_tuned=nan,
+    )
 
 
 def ranked_rows(requests: np.ndarray) -> np.ndarray:
@@ -95,7 +92,7 @@ def search_blend(
     predictions: Mapping[str, np.ndarray],
     blend: ConversationBlendConfig,
     k: int,
-) -> BlendSearch:
+) -> ConversationBlend:
     """Grid search of the blend weights on the `tune` half of the held-out rows (of requests
     with at least two replies).
 
@@ -137,8 +134,10 @@ def search_blend(
     def on_check(weights: Mapping[str, float]) -> float:
         return dwell_ndcg(requests[check], gains[check], check_predictions, weights, k)
 
-    search = BlendSearch(
+    search = ConversationBlend(
         weights=best[1],
+        hand_weights=dict(blend.weights),
+        k=k,
         combinations=combinations,
         tune_requests=int(np.unique(requests[tune]).size),
         check_requests=int(np.unique(requests[check]).size),

@@ -10,7 +10,6 @@ replies or more); the per-head metrics on every held-out row.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,6 @@ import pandas as pd
 
 from pipelines.config import FeedrankConfig
 from pipelines.conversation.blend import (
-    BlendSearch,
     TooFewRequestsError,
     hand_blend,
     ranked_rows,
@@ -78,7 +76,7 @@ def held_out_dwell(cfg: FeedrankConfig, held: HeldOut) -> np.ndarray:
     return dwell.reindex(held.test["impression_id"].to_numpy()).to_numpy(dtype=np.float64)
 
 
-def blend_metrics(search: BlendSearch) -> dict[str, float]:
+def blend_metrics(search: ConversationBlend) -> dict[str, float]:
     """The blend search as flat metrics: the tuned weight of every head, and the dwell NDCG of
     hand and tuned weights on the requests the search did not see."""
     metrics = {f"blend_weight_{head}": float(w) for head, w in search.weights.items()}
@@ -147,12 +145,8 @@ def evaluate_conversation(cfg: FeedrankConfig) -> dict[str, Any]:
         )
     except TooFewRequestsError as exc:
         log.warning("conversation evaluation: %s; the hand weights are kept", exc)
-        search = hand_blend(cfg.conversation_blend)
-    ConversationBlend(
-        hand_weights=dict(cfg.conversation_blend.weights),
-        k=cfg.promote.ndcg_k,
-        **asdict(search),
-    ).write(cfg)
+        search = hand_blend(cfg.conversation_blend, cfg.promote.ndcg_k)
+    search.write(cfg)
     tuned = conversation_config(cfg, search.weights)
     # Scored under the feed's model names (the oracle is found by its name), then renamed.
     results = score_models(tuned, held, predictions)

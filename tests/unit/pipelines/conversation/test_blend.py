@@ -117,6 +117,6 @@ def test_held_out_requests_that_leave_a_half_empty_cannot_tune_the_blend() -> No
 
 
 def test_a_run_that_cannot_tune_keeps_the_hand_weights_and_says_it_tried_nothing() -> None:
-    kept = hand_blend(blend({"fav": (0.0, 1.0)}))
-    assert kept.weights == HAND and kept.combinations == 0
+    kept = hand_blend(blend({"fav": (0.0, 1.0)}), k=10)
+    assert kept.weights == kept.hand_weights == HAND and kept.combinations == 0
     assert np.isnan(kept.check_ndcg_tuned) and np.isnan(kept.check_ndcg_hand)
